@@ -1,0 +1,122 @@
+"""Feature containers released by a victim system: the base class, specs, requirements, kind registry."""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from bench.registry import Registry
+
+# Feature kinds (container classes) by name, so that cached features load back into the right class.
+feature_kinds: Registry[type["FeatureSet"]] = Registry("feature_kinds")
+
+
+def register_feature_kind(cls: type["FeatureSet"]) -> type["FeatureSet"]:
+    """Class decorator: make a FeatureSet subclass loadable from the cache by its `kind`."""
+    feature_kinds.register(cls.kind, cls, summary=(cls.__doc__ or "").strip().split("\n")[0])
+    return cls
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What a stage releases: the feature kind and its capability flags (e.g. has_coordinates)."""
+
+    kind: str
+    flags: Mapping[str, bool] = field(default_factory=dict)
+
+    def with_flags(self, **changes: bool) -> "FeatureSpec":
+        return FeatureSpec(self.kind, {**dict(self.flags), **changes})
+
+    def describe(self) -> str:
+        on = [k for k, v in sorted(self.flags.items()) if v]
+        off = [k for k, v in sorted(self.flags.items()) if not v]
+        parts = [self.kind]
+        if on:
+            parts.append("+" + ",+".join(on))
+        if off:
+            parts.append("-" + ",-".join(off))
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What an attack consumes: a feature kind ('*' for any) and flags that must be true (or false)."""
+
+    kind: str
+    flags: Mapping[str, bool] = field(default_factory=dict)
+
+    def accepts(self, spec: FeatureSpec) -> bool:
+        if self.kind != "*" and spec.kind != self.kind:
+            return False
+        return all(spec.flags.get(k, False) == v for k, v in self.flags.items())
+
+    def describe(self) -> str:
+        if not self.flags:
+            return self.kind
+        return self.kind + " with " + ", ".join(f"{k}={v}" for k, v in sorted(self.flags.items()))
+
+
+class FeatureSet(ABC):
+    """N per-image feature records of one kind, with capability flags; saved to and loaded from a folder."""
+
+    kind: ClassVar[str] = ""
+    default_flags: ClassVar[Mapping[str, bool]] = {}
+
+    def __init__(self, flags: Mapping[str, bool] | None = None, meta: Mapping[str, Any] | None = None) -> None:
+        self.flags: dict[str, bool] = {**dict(self.default_flags), **dict(flags or {})}
+        self.meta: dict[str, Any] = dict(meta or {})
+
+    @property
+    def spec(self) -> FeatureSpec:
+        return FeatureSpec(self.kind, dict(self.flags))
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """Number of images the set describes."""
+
+    @abstractmethod
+    def subset(self, indices: Sequence[int]) -> "FeatureSet":
+        """A new set holding the records at `indices`, in that order (flags and meta kept)."""
+
+    @abstractmethod
+    def _save_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays that hold the set; each is written as NAME.npy."""
+
+    @classmethod
+    @abstractmethod
+    def _from_arrays(cls, arrays: dict[str, np.ndarray], flags: dict[str, bool], meta: dict[str, Any]) -> "FeatureSet":
+        """Rebuild a set from the arrays `_save_arrays` returned."""
+
+    def preview(self, index: int, background: np.ndarray) -> np.ndarray:
+        """An H×W×3 uint8 picture of record `index` drawn over `background` (the original); default: background."""
+        return background
+
+    def save(self, directory: Path) -> list[Path]:
+        """Write arrays (.npy, memory-mappable) and meta.json into `directory`; returns the files written."""
+        directory.mkdir(parents=True, exist_ok=True)
+        files = []
+        for name, arr in self._save_arrays().items():
+            path = directory / f"{name}.npy"
+            np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
+            files.append(path)
+        info = {"kind": self.kind, "flags": self.flags, "meta": self.meta}
+        meta_path = directory / "features.json"
+        meta_path.write_text(json.dumps(info, sort_keys=True, indent=1))
+        files.append(meta_path)
+        return files
+
+    @staticmethod
+    def load(directory: Path, mmap: bool = True) -> "FeatureSet":
+        """Load any registered kind from a folder written by `save` (arrays memory-mapped by default)."""
+        info = json.loads((directory / "features.json").read_text())
+        cls = feature_kinds.get(info["kind"]).obj
+        arrays = {
+            p.stem: np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
+            for p in sorted(directory.glob("*.npy"))
+        }
+        return cls._from_arrays(arrays, dict(info["flags"]), dict(info["meta"]))

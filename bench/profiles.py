@@ -1,0 +1,49 @@
+"""Named run profiles (smoke, cpu, paper): resolutions and split sizes, the one place they are set.
+
+Each attack keeps its own per-profile hyper-parameters beside its code (one file per attack), under the same
+three names; this module holds what is shared by every run: the victim's resolution, the resolution that
+reconstructions are produced and scored at, and the default split sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bench.errors import BenchError
+
+
+@dataclass(frozen=True)
+class RunProfile:
+    """Run-wide settings of one profile."""
+
+    name: str
+    extract_size: int  # the victim extracts features from images at this square size
+    image_size: int  # attacks reconstruct, and metrics score, at this square size
+    n_train: int  # default size of the attacker's auxiliary split
+    n_test: int  # default size of the private split that is reconstructed and scored
+    eval_batch: int  # batch size for reconstruction and metrics
+    purpose: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PROFILES: dict[str, RunProfile] = {
+    "smoke": RunProfile("smoke", extract_size=64, image_size=32, n_train=24, n_test=8, eval_batch=8,
+                        purpose="seconds, for tests: tiny images and networks, a few steps"),
+    "cpu": RunProfile("cpu", extract_size=128, image_size=64, n_train=1500, n_test=200, eval_batch=50,
+                      purpose="the default: minutes on a 2-core laptop at 64x64, reduced widths"),
+    "paper": RunProfile("paper", extract_size=256, image_size=256, n_train=24000, n_test=3000, eval_batch=16,
+                        purpose="the published configuration (256x256, full widths, all losses), for a GPU"),
+}
+
+DEFAULT_PROFILE = "cpu"
+
+
+def get_profile(name: str) -> RunProfile:
+    """The profile called `name`, or a BenchError listing the profiles."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise BenchError(f"unknown profile {name!r}; profiles: {', '.join(PROFILES)}") from None

@@ -1,0 +1,1 @@
+"""Built-in plugins of this kind register themselves on import."""

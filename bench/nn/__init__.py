@@ -1,0 +1,1 @@
+"""Shared neural-network building blocks (residual units, AdaIN, VGG19 features)."""

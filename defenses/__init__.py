@@ -1,1 +1,4 @@
-"""Built-in plugins of this kind register themselves on import."""
+"""Built-in defenses; each module registers its plugin on import."""
+
+from bench.defenses import coordinates  # noqa: F401  (registers "drop-coordinates")
+from bench.defenses import none  # noqa: F401  (registers "none")

@@ -1,1 +1,5 @@
 """Built-in plugins of this kind register themselves on import."""
+
+from bench.extractors.sift import SiftExtractor
+
+__all__ = ["SiftExtractor"]

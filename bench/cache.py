@@ -1,0 +1,85 @@
+"""Stage cache: each stage's output in a folder named by a key of exactly its inputs, verified before reuse.
+
+A stage writes into a temporary folder; `commit` records every file's size and sha256 in manifest.json and
+renames the folder into place, so an interrupted stage leaves nothing that could be mistaken for a result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from bench.spec import canonical_json, digest
+
+MANIFEST = "manifest.json"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class StageCache:
+    """Folders <root>/<stage>/<key>/ holding a stage's files plus a manifest of their hashes and inputs."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def key(self, inputs: dict[str, Any]) -> str:
+        return digest(inputs, length=20)
+
+    def path(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def lookup(self, stage: str, key: str) -> Path | None:
+        """The folder of a complete, verified entry; a corrupt or partial entry is removed and None returned."""
+        folder = self.path(stage, key)
+        manifest = folder / MANIFEST
+        if not manifest.is_file():
+            if folder.exists():
+                shutil.rmtree(folder, ignore_errors=True)
+            return None
+        try:
+            info = json.loads(manifest.read_text())
+            ok = all(
+                (folder / name).is_file()
+                and (folder / name).stat().st_size == meta["size"]
+                and file_sha256(folder / name) == meta["sha256"]
+                for name, meta in info["files"].items()
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            ok = False
+        if not ok:
+            shutil.rmtree(folder, ignore_errors=True)
+            return None
+        return folder
+
+    @contextmanager
+    def writing(self, stage: str, key: str, inputs: dict[str, Any]) -> Iterator[Path]:
+        """Yield a fresh temporary folder; on success its files become the entry for `key`, atomically."""
+        final = self.path(stage, key)
+        tmp = final.with_name(f"{key}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            yield tmp
+            files = {
+                p.relative_to(tmp).as_posix(): {"size": p.stat().st_size, "sha256": file_sha256(p)}
+                for p in sorted(tmp.rglob("*"))
+                if p.is_file()
+            }
+            (tmp / MANIFEST).write_text(json.dumps({"inputs": json.loads(canonical_json(inputs)), "files": files},
+                                                   indent=1, sort_keys=True))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,168 @@
+"""Datasets read from a folder the user points at (--data-root): any image tree, UTKFace, CelebA-HQ, FFHQ, LFW.
+
+The tool ships none of these images; each class only knows how its folder is laid out and which labels its
+file names or folders carry. Unreadable files are skipped and reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path, PurePosixPath
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from bench.errors import BenchError
+from bench.images import IMAGE_SUFFIXES, ImageReadError, read_image
+from bench.plugins import Dataset, ImageSet, register_dataset
+
+_SUFFIXES = frozenset(s.lower() for s in IMAGE_SUFFIXES)
+
+
+def list_images(root: Path) -> list[str]:
+    """Relative POSIX paths of the image files under `root` (recursive, case-insensitive suffix), sorted.
+
+    Hidden files and folders (names starting with '.') are left out: they are typically editor or macOS
+    metadata files ('._x.jpg') that are not images.
+    """
+    found: list[str] = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        rel = Path(folder).relative_to(root)
+        for name in files:
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in _SUFFIXES:
+                found.append((rel / name).as_posix())
+    return sorted(found)
+
+
+def _reason(exc: ImageReadError) -> str:
+    """One line saying why a file could not be read (the decoder's message, not the wrapper's path prefix)."""
+    cause = exc.__cause__
+    text = (str(cause) or type(cause).__name__) if cause is not None else str(exc)
+    return text.strip().splitlines()[0] if text.strip() else "unreadable image"
+
+
+class FolderDataset(Dataset):
+    """Base class: images found under a root folder, ids = their relative POSIX paths, labels from the names."""
+
+    needs_root = True
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        super().__init__(Path(root).expanduser() if root is not None else None)
+        self._ids: list[str] | None = None
+        self._known: frozenset[str] = frozenset()
+
+    def _checked_root(self) -> Path:
+        hint = f"dataset {self.name!r} needs --data-root PATH (a folder of images)"
+        if self.root is None:
+            raise BenchError(hint)
+        if not self.root.exists():
+            raise BenchError(f"{hint}; '{self.root}' does not exist")
+        if not self.root.is_dir():
+            raise BenchError(f"{hint}; '{self.root}' is not a folder")
+        return self.root
+
+    def item_ids(self) -> list[str]:
+        """Every image under the root as a relative POSIX path, sorted; a BenchError when there are none."""
+        if self._ids is None:
+            root = self._checked_root()
+            ids = list_images(root)
+            if not ids:
+                raise BenchError(f"dataset {self.name!r}: no images ({', '.join(sorted(_SUFFIXES))}) under '{root}'")
+            self._ids, self._known = ids, frozenset(ids)
+        return list(self._ids)
+
+    def labels_for(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Int label arrays aligned with `ids` (none by default); subclasses parse names or folders."""
+        return {}
+
+    def load(self, ids: Sequence[str], size: int) -> ImageSet:
+        """Read `ids` at size×size RGB; files that fail to decode are skipped and listed with the reason."""
+        self.item_ids()
+        unknown = [i for i in ids if i not in self._known]
+        if unknown:
+            more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+            raise BenchError(f"{unknown[0]!r}{more} is not an image of dataset {self.name!r} under '{self.root}'")
+        kept: list[str] = []
+        tensors: list[torch.Tensor] = []
+        skipped: list[tuple[str, str]] = []
+        assert self.root is not None
+        for item in ids:
+            try:
+                tensors.append(read_image(self.root / item, int(size)))
+                kept.append(item)
+            except ImageReadError as exc:
+                skipped.append((item, _reason(exc)))
+        if tensors:
+            images = torch.stack(tensors)
+        else:
+            images = torch.zeros((0, 3, int(size), int(size)), dtype=torch.float32)
+        return ImageSet(ids=kept, images=images, labels=self.labels_for(kept), skipped=skipped)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Name, resolved root, number of items and a digest of their names (a changed file list changes it)."""
+        ids = self.item_ids()
+        digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
+        assert self.root is not None
+        return {"name": self.name, "root": str(self.root.resolve()), "items": len(ids), "ids_sha256": digest}
+
+
+@register_dataset
+class ImageFolder(FolderDataset):
+    """Any folder tree of images (png, jpg, bmp, tif, webp, ppm/pgm), read recursively; no labels."""
+
+    name = "folder"
+
+
+def parse_utkface_name(file_name: str) -> tuple[int, int, int]:
+    """(age, gender, race) from 'AGE_GENDER_RACE_DATETIME.jpg.chip.jpg'; -1 for each field that does not parse.
+
+    gender: 0 male, 1 female; race: 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others. A few UTKFace files lack
+    a field ('AGE_GENDER_DATETIME...'), so the race is only read when a date part follows it.
+    """
+    parts = PurePosixPath(file_name).name.split("_")
+    age = int(parts[0]) if parts[0].isdigit() and len(parts[0]) <= 3 else -1
+    gender = int(parts[1]) if len(parts) >= 3 and parts[1] in ("0", "1") else -1
+    race = int(parts[2]) if len(parts) >= 4 and parts[2] in ("0", "1", "2", "3", "4") else -1
+    if age < 0:
+        return -1, -1, -1
+    return age, gender, race
+
+
+@register_dataset
+class UTKFace(FolderDataset):
+    """UTKFace aligned face crops; labels age, gender, race from file names (non-commercial research use)."""
+
+    name = "utkface"
+
+    def labels_for(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        parsed = np.array([parse_utkface_name(i) for i in ids], dtype=np.int64).reshape(-1, 3)
+        return {"age": parsed[:, 0].copy(), "gender": parsed[:, 1].copy(), "race": parsed[:, 2].copy()}
+
+
+@register_dataset
+class CelebAHQ(FolderDataset):
+    """CelebA-HQ face images from a folder; no labels (non-commercial research use only)."""
+
+    name = "celebahq"
+
+
+@register_dataset
+class FFHQ(FolderDataset):
+    """FFHQ face images from a folder (RGBA PNGs: alpha dropped); no labels (non-commercial research terms)."""
+
+    name = "ffhq"
+
+
+@register_dataset
+class LFW(FolderDataset):
+    """Labeled Faces in the Wild, one folder per person; label identity = index of the person's folder."""
+
+    name = "lfw"
+
+    def labels_for(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        people = sorted({str(PurePosixPath(i).parent) for i in self.item_ids()} - {"."})
+        index = {p: k for k, p in enumerate(people)}
+        return {"identity": np.array([index.get(str(PurePosixPath(i).parent), -1) for i in ids], dtype=np.int64)}

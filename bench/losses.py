@@ -1,0 +1,76 @@
+"""Training losses of the SIFT-inversion GANs: relativistic-average adversarial, perceptual (VGG19), dense-SIFT."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import kornia.feature as KF
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.nn.vgg import VGG19Features
+
+# ITU-R BT.601 luma weights (as OpenCV's RGB2GRAY), for grey images fed to SIFT.
+LUMA_601 = (0.299, 0.587, 0.114)
+
+
+def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+def ragan_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Discriminator loss of RaGAN (CFGAN eqs. 5, 7, 8): −E log D'(x_r) − E log(1 − D'(x_f)).
+
+    D'(x_r) = sigmoid(D(x_r) − E[D(x_f)]) and D'(x_f) = sigmoid(D(x_f) − E[D(x_r)]), the expectations being batch
+    means; computed on logits with BCE-with-logits for numerical stability.
+    """
+    return _bce(real_logits - fake_logits.mean(), 1.0) + _bce(fake_logits - real_logits.mean(), 0.0)
+
+
+def ragan_g_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Generator loss of RaGAN (CFGAN eqs. 6–8): −E log D'(x_f) − E log(1 − D'(x_r))."""
+    return _bce(fake_logits - real_logits.mean(), 1.0) + _bce(real_logits - fake_logits.mean(), 0.0)
+
+
+def to_grey(images: torch.Tensor) -> torch.Tensor:
+    """N×3×H×W RGB → N×1×H×W grey with ITU-R 601 weights."""
+    w = images.new_tensor(LUMA_601).view(1, 3, 1, 1)
+    return (images * w).sum(dim=1, keepdim=True)
+
+
+class SiftLoss(nn.Module):
+    """CFGAN's sift loss (eq. 9): L1 distance between dense SIFT descriptors of the grey original and reconstruction.
+
+    Descriptors come from kornia's DenseSIFTDescriptor (defaults: 4×4 cells of 4 px, 8 angle bins, RootSIFT) at
+    every pixel position; the loss is the L1 norm of the 128-d difference, averaged over positions and images.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dsift = KF.DenseSIFTDescriptor()
+
+    def forward(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        d_r = self.dsift(to_grey(recon))
+        with torch.no_grad():
+            d_t = self.dsift(to_grey(target))
+        return (d_r - d_t).abs().sum(dim=1).mean()
+
+
+class PerceptualLoss(nn.Module):
+    """Perceptual loss (CFGAN eq. 4): sum over relu1_1 … relu5_1 of VGG19 of the mean squared feature difference.
+
+    The paper writes an L2 distance per layer; this uses the per-layer mean of squared differences (MSE), the usual
+    implementation, which keeps the five layers on comparable scales. Needs ImageNet VGG19 weights
+    (torchvision-format state dict).
+    """
+
+    def __init__(self, vgg_state_dict: Mapping[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.vgg = VGG19Features(vgg_state_dict)
+
+    def forward(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        f_r = self.vgg(recon)
+        with torch.no_grad():
+            f_t = self.vgg(target)
+        return sum((F.mse_loss(a, b) for a, b in zip(f_r, f_t)), recon.new_zeros(()))

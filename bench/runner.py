@@ -1,0 +1,332 @@
+"""Runs one spec end to end: data -> victim features -> defense -> attack -> reconstructions -> metrics -> store.
+
+Every stage caches its output under a key of exactly its inputs, so a run that is killed and started again
+resumes where it stopped, recomputes nothing that is complete and never duplicates or loses a metric row.
+The runner knows plugins only through their interfaces (bench.plugins): it has no idea what SIFT is.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from bench import registry
+from bench.cache import StageCache
+from bench.errors import BenchError, IncompatibleError
+from bench.features import FeatureSet, FeatureSpec
+from bench.images import read_image, resize, save_png
+from bench.plugins import Attack, Dataset, Defense, Extractor, FitContext, ImageSet, Metric, seeded_rng
+from bench.profiles import RunProfile, get_profile
+from bench.spec import RunSpec, digest
+from bench.splits import split_cross, split_ids
+from bench.store import Store
+
+DEFAULT_METRICS = ("mse", "psnr", "ssim", "ssim-sift-compat")
+DEFAULT_EXTRACTOR = "sift"
+
+
+@dataclass
+class RunRequest:
+    """What the user asked for (CLI options); `plan` turns it into a frozen RunSpec."""
+
+    attack: str
+    defense: str = "none"
+    dataset: str = "synthetic-faces"
+    data_root: Path | None = None
+    profile: str = "cpu"
+    seed: int = 0
+    n_train: int | None = None
+    n_test: int | None = None
+    results: Path = Path("bench-results")
+    device: str = "cpu"
+    extractor: str | None = None
+    aux_dataset: str | None = None
+    aux_data_root: Path | None = None
+    metrics: Sequence[str] = DEFAULT_METRICS
+    progress: bool = True
+
+
+@dataclass
+class RunResult:
+    """Where a finished run's outputs are and its set-level metric values."""
+
+    run_id: str
+    run_dir: Path
+    set_metrics: dict[str, dict[str, Any]]
+    leaderboard: Path
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """Resolved plugins and the frozen spec of one run."""
+
+    spec: RunSpec
+    profile: RunProfile
+    dataset: Dataset
+    aux_dataset: Dataset
+    extractor: Extractor
+    defense: Defense
+    attack: Attack
+    metrics: dict[str, Metric]
+    train_ids: list[str]
+    test_ids: list[str]
+    released: FeatureSpec
+
+
+def fault_point(name: str) -> None:
+    """Kill this process (SIGKILL, no clean-up) when BENCH_FAULT_INJECT names this point; for resume tests."""
+    if os.environ.get("BENCH_FAULT_INJECT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise BenchError(f"unknown device {name!r}; use cpu or cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    return torch.device(name)
+
+
+def compatible_attacks(released: FeatureSpec) -> list[str]:
+    return [e.name for e in registry.attacks if e.obj.consumes.accepts(released)]
+
+
+def default_extractor(attack_cls: type[Attack]) -> str:
+    """The extractor whose output kind the attack consumes (the project's default victim for '*')."""
+    kind = attack_cls.consumes.kind
+    if kind == "*":
+        return DEFAULT_EXTRACTOR
+    for entry in registry.extractors:
+        if entry.obj.produces.kind == kind:
+            return entry.name
+    raise BenchError(f"no registered extractor produces {kind!r} features, which attack {attack_cls.name!r} needs")
+
+
+def _dataset(name: str, root: Path | None) -> Dataset:
+    cls = registry.datasets.get(name).obj
+    if cls.needs_root and root is None:
+        raise BenchError(f"dataset {name!r} needs --data-root PATH (a folder of its images)")
+    return cls(root=Path(root) if root is not None else None)
+
+
+def plan(req: RunRequest) -> Plan:
+    """Resolve names, check that the attack can consume what the defense releases, fix the spec and splits."""
+    profile = get_profile(req.profile)
+    attack_cls = registry.attacks.get(req.attack).obj
+    defense_cls = registry.defenses.get(req.defense).obj
+    extractor_name = req.extractor or default_extractor(attack_cls)
+    extractor: Extractor = registry.extractors.get(extractor_name).obj()
+    defense: Defense = defense_cls()
+    if not defense.can_protect(extractor.produces):
+        raise IncompatibleError(f"defense {req.defense!r} cannot protect {extractor.produces.kind!r} features "
+                                f"(it protects: {', '.join(defense.accepts)})")
+    released = defense.released_spec(extractor.produces)
+    if not attack_cls.consumes.accepts(released):
+        fits = [n for n in compatible_attacks(released) if n != req.attack]
+        raise IncompatibleError(
+            f"attack {req.attack!r} needs {attack_cls.consumes.describe()} but defense {req.defense!r} releases "
+            f"{released.describe()}; attacks that can consume it: {', '.join(fits) or 'none'}")
+    metrics = {name: registry.metrics.get(name).obj() for name in req.metrics}
+    device = resolve_device(req.device)
+    attack: Attack = attack_cls(profile=profile.name, image_size=profile.image_size, device=device, seed=req.seed)
+    attack.preflight()
+
+    n_train = profile.n_train if req.n_train is None else req.n_train
+    n_test = profile.n_test if req.n_test is None else req.n_test
+    dataset = _dataset(req.dataset, req.data_root)
+    if req.aux_dataset:
+        aux = _dataset(req.aux_dataset, req.aux_data_root or req.data_root)
+        train_ids, test_ids = split_cross(aux.item_ids(), dataset.item_ids(), req.seed, n_train, n_test,
+                                          req.aux_dataset, req.dataset)
+    else:
+        aux = dataset
+        train_ids, test_ids = split_ids(dataset.item_ids(), req.seed, n_train, n_test, req.dataset)
+
+    spec = RunSpec(
+        attack=req.attack, defense=req.defense, dataset=req.dataset,
+        data_root=str(Path(req.data_root).resolve()) if req.data_root else None,
+        profile=profile.name, seed=req.seed, n_train=n_train, n_test=n_test,
+        extract_size=profile.extract_size, image_size=profile.image_size,
+        extractor=extractor.config(), defense_params=defense.config(), attack_config=attack.config(),
+        aux_dataset=req.aux_dataset,
+        aux_data_root=str(Path(req.aux_data_root).resolve()) if req.aux_data_root else None,
+        metrics={name: m.convention for name, m in metrics.items()},
+        dataset_fingerprint={"private": dataset.fingerprint(), "aux": aux.fingerprint()},
+    )
+    return Plan(spec, profile, dataset, aux, extractor, defense, attack, metrics, train_ids, test_ids, released)
+
+
+class _Timer:
+    """Wall time per stage, recorded in run.json."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    def __call__(self, name: str) -> "_Timer":
+        self._name, self._t0 = name, time.perf_counter()
+        return self
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self.times[self._name] = round(self.times.get(self._name, 0.0) + time.perf_counter() - self._t0, 3)
+
+
+def _load_images(ds: Dataset, ids: list[str], size: int, what: str) -> ImageSet:
+    images = ds.load(ids, size)
+    if len(images) == 0:
+        raise BenchError(f"no readable image in the {what} split of {ds.name!r}")
+    return images
+
+
+def _features(cache: StageCache, ds: Dataset, images: ImageSet, extractor: Extractor, split: str,
+              progress: bool) -> tuple[FeatureSet, bool]:
+    """Victim features of `images`, from the cache when present (keyed by dataset, ids, extractor, size)."""
+    inputs = {"dataset": ds.fingerprint(), "split": split, "ids": digest(images.ids, 32),
+              "size": int(images.images.shape[-1]), "extractor": extractor.config()}
+    key = cache.key(inputs)
+    hit = cache.lookup("features", key)
+    if hit is not None:
+        return FeatureSet.load(hit), True
+    feats = extractor.extract(images, progress=progress)
+    if len(feats) != len(images):
+        raise RuntimeError(f"extractor {extractor.name!r} returned {len(feats)} records for {len(images)} images")
+    with cache.writing("features", key, inputs) as tmp:
+        feats.save(tmp)
+    return FeatureSet.load(cache.path("features", key)), False
+
+
+def _trained_attack(cache: StageCache, p: Plan, aux_feats: FeatureSet, aux_targets: torch.Tensor,
+                    aux_ids: list[str], progress: bool, notes: list[str]) -> bool:
+    """Fit the attack or load its checkpoint; keyed by attack, defense, auxiliary data, profile and seed."""
+    inputs = {"attack": p.attack.config(), "defense": p.defense.config(), "extractor": p.extractor.config(),
+              "aux": {"dataset": p.aux_dataset.fingerprint(), "ids": digest(aux_ids, 32),
+                      "extract_size": p.spec.extract_size},
+              "profile": p.profile.name, "seed": p.spec.seed}
+    key = cache.key(inputs)
+    hit = cache.lookup("attacks", key)
+    if hit is not None:
+        state = torch.load(hit / "attack.pt", map_location="cpu", weights_only=True)
+        p.attack.load_state_dict(state["state"])
+        notes.extend(n for n in state.get("notes", []) if n not in notes)
+        return True
+    ctx = FitContext(defense=p.defense, seed=p.spec.seed, device=p.attack.device, progress=progress)
+    p.attack.fit(aux_feats, aux_targets, ctx)
+    notes.extend(n for n in ctx.notes if n not in notes)
+    with cache.writing("attacks", key, inputs) as tmp:
+        torch.save({"spec": p.spec.to_dict(), "notes": ctx.notes, "state": p.attack.state_dict()}, tmp / "attack.pt")
+    return False
+
+
+def _quantise(images: torch.Tensor) -> torch.Tensor:
+    """What a lossless 8-bit PNG holds: scores are computed on exactly the saved reconstructions."""
+    return images.clamp(0, 1).mul(255).round().div(255)
+
+
+def recon_path(run_dir: Path, index: int, sample_id: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sample_id)[-60:]
+    return run_dir / "reconstructions" / f"{index:05d}_{safe}.png"
+
+
+def _evaluate(store: Store, p: Plan, run_dir: Path, released: FeatureSet, originals: torch.Tensor,
+              test_ids: list[str], progress: bool) -> int:
+    """Reconstruct and score the private split in fixed batches; complete batches are skipped on resume."""
+    per_sample = [n for n, m in p.metrics.items() if m.level == "sample"]
+    done = store.sample_indices_done(p.spec.run_id, per_sample)
+    batch = p.profile.eval_batch
+    starts = list(range(0, len(test_ids), batch))
+    skipped = 0
+    for start in tqdm(starts, desc="Evaluate", unit="batch", disable=not progress):
+        idx = list(range(start, min(start + batch, len(test_ids))))
+        paths = [recon_path(run_dir, i, test_ids[i]) for i in idx]
+        if all(i in done for i in idx) and all(pth.is_file() for pth in paths):
+            skipped += 1
+            continue
+        recon = p.attack.reconstruct(released.subset(idx), progress=False)
+        if recon.shape != originals[idx].shape:
+            raise RuntimeError(f"attack {p.attack.name!r} returned {tuple(recon.shape)}, "
+                               f"expected {tuple(originals[idx].shape)}")
+        recon = _quantise(recon.float().cpu())
+        for i, pth in zip(range(len(idx)), paths):
+            save_png(recon[i], pth)
+        rows = []
+        for name in per_sample:
+            values = p.metrics[name].per_sample(recon, originals[idx]).double().tolist()
+            rows += [(i, test_ids[i], name, v) for i, v in zip(idx, values)]
+        store.add_sample_metrics(p.spec.run_id, rows)
+        fault_point(f"after-eval-batch-{start // batch}")
+    return skipped
+
+
+def load_reconstructions(run_dir: Path, test_ids: Sequence[str]) -> torch.Tensor:
+    return torch.stack([read_image(recon_path(run_dir, i, sid)) for i, sid in enumerate(test_ids)])
+
+
+def execute(req: RunRequest) -> RunResult:
+    """Run (or resume) one spec and write every output; the function behind `bench run`."""
+    from bench import outputs  # the run's files (run.json, metrics.csv, grid.png, leaderboard)
+
+    p = plan(req)
+    results = Path(req.results)
+    cache = StageCache(results / "cache")
+    run_id = p.spec.run_id
+    run_dir = results / "runs" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    timer, notes = _Timer(), []
+    torch.manual_seed(p.spec.seed)
+    with Store(results / "bench.sqlite") as store:
+        store.start_run(run_id, p.spec.to_dict())
+        try:
+            with timer("load"):
+                train_imgs = _load_images(p.aux_dataset, p.train_ids, p.spec.extract_size, "auxiliary")
+                test_imgs = _load_images(p.dataset, p.test_ids, p.spec.extract_size, "private")
+            with timer("extract"):
+                train_feats, hit_tr = _features(cache, p.aux_dataset, train_imgs, p.extractor, "aux", req.progress)
+                test_feats, hit_te = _features(cache, p.dataset, test_imgs, p.extractor, "private", req.progress)
+            fault_point("after-features")
+            with timer("defend"):
+                # The victim protects with its secret keys; the attacker simulates the defense with its own.
+                released = p.defense.protect(test_feats, seeded_rng(p.spec.seed, "victim-keys"))
+                aux_released = p.defense.protect(train_feats, seeded_rng(p.spec.seed, "attacker-keys"))
+            train_targets = resize(train_imgs.images, p.spec.image_size)
+            originals = resize(test_imgs.images, p.spec.image_size)
+            with timer("train"):
+                hit_attack = _trained_attack(cache, p, aux_released, train_targets, train_imgs.ids, req.progress,
+                                             notes)
+            fault_point("after-train")
+            with timer("evaluate"):
+                skipped = _evaluate(store, p, run_dir, released, originals, test_imgs.ids, req.progress)
+            with timer("set-metrics"):
+                recon = load_reconstructions(run_dir, test_imgs.ids)
+                for name, metric in p.metrics.items():
+                    if metric.level == "sample":
+                        vals = [r["value"] for r in store.sample_metrics(run_id) if r["metric"] == name]
+                        value = float(np.mean([np.nan if v is None else v for v in vals]))
+                    else:
+                        value = metric.per_set(recon, originals)
+                    store.set_set_metric(run_id, name, value, len(test_imgs), metric.convention)
+            set_metrics = store.set_metrics(run_id)
+            record = outputs.run_record(
+                p, run_id, timer.times, notes, set_metrics, skipped_files=train_imgs.skipped + test_imgs.skipped,
+                n_train=len(train_imgs), n_test=len(test_imgs), device=str(p.attack.device),
+                cache={"features": bool(hit_tr and hit_te), "attack": hit_attack, "eval_batches_reused": skipped},
+            )
+            outputs.write_run_files(store, run_dir, record, test_imgs.ids, test_imgs.images, originals, recon,
+                                    released, p.dataset.note)
+            fault_point("before-finish")
+            store.finish_run(run_id, record)
+            board = outputs.refresh_leaderboard(store, results, p.spec.dataset)
+        except BaseException as exc:
+            store.fail_run(run_id, f"{type(exc).__name__}: {exc}")
+            raise
+    return RunResult(run_id, run_dir, set_metrics, board, record)

@@ -1,0 +1,135 @@
+"""SiftSet: SIFT keypoints and descriptors of N images in one CSR layout (memory-mappable arrays)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from bench.errors import BenchError
+from bench.features import FeatureSet, register_feature_kind
+
+KEYPOINT_FIELDS: tuple[str, ...] = ("x", "y", "size", "angle", "response", "octave")
+DESCRIPTOR_DIM = 128
+
+
+def gather_rows(offsets: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers of the records `indices` (concatenated, in order) and their new CSR offsets, without a loop."""
+    starts = offsets[indices]
+    counts = offsets[indices + 1] - starts
+    new_offsets = np.zeros(len(indices) + 1, dtype=np.int64)
+    np.cumsum(counts, out=new_offsets[1:])
+    total = int(new_offsets[-1])
+    rows = np.arange(total, dtype=np.int64) + np.repeat(starts - new_offsets[:-1], counts)
+    return rows, new_offsets
+
+
+@register_feature_kind
+class SiftSet(FeatureSet):
+    """SIFT keypoints (x, y, size, angle, response, octave) and uint8 descriptors per image, CSR layout."""
+
+    kind: ClassVar[str] = "sift"
+    default_flags: ClassVar[Mapping[str, bool]] = {"has_coordinates": True, "has_descriptors": True}
+
+    def __init__(
+        self,
+        keypoints: np.ndarray,
+        descriptors: np.ndarray,
+        offsets: np.ndarray,
+        flags: Mapping[str, bool] | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(flags, meta)
+        # np.asarray keeps memory maps as views when the dtype already matches (no copy).
+        self.keypoints = np.asarray(keypoints, dtype=np.float32)
+        self.descriptors = np.asarray(descriptors)
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self._validate()
+
+    def _validate(self) -> None:
+        kp, desc, off = self.keypoints, self.descriptors, self.offsets
+        if kp.ndim != 2 or kp.shape[1] != len(KEYPOINT_FIELDS):
+            raise BenchError(f"SIFT keypoints must be M×{len(KEYPOINT_FIELDS)} {KEYPOINT_FIELDS}, got shape {kp.shape}")
+        if desc.dtype != np.uint8:
+            raise BenchError(f"SIFT descriptors must be uint8, got {desc.dtype}")
+        if desc.ndim != 2 or desc.shape[0] != kp.shape[0]:
+            raise BenchError(f"SIFT descriptors must have one row per keypoint ({kp.shape[0]}), got shape {desc.shape}")
+        if self.flags.get("has_descriptors", True) and desc.shape[1] != DESCRIPTOR_DIM:
+            raise BenchError(f"SIFT descriptors must be M×{DESCRIPTOR_DIM}, got shape {desc.shape}")
+        if off.ndim != 1 or off.shape[0] < 1:
+            raise BenchError(f"SIFT offsets must be a 1-D array of N+1 entries, got shape {off.shape}")
+        if off[0] != 0 or off[-1] != kp.shape[0]:
+            raise BenchError(f"SIFT offsets must start at 0 and end at {kp.shape[0]}, got {off[0]} .. {off[-1]}")
+        if off.shape[0] > 1 and bool(np.any(off[1:] < off[:-1])):
+            raise BenchError("SIFT offsets must be non-decreasing")
+
+    # ------------------------------------------------------------------------------------------ FeatureSet API
+    def __len__(self) -> int:
+        return int(self.offsets.shape[0] - 1)
+
+    def _check_indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n = len(self)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise BenchError(f"SIFT record index out of range for a set of {n} images: {idx.min()} .. {idx.max()}")
+        return np.where(idx < 0, idx + n, idx)
+
+    def subset(self, indices: Sequence[int]) -> "SiftSet":
+        """A new set holding the records at `indices`, in that order (flags and meta kept)."""
+        idx = self._check_indices(indices)
+        rows, new_offsets = gather_rows(self.offsets, idx)
+        return SiftSet(self.keypoints[rows], self.descriptors[rows], new_offsets, self.flags, self.meta)
+
+    def _save_arrays(self) -> dict[str, np.ndarray]:
+        return {"keypoints": self.keypoints, "descriptors": self.descriptors, "offsets": self.offsets}
+
+    @classmethod
+    def _from_arrays(cls, arrays: dict[str, np.ndarray], flags: dict[str, bool], meta: dict[str, Any]) -> "SiftSet":
+        missing = {"keypoints", "descriptors", "offsets"} - set(arrays)
+        if missing:
+            raise BenchError(f"SIFT feature folder lacks {', '.join(sorted(m + '.npy' for m in missing))}")
+        return cls(arrays["keypoints"], arrays["descriptors"], arrays["offsets"], flags, meta)
+
+    # ------------------------------------------------------------------------------------------ per-image access
+    def keypoints_of(self, i: int) -> np.ndarray:
+        """The K×6 keypoint rows of image `i` (a view)."""
+        i = int(self._check_indices([i])[0])
+        return self.keypoints[self.offsets[i] : self.offsets[i + 1]]
+
+    def descriptors_of(self, i: int) -> np.ndarray:
+        """The K×128 uint8 descriptors of image `i` (a view)."""
+        i = int(self._check_indices([i])[0])
+        return self.descriptors[self.offsets[i] : self.offsets[i + 1]]
+
+    def counts(self) -> np.ndarray:
+        """Keypoints per image (N,), int64."""
+        return np.diff(self.offsets)
+
+    @property
+    def image_size(self) -> int:
+        """The square size (pixels) the features were extracted at; a BenchError when meta lacks it."""
+        if "image_size" not in self.meta:
+            raise BenchError("SIFT features lack meta['image_size'] (the size they were extracted at)")
+        return int(self.meta["image_size"])
+
+    def preview(self, index: int, background: np.ndarray) -> np.ndarray:
+        """The keypoints of record `index` as small green circles over an H×W×3 uint8 RGB background."""
+        canvas = np.ascontiguousarray(background, dtype=np.uint8).copy()
+        if canvas.ndim != 3 or canvas.shape[2] != 3:
+            raise BenchError(f"preview background must be H×W×3 uint8, got shape {canvas.shape}")
+        if not self.flags.get("has_coordinates", True):
+            return canvas
+        kp = self.keypoints_of(index)
+        xy = kp[:, :2].astype(np.float64)
+        xy = xy[np.all(np.isfinite(xy), axis=1)]
+        size = float(self.meta.get("image_size", canvas.shape[1]))
+        sx, sy = canvas.shape[1] / size, canvas.shape[0] / size
+        radius = max(1, round(min(canvas.shape[:2]) / 96))
+        shift = 4  # sub-pixel centres: coordinates carry 4 fractional bits
+        green = (0, 255, 0)  # RGB order, as our arrays are RGB
+        for x, y in xy:  # drawing only, never on a hot path
+            cx = int(round(((x + 0.5) * sx - 0.5) * (1 << shift)))
+            cy = int(round(((y + 0.5) * sy - 0.5) * (1 << shift)))
+            cv2.circle(canvas, (cx, cy), radius << shift, green, 1, cv2.LINE_AA, shift)
+        return canvas

@@ -1,0 +1,130 @@
+"""End-to-end tests of every `bench` command at the smoke profile, and its user-error behaviour."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bench.cli import main
+
+SMOKE = ["--profile", "smoke", "--quiet"]
+
+
+def invoke(*args: str) -> "click.testing.Result":  # noqa: F821
+    return CliRunner().invoke(main, list(args))
+
+
+def test_list_shows_every_kind_with_descriptions() -> None:
+    out = invoke("list")
+    assert out.exit_code == 0, out.output
+    for name in ("cfgan", "mean-image", "none", "psnr", "ssim", "ssim-sift-compat", "synthetic-faces", "utkface",
+                 "sift"):
+        assert name in out.output
+    out = invoke("list", "metrics")
+    assert "higher is better" in out.output and "lower is better" in out.output
+    assert "cfgan" not in out.output
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One real smoke run of cfgan and one of the floor, shared by the tests below."""
+    results = tmp_path_factory.mktemp("results")
+    out = invoke("run", "--attack", "cfgan", "--defense", "none", "--results", str(results), *SMOKE)
+    assert out.exit_code == 0, out.output
+    floor = invoke("run", "--attack", "mean-image", "--results", str(results), *SMOKE)
+    assert floor.exit_code == 0, floor.output
+    return results, out.output
+
+
+def test_run_writes_every_output(smoke_results: tuple[Path, str]) -> None:
+    results, output = smoke_results
+    assert "demo set" in output and "ssim" in output and "leaderboard:" in output
+    (run_dir,) = [p for p in (results / "runs").iterdir()
+                  if json.loads((p / "run.json").read_text())["spec"]["attack"] == "cfgan"]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["run_id"] == run_dir.name
+    assert record["resolutions"] == {"extract": 64, "reconstruct_and_score": 32}
+    assert record["versions"]["torch"] and "threat_model" in record and record["timings_s"]["train"] > 0
+    assert any("perceptual" in n for n in record["notes"])  # what the cpu/smoke profiles disable is said
+    assert record["metric_conventions"]["ssim"]
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert len(rows) == 8 and {"psnr", "ssim", "mse", "ssim-sift-compat"} <= set(rows[0])
+    assert len(list((run_dir / "reconstructions").glob("*.png"))) == 8
+    assert (run_dir / "grid.png").stat().st_size > 1000
+    board = list(csv.DictReader((results / "leaderboards" / "synthetic-faces.csv").open()))
+    assert {(r["attack"], r["defense"], r["profile"]) for r in board} == {("cfgan", "none", "smoke"),
+                                                                          ("mean-image", "none", "smoke")}
+    assert all(r["n_test"] == "8" and r["run_id"] for r in board)
+
+
+def test_leaderboard_regenerates_from_the_store(smoke_results: tuple[Path, str], tmp_path: Path) -> None:
+    results, _ = smoke_results
+    out = invoke("leaderboard", "--results", str(results), "--out", str(tmp_path))
+    assert out.exit_code == 0, out.output
+    regenerated = (tmp_path / "synthetic-faces.csv").read_text()
+    assert regenerated == (results / "leaderboards" / "synthetic-faces.csv").read_text()
+    out = invoke("leaderboard", "--results", str(tmp_path / "nothing"))
+    assert out.exit_code != 0 and "no results store" in out.output
+
+
+def test_describe_prints_figures_beside_the_paper() -> None:
+    out = invoke("describe", "--attack", "cfgan", "--profile", "smoke")
+    assert out.exit_code == 0, out.output
+    assert "param" in out.output.lower() and "flops" in out.output.lower()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("run", "--attack", "cfgann"), "did you mean cfgan"),
+    (("run", "--attack", "cfgan", "--defense", "nonee"), "did you mean none"),
+    (("run", "--attack", "cfgan", "--dataset", "utkfac"), "did you mean utkface"),
+    (("run", "--attack", "cfgan", "--dataset", "utkface", "--profile", "smoke"), "needs --data-root"),
+    (("run", "--attack", "cfgan", "--dataset", "folder", "--data-root", "/nonexistent/x", "--profile", "smoke"),
+     "/nonexistent/x"),
+    (("run", "--attack", "cfgan", "--profile", "smoke", "--n-test", "0"), "--n-test"),
+    (("run", "--attack", "cfgan", "--profile", "smoke", "--metrics", "ssimm"), "did you mean ssim"),
+    (("describe", "--attack", "nope"), "unknown attack"),
+])
+def test_user_errors_are_one_line_without_traceback(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
+    out = invoke(*args, "--results", str(tmp_path)) if args[0] == "run" else invoke(*args)
+    assert out.exit_code != 0
+    assert message in out.output
+    assert "Traceback" not in out.output
+    assert len(out.output.strip().splitlines()) == 1
+
+
+def test_console_script_is_installed_and_reports_errors(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("bench")
+    assert exe.exists(), "the `bench` console script is not installed beside this python"
+    proc = subprocess.run([str(exe), "run", "--attack", "cfgann", "--results", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: unknown attack 'cfgann'; did you mean cfgan?"
+    assert "Traceback" not in proc.stderr
+
+
+def test_plugin_check_passes_for_builtins() -> None:
+    for name in ("mean-image", "none", "psnr"):
+        out = invoke("plugin", "check", name)
+        assert out.exit_code == 0, out.output
+        assert "all contract checks passed" in out.output
+
+
+def test_weights_commands(bench_home: Path, tmp_path: Path) -> None:
+    out = invoke("weights", "list")
+    assert out.exit_code == 0, out.output
+    assert "vgg19" in out.output and "missing" in out.output
+    bogus = tmp_path / "vgg19-dcbb9e9d.pth"
+    bogus.write_bytes(b"not the real file")
+    out = invoke("weights", "import", str(bogus))
+    assert out.exit_code != 0 and "Traceback" not in out.output
+
+
+def test_paper_profile_refuses_without_vgg19_weights(bench_home: Path, tmp_path: Path) -> None:
+    out = invoke("run", "--attack", "cfgan", "--profile", "paper", "--results", str(tmp_path))
+    assert out.exit_code != 0 and "Traceback" not in out.output
+    assert "bench weights import" in out.output and "vgg19" in out.output

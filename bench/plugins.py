@@ -68,7 +68,8 @@ class Dataset(ABC):
 
 
 def register_dataset(cls: type[Dataset]) -> type[Dataset]:
-    registry.datasets.register(cls.name, cls, summary=_summary(cls), needs_root=cls.needs_root, note=cls.note)
+    """Class decorator: add a built-in dataset to the registry under `cls.name`."""
+    registry.datasets.register(cls.name, cls, **plugin_meta("datasets", cls))
     return cls
 
 
@@ -92,7 +93,8 @@ class Extractor(ABC):
 
 
 def register_extractor(cls: type[Extractor]) -> type[Extractor]:
-    registry.extractors.register(cls.name, cls, summary=_summary(cls), produces=cls.produces.describe())
+    """Class decorator: add an extractor to the registry under `cls.name`."""
+    registry.extractors.register(cls.name, cls, **plugin_meta("extractors", cls))
     return cls
 
 
@@ -123,7 +125,8 @@ class Defense(ABC):
 
 
 def register_defense(cls: type[Defense]) -> type[Defense]:
-    registry.defenses.register(cls.name, cls, summary=_summary(cls), accepts=list(cls.accepts))
+    """Class decorator: add a defense to the registry under `cls.name`."""
+    registry.defenses.register(cls.name, cls, **plugin_meta("defenses", cls))
     return cls
 
 
@@ -189,14 +192,8 @@ class Attack(ABC):
 
 
 def register_attack(cls: type[Attack]) -> type[Attack]:
-    registry.attacks.register(
-        cls.name,
-        cls,
-        summary=_summary(cls),
-        consumes=cls.consumes.describe(),
-        paper=cls.paper,
-        profiles=list(cls.profiles),
-    )
+    """Class decorator: add an attack to the registry under `cls.name`."""
+    registry.attacks.register(cls.name, cls, **plugin_meta("attacks", cls))
     return cls
 
 
@@ -222,18 +219,27 @@ class Metric(ABC):
 
 
 def register_metric(cls: type[Metric]) -> type[Metric]:
-    registry.metrics.register(
-        cls.name,
-        cls,
-        summary=_summary(cls),
-        higher_is_better=cls.higher_is_better,
-        range=list(cls.value_range),
-        needs_reference=cls.needs_reference,
-        needs_weights=cls.needs_weights,
-        level=cls.level,
-        convention=cls.convention,
-    )
+    """Class decorator: add a metric to the registry under `cls.name`."""
+    registry.metrics.register(cls.name, cls, **plugin_meta("metrics", cls))
     return cls
+
+
+def plugin_meta(kind: str, cls: Any) -> dict[str, Any]:
+    """Registry metadata of a plugin class, read from its class attributes (built-ins and entry points alike)."""
+    meta: dict[str, Any] = {"summary": _summary(cls)}
+    if kind == "attacks":
+        meta.update(consumes=cls.consumes.describe(), paper=cls.paper, profiles=list(cls.profiles))
+    elif kind == "metrics":
+        meta.update(higher_is_better=cls.higher_is_better, range=list(cls.value_range),
+                    needs_reference=cls.needs_reference, needs_weights=cls.needs_weights, level=cls.level,
+                    convention=cls.convention)
+    elif kind == "defenses":
+        meta.update(accepts=list(cls.accepts))
+    elif kind == "extractors":
+        meta.update(produces=cls.produces.describe())
+    elif kind == "datasets":
+        meta.update(needs_root=cls.needs_root, note=cls.note)
+    return meta
 
 
 PluginFactory = Callable[..., Any]

@@ -6,7 +6,7 @@ import difflib
 from dataclasses import dataclass, field
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Generic, Iterator, TypeVar
 
 from bench.errors import UnknownNameError
 
@@ -68,15 +68,6 @@ class Registry(Generic[T]):
         """Remove a plugin (used by tests that register toys)."""
         self._entries.pop(name, None)
 
-    def decorator(self, name: str, summary: str = "", **meta: Any) -> Callable[[T], T]:
-        """`@registry.decorator("name", ...)` form of `register` for built-ins."""
-
-        def wrap(obj: T) -> T:
-            self.register(name, obj, summary=summary, **meta)
-            return obj
-
-        return wrap
-
     def load(self) -> None:
         """Import built-in modules and the entry points of installed distributions (once)."""
         if self._loaded:
@@ -92,7 +83,9 @@ class Registry(Generic[T]):
                 obj = ep.load()
                 # An entry point may point at a plugin class, or at a module that registers itself.
                 if ep.name not in self._entries and not isinstance(obj, type(import_module("bench"))):
-                    self.register(ep.name, obj, source=f"entry point {ep.value}")
+                    from bench.plugins import plugin_meta  # late: bench.plugins imports this module
+
+                    self.register(ep.name, obj, source=f"entry point {ep.value}", **plugin_meta(self.kind, obj))
 
     def get(self, name: str) -> Entry[T]:
         """The entry for `name`, or an UnknownNameError that lists the closest registered names."""

@@ -33,12 +33,17 @@ def splitmix64(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def keypoint_priority(seed: int, image_index: np.ndarray, ordinal: np.ndarray) -> np.ndarray:
-    """uint64 priority of keypoint `ordinal` of image `image_index` under `seed`; the lowest wins a 2×2 block."""
+def keypoint_priority(seed: int, xy: np.ndarray, ordinal: np.ndarray) -> np.ndarray:
+    """uint64 priority of a keypoint under `seed`; the lowest wins a 2×2 block.
+
+    It depends only on the seed, the keypoint's own (x, y) float32 bit patterns and its ordinal within its image,
+    never on where the image sits in a set or batch, so an image's map is the same in any subset or batch.
+    """
     s = splitmix64(np.array([int(seed) & _MASK64], dtype=np.uint64))
-    img = np.asarray(image_index, dtype=np.int64).astype(np.uint64)
+    bits = np.ascontiguousarray(np.asarray(xy, dtype=np.float32).reshape(-1, 2)).view(np.uint32).astype(np.uint64)
+    xy_key = (bits[:, 0] << np.uint64(32)) | bits[:, 1]
     kp = np.asarray(ordinal, dtype=np.int64).astype(np.uint64)
-    return splitmix64(splitmix64(s ^ img) ^ kp)
+    return splitmix64(splitmix64(s ^ xy_key) ^ kp)
 
 
 def cell_index(coord: np.ndarray, grid_size: int, image_size: int) -> np.ndarray:
@@ -102,7 +107,7 @@ def select_keypoints(
     dense_win = _first_per_key((batch * grid + r) * grid + c)
     b, r, c, ordn = batch[dense_win], r[dense_win], c[dense_win], ordinal[dense_win]
     block = (b * map_size + r // 2) * map_size + c // 2
-    prio = keypoint_priority(seed, idx[b], ordn)
+    prio = keypoint_priority(seed, xy[dense_win], ordn)
     order = np.lexsort((ordn, prio, block))  # by block, then lowest priority, then keypoint order
     sorted_block = block[order]
     head = np.ones(order.size, dtype=bool)
@@ -120,22 +125,51 @@ def sift_maps(
     seed: int = 0,
     compat: bool = False,
     binary: bool = False,
+    out: torch.Tensor | None = None,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """B×C×S×S float32 maps (C=128 descriptors in [-1, 1], or C=1 occupancy when `binary`) of images `indices`."""
+    """B×C×S×S float32 maps (C=128 descriptors in [-1, 1], or C=1 occupancy when `binary`) of images `indices`.
+
+    `out`, a contiguous float32 tensor of that shape, is zeroed and filled instead of allocating a new one (reusing
+    one buffer avoids the page faults of a fresh multi-megabyte allocation per call).  With `device` (or an `out` on
+    an accelerator) only the kept descriptors travel there and the scatter runs on that device.
+    """
     if not binary and not sift.flags.get("has_descriptors", True):
         raise BenchError("SIFT descriptor maps need descriptors, but these features were released without them")
     kept = select_keypoints(sift, indices, map_size, compress=compress, seed=seed, compat=compat)
     n, s = np.asarray(indices).reshape(-1).size, int(map_size)
     channels = 1 if binary else DESCRIPTOR_DIM
-    out = torch.zeros((n, channels, s, s), dtype=torch.float32)
-    flat = out.numpy().reshape(n, channels, s * s)
+    shape = (n, channels, s, s)
+    if out is not None:
+        if tuple(out.shape) != shape or out.dtype != torch.float32 or not out.is_contiguous():
+            raise BenchError(f"sift_maps out= must be a contiguous float32 tensor of shape {shape}")
+        if device is not None and out.device != torch.device(device):
+            raise BenchError(f"sift_maps out= is on {out.device}, but device={device} was asked for")
+        out.zero_()
+    elif device is not None:
+        out = torch.zeros(shape, dtype=torch.float32, device=device)
+    else:
+        out = torch.from_numpy(np.zeros(shape, dtype=np.float32))  # calloc: pages are zeroed once, by the kernel
     pix = kept.row * s + kept.col
+    values = None
+    if not binary and kept.source.size:
+        values = sift.descriptors[kept.source]  # K×128 uint8: only the winners are read
+    if device is None and out.device.type == "cpu":
+        flat = out.numpy().reshape(n, channels, s * s)
+        if binary:
+            flat[kept.batch, 0, pix] = 1.0
+        elif values is not None:
+            scaled = (values.astype(np.float64) / 127.5 - 1.0).astype(np.float32)
+            flat[kept.batch[:, None], np.arange(channels)[None, :], pix[:, None]] = scaled
+        return out
+    rows = torch.from_numpy(kept.batch).to(out.device)
+    cells = torch.from_numpy(pix).to(out.device)
+    flat_t = out.view(n, channels, s * s)
     if binary:
-        flat[kept.batch, 0, pix] = 1.0
-    elif kept.source.size:
-        desc = sift.descriptors[kept.source]
-        values = (desc.astype(np.float64) / 127.5 - 1.0).astype(np.float32)
-        flat[kept.batch[:, None], np.arange(channels)[None, :], pix[:, None]] = values
+        flat_t[rows, 0, cells] = 1.0
+    elif values is not None:
+        scaled_t = (torch.from_numpy(values).to(out.device, torch.float64) / 127.5 - 1.0).float()
+        flat_t.permute(0, 2, 1)[rows, cells] = scaled_t
     return out
 
 

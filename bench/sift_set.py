@@ -50,7 +50,8 @@ class SiftSet(FeatureSet):
     def _validate(self) -> None:
         kp, desc, off = self.keypoints, self.descriptors, self.offsets
         if kp.ndim != 2 or kp.shape[1] != len(KEYPOINT_FIELDS):
-            raise BenchError(f"SIFT keypoints must be M×{len(KEYPOINT_FIELDS)} {KEYPOINT_FIELDS}, got shape {kp.shape}")
+            fields = ", ".join(KEYPOINT_FIELDS)
+            raise BenchError(f"SIFT keypoints must be M×{len(KEYPOINT_FIELDS)} ({fields}), got shape {kp.shape}")
         if desc.dtype != np.uint8:
             raise BenchError(f"SIFT descriptors must be uint8, got {desc.dtype}")
         if desc.ndim != 2 or desc.shape[0] != kp.shape[0]:

@@ -13,9 +13,9 @@ import torch
 from bench import registry
 from bench.errors import BenchError
 from bench.features import FeatureSet
+from bench.extractors.sift import SiftExtractor
 from bench.images import read_image, to_grey_uint8
 from bench.plugins import ImageSet
-from bench.extractors.sift import SiftExtractor
 from bench.sift_maps import dense_map, keypoint_priority, sift_maps, splitmix64
 from bench.sift_set import SiftSet
 
@@ -116,7 +116,7 @@ def ref_map(sift: SiftSet, idx: int, s: int, compress: bool, seed: int, compat: 
                 cells = [(r, c) for r in (2 * br, 2 * br + 1) for c in (2 * bc, 2 * bc + 1) if owner[r, c] >= 0]
                 if not cells:
                     continue
-                prio = [int(keypoint_priority(seed, np.array([idx]), np.array([owner[r, c]]))[0]) for r, c in cells]
+                prio = [int(keypoint_priority(seed, kp[owner[r, c], :2], np.array([owner[r, c]]))[0]) for r, c in cells]
                 best = min(range(len(cells)), key=lambda j: (prio[j], owner[cells[j]]))
                 occ[br, bc] = True
                 out[:, br, bc] = dense[:, cells[best][0], cells[best][1]]
@@ -274,9 +274,11 @@ def test_splitmix64_matches_python_ints() -> None:
     got = splitmix64(np.array(vals, dtype=np.uint64))
     assert [int(v) for v in got] == [py_mix(v) for v in vals]
     assert int(got[0]) == 0xE220A8397B1DCDAF  # the published first output of splitmix64 seeded with 0
-    p = keypoint_priority(7, np.array([3, 3, 4]), np.array([0, 1, 0]))
+    xy = np.array([[1.5, 2.0], [1.5, 2.0], [3.25, 0.0]], dtype=np.float32)
+    p = keypoint_priority(7, xy, np.array([0, 1, 0]))
     assert p.dtype == np.uint64 and len(set(p.tolist())) == 3
-    assert int(p[0]) == py_mix(py_mix(py_mix(7) ^ 3) ^ 0)
+    bits = [int(b) for b in xy[0].view(np.uint32)]
+    assert int(p[0]) == py_mix(py_mix(py_mix(7) ^ ((bits[0] << 32) | bits[1])) ^ 0)
 
 
 @pytest.mark.parametrize(
@@ -339,3 +341,21 @@ def test_dense_map_and_empty_sets(crowded: SiftSet) -> None:
     assert sift_maps(empty, [], 4).shape == (0, 128, 4, 4)
     with pytest.raises(BenchError, match="image_size"):
         sift_maps(SiftSet(empty.keypoints, empty.descriptors, empty.offsets), [0], 4)
+
+
+def test_out_buffer_is_zeroed_and_filled(crowded: SiftSet) -> None:
+    want = sift_maps(crowded, [1, 0], 8, seed=2)
+    buf = torch.full((2, 128, 8, 8), 5.0)
+    got = sift_maps(crowded, [1, 0], 8, seed=2, out=buf)
+    assert got is buf
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    with pytest.raises(BenchError, match="out="):
+        sift_maps(crowded, [1, 0], 8, out=torch.zeros(2, 128, 8, 7))
+
+
+@pytest.mark.parametrize("binary,compat", [(False, False), (True, False), (False, True)])
+def test_torch_scatter_path_matches(crowded: SiftSet, binary: bool, compat: bool) -> None:
+    """The device path (exercised here with device='cpu') gives the same maps as the numpy path."""
+    want = sift_maps(crowded, [0, 1, 2, 3], 8, seed=1, binary=binary, compat=compat)
+    got = sift_maps(crowded, [0, 1, 2, 3], 8, seed=1, binary=binary, compat=compat, device="cpu")
+    torch.testing.assert_close(got, want, rtol=0, atol=0)

@@ -2,9 +2,9 @@
 
 Every image is a pure function of its index (numpy PCG64 seeded with [index, SEED]); the face is described in
 relative units, drawn with anti-aliased OpenCV primitives on a max(size, 128) canvas and, for smaller sizes,
-downsampled with an exact fixed-point triangle (antialiased bilinear) filter, so a given (index, size) always gives the
-same bytes. Only integer OpenCV paths and exactly rounded numpy arithmetic touch pixels, and the result is
-quantised to 8 bits, which keeps it identical across CPUs.
+downsampled with an exact fixed-point triangle (antialiased bilinear) filter, so a given (index, size) always
+gives the same bytes. Only integer OpenCV paths (anti-aliased drawing, 8-bit blur and resize) and exactly rounded
+numpy arithmetic touch pixels, and the result is quantised to 8 bits, which keeps it identical across CPUs.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Sequence
 
 import cv2
@@ -64,12 +65,13 @@ class _Canvas:
     def __init__(self, img: np.ndarray) -> None:
         self.img = img
         self.s = img.shape[0]
+        self._k = float(self.s * _ONE)
 
     def _p(self, xy: tuple[float, float]) -> tuple[int, int]:
-        return int(round(xy[0] * self.s * _ONE)), int(round(xy[1] * self.s * _ONE))
+        return round(xy[0] * self._k), round(xy[1] * self._k)
 
     def _len(self, r: float) -> int:
-        return max(0, int(round(r * self.s * _ONE)))
+        return max(0, round(r * self._k))
 
     def _th(self, r: float) -> int:
         return -1 if r < 0 else max(1, int(round(r * self.s)))
@@ -91,8 +93,8 @@ class _Canvas:
 
 
 def _c(rgb: Any) -> Colour:
-    r, g, b = (int(min(255, max(0, round(float(v))))) for v in rgb)
-    return r, g, b
+    r, g, b = rgb
+    return min(255, max(0, round(float(r)))), min(255, max(0, round(float(g)))), min(255, max(0, round(float(b))))
 
 
 def _scale(rgb: Colour, k: float) -> Colour:
@@ -112,8 +114,11 @@ def _upsample(grid: np.ndarray, s: int) -> np.ndarray:
     return cv2.resize(grid, (s, s), interpolation=cv2.INTER_LINEAR_EXACT)
 
 
+@lru_cache(maxsize=8)
 def _coords(s: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates in relative units: a 1×s row and an s×1 column (read-only, cached)."""
     t = (np.arange(s, dtype=np.float32) + np.float32(0.5)) / np.float32(s)
+    t.flags.writeable = False
     return t[None, :], t[:, None]
 
 
@@ -128,18 +133,18 @@ def _background(rng: np.random.Generator, s: int) -> np.ndarray:
     """A textured backdrop: gradient, stripes, mottled noise, blobs or boxes (a 'room'), all in relative units."""
     x, y = _coords(s)
     kind = int(rng.integers(0, 5))
-    c1, c2 = np.array(_rand_colour(rng), np.float32), np.array(_rand_colour(rng), np.float32)
+    c1, c2 = _rand_colour(rng), _rand_colour(rng)
     ang = rng.random() * 2 * math.pi
     t = np.clip(0.5 + (x - 0.5) * np.float32(math.cos(ang)) + (y - 0.5) * np.float32(math.sin(ang)), 0, 1)
-    base = c1 + t[..., None] * (c2 - c1)
+    planes = [np.float32(a) + t * np.float32(b - a) for a, b in zip(c1, c2)]  # one plane per channel: fast
     if kind == 1:  # stripes (triangle wave), sometimes crossed (plaid)
         for _ in range(1 + int(rng.random() < 0.35)):
             freq, ph, amp = 3 + rng.random() * 9, rng.random(), 30 + rng.random() * 60
             a2 = rng.random() * math.pi
             w = (x * np.float32(math.cos(a2)) + y * np.float32(math.sin(a2))) * np.float32(freq) + np.float32(ph)
             tri = np.abs(w - np.floor(w) - np.float32(0.5)) * np.float32(4) - np.float32(1)  # in [-1, 1]
-            base = base + tri[..., None] * (np.array(_rand_colour(rng), np.float32) * np.float32(amp / 255.0))
-    img = _to_u8(base)
+            planes = [p + tri * np.float32(c * amp / 255.0) for p, c in zip(planes, _rand_colour(rng))]
+    img = cv2.merge([_to_u8(p) for p in planes])
     if kind in (0, 2):  # mottled colour noise
         g = int(rng.integers(4, 9)) if kind == 0 else int(rng.integers(8, 25))
         field = _upsample(rng.integers(0, 256, size=(g, g, 3), dtype=np.uint8), s).astype(np.int16)
@@ -260,11 +265,7 @@ _W_BITS = 12  # fixed-point precision of the downsampling weights
 
 @lru_cache(maxsize=16)
 def _downsample_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """Integer triangle-filter (antialiased bilinear) weights shrinking n_in samples to n_out; rows sum to 2**12.
-
-    Integer-valued float64 weights keep every product and sum exact, so BLAS summation order cannot change the
-    result on any machine.
-    """
+    """Integer triangle-filter (antialiased bilinear) weights shrinking n_in samples to n_out; rows sum to 2**12."""
     scale = n_in / n_out
     centres = (np.arange(n_out, dtype=np.float64) + 0.5) * scale
     pos = np.arange(n_in, dtype=np.float64) + 0.5
@@ -276,11 +277,17 @@ def _downsample_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 
 def _downsample(img: np.ndarray, size: int) -> np.ndarray:
-    """An S×S×3 uint8 image shrunk to size×size×3 with exact fixed-point arithmetic (round half up)."""
-    m = _downsample_matrix(img.shape[0], size)
-    acc = m @ img.transpose(2, 0, 1).astype(np.float64) @ m.T  # integers below 2**53: exact
-    out = np.floor((acc + float(1 << (2 * _W_BITS - 1))) / float(1 << (2 * _W_BITS)))
-    return np.ascontiguousarray(out.transpose(1, 2, 0)).astype(np.uint8)
+    """An S×S×3 uint8 image shrunk to size×size×3 with fixed-point weights, rounding half up.
+
+    Weights and pixels are integers held in float64 and every sum stays below 2**53, so each product and sum
+    is exact: BLAS summation order cannot change a single byte on any machine.
+    """
+    s = img.shape[0]
+    m = _downsample_matrix(s, size)
+    rows = (m @ img.reshape(s, s * 3).astype(np.float64)).reshape(size, s, 3)
+    cols = m @ np.ascontiguousarray(rows.transpose(1, 0, 2)).reshape(s, size * 3)  # (size x, size y * 3)
+    out = np.floor((cols + float(1 << (2 * _W_BITS - 1))) * (1.0 / (1 << (2 * _W_BITS))))
+    return np.ascontiguousarray(out.reshape(size, size, 3).transpose(1, 0, 2)).astype(np.uint8)
 
 
 def render_face(index: int, size: int) -> tuple[np.ndarray, dict[str, int]]:
@@ -367,17 +374,18 @@ def render_face(index: int, size: int) -> tuple[np.ndarray, dict[str, int]]:
     gain, offset = 0.85 + rng.random() * 0.25, (rng.random() - 0.5) * 30
     sigma = (0.35 + rng.random() * 0.5) * s / BASE
     noise_amp = 2 + int(rng.integers(0, 7))
-    noise = rng.integers(0, 256, size=(BASE, BASE, 1), dtype=np.uint8)
+    noise = rng.integers(0, 256, size=(BASE, BASE, 3), dtype=np.uint8)
     x, y = _coords(s)
     lx, ly = np.float32(light_a * 2 * math.cos(light_dir)), np.float32(light_a * 2 * math.sin(light_dir))
     light = (np.float32(1) + (x - np.float32(0.5)) * lx + (y - np.float32(0.5)) * ly) * np.float32(gain)
-    out = cv.img * light[..., None]
+    out = cv.img * cv2.merge([light, light, light])
     out += np.float32(offset)
-    out = cv2.GaussianBlur(_to_u8(out), (0, 0), sigma)
-    field = noise if s == BASE else _upsample(noise, s)[..., None]
-    out = np.clip(out.astype(np.int16) + ((field.astype(np.int16) - 128) * noise_amp) // 128, 0, 255)
+    out = cv2.GaussianBlur(_to_u8(out), (0, 0), sigma).astype(np.int16)
+    field = noise if s == BASE else _upsample(noise, s)
+    out += ((field.astype(np.int16) - 128) * noise_amp) >> 7
+    out = np.clip(out, 0, 255, out=out).astype(np.uint8)
     if s != size:
-        out = _downsample(out.astype(np.uint8), int(size))
+        out = _downsample(out, int(size))
     labels = {"identity": int(index), "glasses": int(has_glasses), "smiling": int(smile > 0.5 or open_mouth),
               "hair": style, "facial_hair": facial}
     return np.ascontiguousarray(out, dtype=np.uint8), labels
@@ -398,7 +406,7 @@ class SyntheticFaces(Dataset):
     needs_root = False
     note = "demo set: synthetic face-like images, not real faces"
 
-    def __init__(self, root: Any = None, count: int = 5000) -> None:
+    def __init__(self, root: Path | None = None, count: int = 5000) -> None:
         super().__init__(root)
         if int(count) < 1:
             raise BenchError(f"dataset 'synthetic-faces' needs a positive count; got {count}")

@@ -1,0 +1,63 @@
+"""Pixel-difference metrics (MSE, PSNR) on RGB images in [0, 1], computed for a whole batch at once."""
+
+from __future__ import annotations
+
+import torch
+
+from bench.errors import BenchError
+from bench.plugins import Metric, register_metric
+
+
+def check_pair(recon: torch.Tensor, ref: torch.Tensor, metric: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both batches as float64 N×C×H×W tensors of one shape; a BenchError naming `metric` otherwise."""
+    if not isinstance(recon, torch.Tensor) or not isinstance(ref, torch.Tensor):
+        raise BenchError(f"metric {metric!r} needs torch tensors, got {type(recon).__name__} and {type(ref).__name__}")
+    if recon.dim() != 4 or ref.dim() != 4:
+        raise BenchError(
+            f"metric {metric!r} needs N×3×H×W batches, got shapes {tuple(recon.shape)} and {tuple(ref.shape)}"
+        )
+    if recon.shape != ref.shape:
+        raise BenchError(
+            f"metric {metric!r}: reconstructions {tuple(recon.shape)} and originals {tuple(ref.shape)} differ in shape"
+        )
+    return recon.detach().to("cpu", torch.float64), ref.detach().to("cpu", torch.float64)
+
+
+def mse_per_image(recon: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of each image pair over all pixels and channels, as float64 (N,)."""
+    return (recon - ref).square().mean(dim=(1, 2, 3))
+
+
+@register_metric
+class MSE(Metric):
+    """Mean squared error per image on RGB values in [0, 1]; 0 means identical images."""
+
+    name = "mse"
+    higher_is_better = False
+    value_range = (0.0, 1.0)
+    convention = "mean over pixels and RGB channels of (recon - ref)^2, values in [0, 1], float64"
+
+    def per_sample(self, recon: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """MSE of each image pair, float64 (N,)."""
+        a, b = check_pair(recon, ref, self.name)
+        return mse_per_image(a, b)
+
+
+@register_metric
+class PSNR(Metric):
+    """Peak signal-to-noise ratio in dB per image, data range 1; identical images give +inf."""
+
+    name = "psnr"
+    higher_is_better = True
+    value_range = (0.0, float("inf"))
+    convention = (
+        "10*log10(1/MSE) per image on RGB in [0, 1] (data range 1), set value = mean over images; "
+        "an identical pair gives +inf (and so does the set mean)"
+    )
+
+    def per_sample(self, recon: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """PSNR of each image pair in dB, float64 (N,); +inf where the pair is identical."""
+        a, b = check_pair(recon, ref, self.name)
+        mse = mse_per_image(a, b)
+        # log10(0) is -inf in torch, so an identical pair gives exactly +inf without a warning.
+        return -10.0 * torch.log10(mse)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -40,8 +40,9 @@ def read_image(path: Path, size: int | None = None) -> torch.Tensor:
     try:
         with Image.open(path) as img:
             img.load()
+            img = ImageOps.exif_transpose(img)  # camera photos: apply their orientation tag
             arr = pil_to_rgb_array(img)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"{path}: {exc}") from exc
     t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).contiguous()
     if size is not None and (t.shape[1] != size or t.shape[2] != size):

@@ -1,1 +1,3 @@
-"""Built-in plugins of this kind register themselves on import."""
+"""Built-in metrics; importing this package registers them (pixel metrics and SSIM)."""
+
+from bench.metrics import pixel, ssim  # noqa: F401  (imported for their registering side effect)

@@ -11,6 +11,8 @@ in E[x^2] - E[x]^2, so the result stays within about 1e-6 of scikit-image in flo
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 from bench.errors import BenchError
@@ -37,14 +39,20 @@ def uniform_taps(size: int = 11) -> torch.Tensor:
     return torch.full((size,), 1.0 / size, dtype=torch.float64)
 
 
-def _band(n_in: int, taps: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(n_in, n_in - k + 1) matrix M with z @ M = valid correlation of the rows of z with `taps`."""
-    k = taps.numel()
+@lru_cache(maxsize=64)
+def _band_cached(n_in: int, taps: tuple[float, ...], dtype: torch.dtype) -> torch.Tensor:
+    k = len(taps)
     n_out = n_in - k + 1
     m = torch.zeros(n_in, n_out, dtype=torch.float64)
+    t = torch.tensor(taps, dtype=torch.float64)
     for j in range(n_out):
-        m[j : j + k, j] = taps
+        m[j : j + k, j] = t
     return m.to(dtype)
+
+
+def _band(n_in: int, taps: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(n_in, n_in - k + 1) matrix M with z @ M = valid correlation of the rows of z with `taps`."""
+    return _band_cached(n_in, tuple(taps.tolist()), dtype)
 
 
 def _filter_last(z: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
@@ -91,7 +99,6 @@ def ssim_per_image(
         mu_a, mu_b, m_sq, m_ab = filter_valid_2d(stacked, taps).double().unbind(0)
         var_sum = cov_norm * (m_sq - mu_a * mu_a - mu_b * mu_b)
         cov = cov_norm * (m_ab - mu_a * mu_b)
-        centre = centre.transpose(-1, -2)  # (broadcast shape is unchanged; kept explicit for the transposed maps)
         mu_a = mu_a + centre
         mu_b = mu_b + centre
         s_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a * mu_a + mu_b * mu_b + c1) * (var_sum + c2))

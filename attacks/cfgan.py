@@ -40,7 +40,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "batch_size": 4, "coarse_steps": 4, "fine_steps": 4, "eval_batch": 16,
         "lr": 1e-3, "betas": [0.9, 0.999], "lr_decay": "none",
         "lambda_pix": 1.0, "lambda_per": 0.01, "lambda_adv": 0.02, "lambda_sift": 0.01,
-        "perceptual": False, "adversarial": True, "sift_loss": True,
+        "perceptual": False, "adversarial": True, "sift_loss": True, "sift_stride": 4,
     },
     "cpu": {
         "map_size": 64, "image_size": 64,
@@ -49,7 +49,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "batch_size": 16, "coarse_steps": 600, "fine_steps": 400, "eval_batch": 50,
         "lr": 3e-4, "betas": [0.9, 0.999], "lr_decay": "cosine",
         "lambda_pix": 1.0, "lambda_per": 0.01, "lambda_adv": 0.02, "lambda_sift": 0.01,
-        "perceptual": False, "adversarial": True, "sift_loss": True,
+        "perceptual": False, "adversarial": True, "sift_loss": True, "sift_stride": 4,
     },
     "paper": {
         "map_size": 128, "image_size": 256,
@@ -59,7 +59,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "batch_size": 8, "coarse_steps": 90_000, "fine_steps": 90_000, "eval_batch": 16,
         "lr": 1e-4, "betas": [0.9, 0.999], "lr_decay": "none",
         "lambda_pix": 1.0, "lambda_per": 0.01, "lambda_adv": 0.02, "lambda_sift": 0.01,
-        "perceptual": True, "adversarial": True, "sift_loss": True,
+        "perceptual": True, "adversarial": True, "sift_loss": True, "sift_stride": 1,
     },
 }
 
@@ -153,7 +153,7 @@ class CFGAN(Attack):
     def _losses(self) -> dict[str, nn.Module]:
         out: dict[str, nn.Module] = {}
         if self.hp["sift_loss"]:
-            out["sift"] = SiftLoss().to(self.device)
+            out["sift"] = SiftLoss(stride=self.hp["sift_stride"]).to(self.device)
         if self.hp["perceptual"]:
             from bench import weights
 

@@ -8,8 +8,10 @@ from bench.errors import BenchError
 from bench.plugins import Metric, register_metric
 
 
-def check_pair(recon: torch.Tensor, ref: torch.Tensor, metric: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both batches as float64 N×C×H×W tensors of one shape; a BenchError naming `metric` otherwise."""
+def check_pair(
+    recon: torch.Tensor, ref: torch.Tensor, metric: str, dtype: torch.dtype | None = torch.float64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both batches as N×C×H×W tensors of `dtype` (None: as given), one shape and device; else a BenchError."""
     if not isinstance(recon, torch.Tensor) or not isinstance(ref, torch.Tensor):
         raise BenchError(f"metric {metric!r} needs torch tensors, got {type(recon).__name__} and {type(ref).__name__}")
     if recon.dim() != 4 or ref.dim() != 4:
@@ -20,7 +22,11 @@ def check_pair(recon: torch.Tensor, ref: torch.Tensor, metric: str) -> tuple[tor
         raise BenchError(
             f"metric {metric!r}: reconstructions {tuple(recon.shape)} and originals {tuple(ref.shape)} differ in shape"
         )
-    return recon.detach().to("cpu", torch.float64), ref.detach().to("cpu", torch.float64)
+    if dtype is None:
+        if not (recon.is_floating_point() and ref.is_floating_point()):
+            raise BenchError(f"metric {metric!r} needs float images in [0, 1], got {recon.dtype} and {ref.dtype}")
+        return recon.detach(), ref.detach().to(recon.device)
+    return recon.detach().to(dtype), ref.detach().to(device=recon.device, dtype=dtype)
 
 
 def mse_per_image(recon: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -40,7 +46,7 @@ class MSE(Metric):
     def per_sample(self, recon: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         """MSE of each image pair, float64 (N,)."""
         a, b = check_pair(recon, ref, self.name)
-        return mse_per_image(a, b)
+        return mse_per_image(a, b).cpu()
 
 
 @register_metric
@@ -60,4 +66,4 @@ class PSNR(Metric):
         a, b = check_pair(recon, ref, self.name)
         mse = mse_per_image(a, b)
         # log10(0) is -inf in torch, so an identical pair gives exactly +inf without a warning.
-        return -10.0 * torch.log10(mse)
+        return (-10.0 * torch.log10(mse)).cpu()

@@ -110,6 +110,10 @@ def run_cmd(attack: str, defense: str, dataset: str, data_root: Path | None, aux
         click.echo(f"{name:<20}{shown:>12}  {arrow}")
     for line in record.get("notes", []):
         click.echo(f"note: {line}")
+    skipped = record["skipped_files"]
+    if skipped["count"]:
+        names = ", ".join(f["file"] for f in skipped["files"][:5]) + (", ..." if skipped["count"] > 5 else "")
+        click.echo(f"warning: {skipped['count']} unreadable image file(s) skipped: {names} (listed in run.json)")
     click.echo(f"wall time: {sum(record['timings_s'].values()):.1f} s")
     click.echo(f"run folder:  {result.run_dir}  (run.json, metrics.csv, grid.png, reconstructions/)")
     click.echo(f"leaderboard: {result.leaderboard}")

@@ -128,3 +128,23 @@ def test_paper_profile_refuses_without_vgg19_weights(bench_home: Path, tmp_path:
     out = invoke("run", "--attack", "cfgan", "--profile", "paper", "--results", str(tmp_path))
     assert out.exit_code != 0 and "Traceback" not in out.output
     assert "bench weights import" in out.output and "vgg19" in out.output
+
+
+def test_cross_dataset_run_and_unreadable_files(shared_data: Path, tmp_path: Path) -> None:
+    """Train on the synthetic set, attack real CelebA-HQ faces; a corrupt file is skipped and reported by name."""
+    private = tmp_path / "private"
+    private.mkdir()
+    for src in sorted((shared_data / "faces" / "celebahq_256").glob("*.png"))[:6]:
+        (private / src.name).write_bytes(src.read_bytes())
+    (private / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    out = invoke("run", "--attack", "mean-image", "--dataset", "folder", "--data-root", str(private),
+                 "--aux-dataset", "synthetic-faces", "--n-train", "8", "--n-test", "7", "--results",
+                 str(tmp_path / "r"), *SMOKE)
+    assert out.exit_code == 0, out.output
+    assert "warning: 1 unreadable image file(s) skipped: broken.jpg" in out.output
+    (run_dir,) = (tmp_path / "r" / "runs").iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["n_test_loaded"] == 6 and record["skipped_files"]["count"] == 1
+    assert record["threat_model"]["auxiliary_split"]["dataset"] == "synthetic-faces"
+    assert record["threat_model"]["private_split"]["dataset"] == "folder"
+    assert len(list(csv.DictReader((run_dir / "metrics.csv").open()))) == 6

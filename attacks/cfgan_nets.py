@@ -13,20 +13,22 @@ Architecture, from the paper (Sec. III.B–D) and docs/REFERENCES.md:
   and a fully connected layer to one raw score (the relativistic loss applies the sigmoid).
 
 Figures of the paper profile (map 128, image 256; encoder 128-256-512-512-512-512, decoder 512-512-512-512-256-128-64,
-discriminator 64-128-256-512-512-512-512, 3×3 convs as wide as the unit; measured with bench describe / FlopCounterMode):
-  coarse G 71.3 M, fine G 111.2 M, generators 182.5 M (+19 % over the paper's 153 M), two discriminators 2 × 14.9 M,
-  all 212.3 M (+39 %); one 256×256 inference (coarse + fine) 262 GFLOPs = 131 GMACs.
-The paper's Table II (153 M parameters, 148 GFLOPs) is best matched by the generators alone and by MACs (the paper's
-"FLOPs" are multiply-accumulates, as usual in this literature): 182.5 M vs 153 M (+19 %) and 131 GMACs vs 148 G
-(−11 %), both within 25 %. The gap comes from details the paper leaves open (the width of the bottleneck's 3×3 conv,
-where the decoder's extra 3×3 conv sits, how the 256×256 coarse image enters the 128×128 fine encoder, biases);
-narrowing the 3×3 conv (bottleneck_div 2) would give fewer parameters (≈ 70 M) and far fewer FLOPs, further away.
+discriminator 64-128-256-512-512-512-512, every 3×3 conv as wide as its unit; CFGAN.describe(), counted with
+torch's FlopCounterMode, convolutions and linear layers only):
+  coarse G 63.7 M, fine G 88.7 M: generators 152.3 M; two discriminators 2 × 12.8 M; all 178.0 M.
+  One 256×256 inference (coarse + fine): 292.0 GFLOPs = 146.0 GMACs.
+Paper Table II: 153 M parameters, 148 G "FLOPs". Best match: generators only (−0.5 %) and MACs (−1.3 %); the paper's
+"FLOPs" are multiply-accumulates, as usual in this literature (the FLOP count, 292 G, is twice that), and its
+parameter count leaves out the discriminators (with them: 178 M, +16 %). No gap exceeds 25 %. Details the paper leaves
+open and that we chose: the width of the residual unit's 3×3 conv (= its output width; bottleneck_div 1), the place
+of the decoder's extra 3×3 conv (after the two residual units), how the 256×256 coarse image enters the 128×128 fine
+encoder (one extra encoder block of width 64 at 256×256, then average pooling), convolutions without bias before BN.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -58,7 +60,6 @@ class CFGANConfig:
     bottleneck_size: int = 2
     bottleneck_div: int = 1  # width of a residual unit's 3×3 conv = output width // bottleneck_div
     in_channels: int = SIFT_CHANNELS
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # free-form notes, not used by the nets
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "enc_widths", tuple(int(w) for w in self.enc_widths))
@@ -78,6 +79,7 @@ class CFGANConfig:
 
     @property
     def n_enc(self) -> int:
+        """Number of encoder levels (map_size down to the bottleneck)."""
         return len(self.enc_widths)
 
     @property
@@ -86,12 +88,13 @@ class CFGANConfig:
         return len(self.dec_widths) - len(self.enc_widths)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (lists, ints) for configs and saved states."""
         d = asdict(self)
-        d.pop("extra")
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CFGANConfig":
+        """Inverse of `to_dict` (unknown keys ignored)."""
         keys = {"map_size", "image_size", "enc_widths", "dec_widths", "disc_widths", "bottleneck_size",
                 "bottleneck_div", "in_channels"}
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in keys})
@@ -151,6 +154,7 @@ class CoarseNet(nn.Module):
         self.decoder = Decoder(cfg)
 
     def forward(self, sift_map: torch.Tensor) -> torch.Tensor:
+        """B×128×m×m SIFT map → B×3×S×S image in [0, 1]."""
         _check_map(self.cfg, sift_map)
         skips, x = self.encoder(sift_map)
         return self.decoder(x, skips[::-1])
@@ -173,6 +177,7 @@ class FineNet(nn.Module):
         self.decoder = Decoder(cfg)
 
     def forward(self, sift_map: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """(B×128×m×m SIFT map, B×3×S×S coarse image) → refined B×3×S×S image in [0, 1]."""
         _check_map(self.cfg, sift_map)
         c = coarse
         for block in self.image_stem:
@@ -200,4 +205,5 @@ class Discriminator(nn.Module):
         self.fc = nn.Linear(w[-1], 1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """B×3×S×S image → B raw scores."""
         return self.fc(self.features(image).flatten(1)).squeeze(1)

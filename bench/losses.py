@@ -49,9 +49,10 @@ class SiftLoss(nn.Module):
 
     def __init__(self, stride: int = 1) -> None:
         super().__init__()
-        self.dsift = KF.DenseSIFTDescriptor(stride=int(stride))
+        self.dsift = KF.DenseSIFTDescriptor(stride=int(stride)).requires_grad_(False)  # fixed kernels
 
     def forward(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Scalar loss; gradients flow into `recon` only."""
         d_r = self.dsift(to_grey(recon))
         with torch.no_grad():
             d_t = self.dsift(to_grey(target))
@@ -71,6 +72,7 @@ class PerceptualLoss(nn.Module):
         self.vgg = VGG19Features(vgg_state_dict)
 
     def forward(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Scalar loss; gradients flow into `recon` only."""
         f_r = self.vgg(recon)
         with torch.no_grad():
             f_t = self.vgg(target)

@@ -308,10 +308,12 @@ def execute(req: RunRequest) -> RunResult:
                 skipped = _evaluate(store, p, run_dir, released, originals, test_imgs.ids, req.progress)
             with timer("set-metrics"):
                 recon = load_reconstructions(run_dir, test_imgs.ids)
+                per_sample: dict[str, list[float]] = {}
+                for row in store.sample_metrics(run_id):
+                    per_sample.setdefault(row["metric"], []).append(np.nan if row["value"] is None else row["value"])
                 for name, metric in p.metrics.items():
                     if metric.level == "sample":
-                        vals = [r["value"] for r in store.sample_metrics(run_id) if r["metric"] == name]
-                        value = float(np.mean([np.nan if v is None else v for v in vals]))
+                        value = float(np.mean(per_sample[name]))
                     else:
                         value = metric.per_set(recon, originals)
                     store.set_set_metric(run_id, name, value, len(test_imgs), metric.convention)

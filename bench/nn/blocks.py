@@ -37,6 +37,7 @@ class ResidualUnit(nn.Module):
         self.skip: nn.Module = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """body(x) + skip(x)."""
         return self.body(x) + self.skip(x)
 
 
@@ -54,6 +55,7 @@ class EncoderBlock(nn.Module):
         self.pool = nn.AvgPool2d(2)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(skip feature at the input resolution, pooled output at half of it)."""
         feat = self.units(x)
         return feat, self.pool(feat)
 
@@ -72,6 +74,7 @@ class DecoderBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        """Upsample `x` 2×, append `skip` channels, refine."""
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
         if skip is not None:
             x = torch.cat([x, skip], dim=1)

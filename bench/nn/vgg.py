@@ -65,6 +65,7 @@ class VGG19Features(nn.Module):
         return super().train(False)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """[relu1_1, relu2_1, relu3_1, relu4_1, relu5_1] of N×3×H×W images in [0, 1]."""
         x = (images - self.mean) / self.std
         out = []
         for i, layer in enumerate(self.features):

@@ -10,7 +10,7 @@ import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -241,5 +241,3 @@ def plugin_meta(kind: str, cls: Any) -> dict[str, Any]:
         meta.update(needs_root=cls.needs_root, note=cls.note)
     return meta
 
-
-PluginFactory = Callable[..., Any]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -32,8 +33,12 @@ def test_no_top_level_generic_names_are_installed(tmp_path: Path) -> None:
 
 
 def test_wheel_maps_folders_under_bench(tmp_path: Path) -> None:
+    # Build from a copy, so that setuptools' build/ and egg-info folders never land in the checkout.
+    src = tmp_path / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "bench-results",
+                                                             "__pycache__", ".pytest_cache", ".benchmarks"))
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                           "-w", str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=300)
+                           "-w", str(tmp_path), str(src)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     (wheel,) = tmp_path.glob("leakbench-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -130,7 +130,8 @@ class CFGAN(Attack):
     def _maps(self, features: FeatureSet, indices: np.ndarray) -> torch.Tensor:
         from bench.sift_maps import sift_maps
 
-        m = sift_maps(features, indices, self.hp["map_size"], compress=True, seed=self.seed)  # type: ignore[arg-type]
+        m = sift_maps(features, indices, self.hp["map_size"], compress=True, seed=self.seed,  # type: ignore[arg-type]
+                      channels_last=True)
         return m.to(self.device, memory_format=CL, non_blocking=True)
 
     # ---------------------------------------------------------------------------------------------- training

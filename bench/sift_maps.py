@@ -127,12 +127,15 @@ def sift_maps(
     binary: bool = False,
     out: torch.Tensor | None = None,
     device: torch.device | str | None = None,
+    channels_last: bool = False,
 ) -> torch.Tensor:
     """B×C×S×S float32 maps (C=128 descriptors in [-1, 1], or C=1 occupancy when `binary`) of images `indices`.
 
     `out`, a contiguous float32 tensor of that shape, is zeroed and filled instead of allocating a new one (reusing
     one buffer avoids the page faults of a fresh multi-megabyte allocation per call).  With `device` (or an `out` on
     an accelerator) only the kept descriptors travel there and the scatter runs on that device.
+    `channels_last` (CPU, no `out`) returns the same values in torch's channels-last memory layout, which is what
+    convolutions want and lets each kept descriptor be written as one contiguous row.
     """
     if not binary and not sift.flags.get("has_descriptors", True):
         raise BenchError("SIFT descriptor maps need descriptors, but these features were released without them")
@@ -148,6 +151,14 @@ def sift_maps(
         out.zero_()
     elif device is not None:
         out = torch.zeros(shape, dtype=torch.float32, device=device)
+    elif channels_last:
+        buf = np.zeros((n, s * s, channels), dtype=np.float32)
+        pix = kept.row * s + kept.col
+        if binary:
+            buf[kept.batch, pix, 0] = 1.0
+        elif kept.source.size:
+            buf[kept.batch, pix] = (sift.descriptors[kept.source].astype(np.float64) / 127.5 - 1.0).astype(np.float32)
+        return torch.from_numpy(buf).view(n, s, s, channels).permute(0, 3, 1, 2)
     else:
         out = torch.from_numpy(np.zeros(shape, dtype=np.float32))  # calloc: pages are zeroed once, by the kernel
     pix = kept.row * s + kept.col

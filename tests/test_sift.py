@@ -287,10 +287,13 @@ def test_splitmix64_matches_python_ints() -> None:
      (True, False, True, 4), (False, False, True, 0), (True, True, True, 0)],
 )
 @pytest.mark.parametrize("map_size", [8, 16, 5])
+@pytest.mark.parametrize("channels_last", [False, True])
 def test_maps_match_loop_reference(crowded: SiftSet, compress: bool, compat: bool, binary: bool, seed: int,
-                                   map_size: int) -> None:
+                                   map_size: int, channels_last: bool) -> None:
     indices = [0, 1, 2, 3, 4, 1]
-    maps = sift_maps(crowded, indices, map_size, compress=compress, seed=seed, compat=compat, binary=binary)
+    maps = sift_maps(crowded, indices, map_size, compress=compress, seed=seed, compat=compat, binary=binary,
+                     channels_last=channels_last)
+    assert maps.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     assert maps.dtype == torch.float32 and maps.shape == (6, 1 if binary else 128, map_size, map_size)
     for b, idx in enumerate(indices):
         want = ref_map(crowded, idx, map_size, compress, seed, compat, binary)

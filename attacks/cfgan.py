@@ -8,6 +8,7 @@ are in cfgan_nets.py, the losses in bench/losses.py; per-profile hyper-parameter
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Mapping
 
 import numpy as np
@@ -108,6 +109,7 @@ class CFGAN(Attack):
         self.coarse: CoarseNet | None = None
         self.fine: FineNet | None = None
         self.history: dict[str, list[float]] = {"coarse": [], "fine": []}
+        self.stage_seconds: dict[str, float] = {}  # wall time of each training stage's steps (benchmarks)
 
     # ------------------------------------------------------------------------------------------------ plumbing
     def config(self) -> dict[str, Any]:
@@ -156,14 +158,18 @@ class CFGAN(Attack):
         gen = torch.Generator().manual_seed(self.seed)
         self.history = {"coarse": [], "fine": []}
         d_coarse = Discriminator(self.net_cfg).to(self.device, memory_format=CL)
+        t0 = time.perf_counter()
         self._train_stage("coarse", self.coarse, d_coarse, None, features, images, losses, gen, ctx.progress)
+        self.stage_seconds["coarse"] = time.perf_counter() - t0
         del d_coarse
         self._recalibrate_bn(self.coarse, None, features)
         self.coarse.eval().requires_grad_(False)
         if self.hp["fine_from_coarse"]:
             self._init_fine_from_coarse()
         d_fine = Discriminator(self.net_cfg).to(self.device, memory_format=CL)
+        t0 = time.perf_counter()
         self._train_stage("fine", self.fine, d_fine, self.coarse, features, images, losses, gen, ctx.progress)
+        self.stage_seconds["fine"] = time.perf_counter() - t0
         self._recalibrate_bn(self.fine, self.coarse, features)
         self.fine.eval()
 

@@ -15,6 +15,7 @@ import torch
 from bench import registry
 from bench.errors import BenchError
 from bench.features import FeatureSet
+from bench.images import resize
 from bench.plugins import Attack, Defense, FitContext, Metric, seeded_rng
 from bench.profiles import get_profile
 
@@ -58,8 +59,7 @@ def smoke_data(n_train: int = 12, n_test: int = 4, extractor: str = "sift", defe
     feats = ext.extract(imgs, progress=False)
     dfn = registry.defenses.get(defense).obj()
     tr, te = list(range(n_train)), list(range(n_train, n_train + n_test))
-    targets = torch.nn.functional.interpolate(imgs.images, size=(prof.image_size,) * 2, mode="bilinear",
-                                              antialias=True, align_corners=False).clamp(0, 1)
+    targets = resize(imgs.images, prof.image_size)
     return {
         "profile": prof,
         "extractor": ext,

@@ -28,6 +28,7 @@ def training_rate(steps: int = 40) -> dict[str, float]:
     """CFGAN cpu-profile training steps per second (coarse and fine stages) on synthetic faces."""
     from bench import registry
     from bench.attacks.cfgan import CFGAN
+    from bench.images import resize
     from bench.plugins import FitContext
     from bench.profiles import get_profile
 
@@ -35,8 +36,7 @@ def training_rate(steps: int = 40) -> dict[str, float]:
     ds = registry.datasets.get("synthetic-faces").obj()
     imgs = ds.load(ds.item_ids()[:64], prof.extract_size)
     feats = registry.extractors.get("sift").obj().extract(imgs, progress=False)
-    targets = torch.nn.functional.interpolate(imgs.images, size=(prof.image_size,) * 2, mode="bilinear",
-                                              antialias=True, align_corners=False)
+    targets = resize(imgs.images, prof.image_size)
     attack = CFGAN(profile="cpu", image_size=prof.image_size)
     attack.hp = {**attack.hp, "coarse_steps": steps, "fine_steps": steps}
     ctx = FitContext(defense=registry.defenses.get("none").obj(), seed=0, device=torch.device("cpu"), progress=False)

@@ -152,13 +152,7 @@ def sift_maps(
     elif device is not None:
         out = torch.zeros(shape, dtype=torch.float32, device=device)
     elif channels_last:
-        buf = np.zeros((n, s * s, channels), dtype=np.float32)
-        pix = kept.row * s + kept.col
-        if binary:
-            buf[kept.batch, pix, 0] = 1.0
-        elif kept.source.size:
-            buf[kept.batch, pix] = (sift.descriptors[kept.source].astype(np.float64) / 127.5 - 1.0).astype(np.float32)
-        return torch.from_numpy(buf).view(n, s, s, channels).permute(0, 3, 1, 2)
+        out = torch.from_numpy(np.zeros((n, s, s, channels), dtype=np.float32)).permute(0, 3, 1, 2)
     else:
         out = torch.from_numpy(np.zeros(shape, dtype=np.float32))  # calloc: pages are zeroed once, by the kernel
     pix = kept.row * s + kept.col
@@ -166,12 +160,14 @@ def sift_maps(
     if not binary and kept.source.size:
         values = sift.descriptors[kept.source]  # K×128 uint8: only the winners are read
     if device is None and out.device.type == "cpu":
-        flat = out.numpy().reshape(n, channels, s * s)
+        # One (n, pixel, channel) view serves both memory layouts; each kept keypoint fills one row of it.
+        target = out.numpy().transpose(0, 2, 3, 1).reshape(n, s * s, channels)
+        if target.size and not np.shares_memory(target, out.numpy()):
+            raise AssertionError("sift_maps: the scatter view must alias the output")
         if binary:
-            flat[kept.batch, 0, pix] = 1.0
+            target[kept.batch, pix, 0] = 1.0
         elif values is not None:
-            scaled = (values.astype(np.float64) / 127.5 - 1.0).astype(np.float32)
-            flat[kept.batch[:, None], np.arange(channels)[None, :], pix[:, None]] = scaled
+            target[kept.batch, pix] = (values.astype(np.float64) / 127.5 - 1.0).astype(np.float32)
         return out
     rows = torch.from_numpy(kept.batch).to(out.device)
     cells = torch.from_numpy(pix).to(out.device)

@@ -1,4 +1,4 @@
-"""Built-in attacks; each module registers its plugin on import."""
+"""Built-in attacks: one package per attack family, one module per attack; each registers itself on import."""
 
-from bench.attacks import cfgan  # noqa: F401  (registers "cfgan")
 from bench.attacks import mean_image  # noqa: F401  (registers "mean-image", the trivial floor)
+from bench.attacks import sift_inversion  # noqa: F401  (registers the SIFT-inversion family: "cfgan", ...)

@@ -16,10 +16,12 @@ class MeanImage(Attack):
 
     name = "mean-image"
     consumes = Requirement("*")
+    default_extractor = "sift"
     paper = "trivial baseline (no paper): any attack worth reporting must beat it"
 
-    def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0) -> None:
-        super().__init__(profile, image_size, device, seed)
+    def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
+                 params: Mapping[str, Any] | None = None) -> None:
+        super().__init__(profile, image_size, device, seed, params)
         self.mean: torch.Tensor | None = None
 
     def fit(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from bench import registry
+from bench.errors import BenchError
 from bench.features import FeatureSet, FeatureSpec, Requirement
+from bench.params import Param, resolve_params
 
 
 def seeded_rng(seed: int, stream: str) -> np.random.Generator:
@@ -28,6 +30,24 @@ def seeded_rng(seed: int, stream: str) -> np.random.Generator:
 def _summary(cls: type) -> str:
     doc = (cls.__doc__ or "").strip()
     return doc.splitlines()[0] if doc else ""
+
+
+class Plugin:
+    """What every plugin carries: a name, a code version and declared parameters.
+
+    `version` is part of every cache key and stored metric row that depends on the plugin: bump it when a fix
+    changes the plugin's output, so that no stale checkpoint, feature file or metric value is reused.
+    """
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    params: ClassVar[Mapping[str, Param]] = {}
+
+    @classmethod
+    def registry_meta(cls) -> dict[str, Any]:
+        """Registry metadata read from class attributes (the same for built-ins and entry points)."""
+        return {"summary": _summary(cls), "version": cls.version,
+                "params": {k: p.describe() for k, p in sorted(cls.params.items())}}
 
 
 # --------------------------------------------------------------------------------------------------- datasets
@@ -44,10 +64,9 @@ class ImageSet:
         return len(self.ids)
 
 
-class Dataset(ABC):
+class Dataset(Plugin, ABC):
     """A source of images: lists stable item ids, loads them at a requested square size."""
 
-    name: ClassVar[str] = ""
     needs_root: ClassVar[bool] = True
     note: ClassVar[str] = ""  # shown in every output, e.g. "demo set: synthetic faces"
 
@@ -64,20 +83,23 @@ class Dataset(ABC):
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this dataset's content for cache keys (name, root, and anything else relevant)."""
-        return {"name": self.name, "root": str(self.root.resolve()) if self.root else None}
+        return {"name": self.name, "version": self.version, "root": str(self.root.resolve()) if self.root else None}
+
+    @classmethod
+    def registry_meta(cls) -> dict[str, Any]:
+        return {**super().registry_meta(), "needs_root": cls.needs_root, "note": cls.note}
 
 
 def register_dataset(cls: type[Dataset]) -> type[Dataset]:
     """Class decorator: add a built-in dataset to the registry under `cls.name`."""
-    registry.datasets.register(cls.name, cls, **plugin_meta("datasets", cls))
+    registry.datasets.register(cls.name, cls, **cls.registry_meta())
     return cls
 
 
 # ------------------------------------------------------------------------------------------------- extractors
-class Extractor(ABC):
+class Extractor(Plugin, ABC):
     """The victim system's feature extractor: images in, a FeatureSet of kind `produces` out."""
 
-    name: ClassVar[str] = ""
     produces: ClassVar[FeatureSpec]
 
     def __init__(self, **params: Any) -> None:
@@ -85,7 +107,15 @@ class Extractor(ABC):
 
     def config(self) -> dict[str, Any]:
         """Everything that changes the output; part of the feature cache key and of the threat model."""
-        return {"name": self.name, **self.params}
+        return {"name": self.name, "version": self.version, **self.params, **self.library_versions()}
+
+    def library_versions(self) -> dict[str, str]:
+        """Versions of outside libraries whose behaviour changes the features (e.g. OpenCV for SIFT)."""
+        return {}
+
+    @classmethod
+    def registry_meta(cls) -> dict[str, Any]:
+        return {**super().registry_meta(), "produces": cls.produces.describe()}
 
     @abstractmethod
     def extract(self, images: ImageSet, progress: bool = True) -> FeatureSet:
@@ -94,23 +124,36 @@ class Extractor(ABC):
 
 def register_extractor(cls: type[Extractor]) -> type[Extractor]:
     """Class decorator: add an extractor to the registry under `cls.name`."""
-    registry.extractors.register(cls.name, cls, **plugin_meta("extractors", cls))
+    registry.extractors.register(cls.name, cls, **cls.registry_meta())
     return cls
 
 
 # --------------------------------------------------------------------------------------------------- defenses
-class Defense(ABC):
+@dataclass
+class UtilityContext:
+    """What a defense's utility figure may use: the private split's images, extracted features, labels, extractor."""
+
+    images: ImageSet
+    features: FeatureSet
+    extractor: Extractor
+    seed: int
+
+    def rng(self, stream: str) -> np.random.Generator:
+        return seeded_rng(self.seed, stream)
+
+
+class Defense(Plugin, ABC):
     """Protects released features; `accepts` lists the feature kinds it can protect ('*' for any)."""
 
-    name: ClassVar[str] = ""
     accepts: ClassVar[tuple[str, ...]] = ("*",)
 
     def __init__(self, **params: Any) -> None:
-        self.params = dict(params)
+        # The class attribute `params` declares; the instance attribute holds the resolved values.
+        self.params = resolve_params(f"defense {self.name!r}", type(self).params, params)
 
     def config(self) -> dict[str, Any]:
         """The public parameters (the attacker knows them); secret keys are drawn from the rng, never stored here."""
-        return {"name": self.name, **self.params}
+        return {"name": self.name, "version": self.version, "params": dict(self.params)}
 
     def can_protect(self, spec: FeatureSpec) -> bool:
         return "*" in self.accepts or spec.kind in self.accepts
@@ -123,50 +166,76 @@ class Defense(ABC):
     def protect(self, features: FeatureSet, rng: np.random.Generator) -> FeatureSet:
         """Protected copy of `features`; secret keys come from `rng` (the run seed, or the attacker's own)."""
 
+    def utility(self, ctx: UtilityContext) -> dict[str, float]:
+        """Utility figures that the protected features still offer (e.g. verification accuracy); none by default.
+
+        Computed once per (data, extractor, defense parameters, seed), stored, and shown beside leakage.
+        Names are short and higher is better (e.g. {"match-rate": 0.8}).
+        """
+        return {}
+
+    @classmethod
+    def registry_meta(cls) -> dict[str, Any]:
+        return {**super().registry_meta(), "accepts": list(cls.accepts)}
+
 
 def register_defense(cls: type[Defense]) -> type[Defense]:
     """Class decorator: add a defense to the registry under `cls.name`."""
-    registry.defenses.register(cls.name, cls, **plugin_meta("defenses", cls))
+    registry.defenses.register(cls.name, cls, **cls.registry_meta())
     return cls
 
 
 # ---------------------------------------------------------------------------------------------------- attacks
 @dataclass
 class FitContext:
-    """What an attack gets besides its training data: the defense to simulate, randomness, device, notes."""
+    """What an attack gets besides its training data: the defense to simulate, labels, randomness, device, notes.
+
+    `labels` are the auxiliary split's labels (e.g. {"gender": array}); the private split's labels never reach an
+    attack.
+    """
 
     defense: Defense
     seed: int
     device: torch.device
     progress: bool = True
     notes: list[str] = field(default_factory=list)  # things disabled or changed; copied into run.json
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+    ids: list[str] = field(default_factory=list)
 
     def rng(self, stream: str) -> np.random.Generator:
         """An independent, reproducible generator for one named purpose (e.g. 'defense-keys')."""
         return seeded_rng(self.seed, stream)
 
 
-class Attack(ABC):
-    """Rebuilds images from released features: fit on the auxiliary split, reconstruct the private split."""
+class Attack(Plugin, ABC):
+    """Rebuilds images (or infers attributes) from released features: fit on the auxiliary split, apply to the
+    private split.
 
-    name: ClassVar[str] = ""
+    `outputs` is "images" (implement `reconstruct`) or "attributes" (implement `predict` and list the predicted
+    attribute names in `attributes`); image metrics are recorded as not applicable for attribute attacks.
+    """
+
     consumes: ClassVar[Requirement] = Requirement("*")
     paper: ClassVar[str] = ""
     profiles: ClassVar[tuple[str, ...]] = ("smoke", "cpu", "paper")
+    outputs: ClassVar[str] = "images"
+    attributes: ClassVar[tuple[str, ...]] = ()
+    default_extractor: ClassVar[str | None] = None  # the victim extractor used when --extractor is not given
 
-    def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0) -> None:
+    def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
+                 params: Mapping[str, Any] | None = None) -> None:
         if profile not in self.profiles:
-            from bench.errors import BenchError
-
             raise BenchError(f"attack {self.name!r} has no profile {profile!r}; it has {', '.join(self.profiles)}")
         self.profile = profile
         self.image_size = int(image_size)
         self.device = torch.device(device)
         self.seed = int(seed)
+        self.params = resolve_params(f"attack {self.name!r}", type(self).params, params)
 
     def config(self) -> dict[str, Any]:
         """Everything that changes what `fit` learns; part of the trained-attack cache key."""
-        return {"name": self.name, "profile": self.profile, "image_size": self.image_size}
+        return {"name": self.name, "version": self.version, "profile": self.profile, "image_size": self.image_size,
+                "params": dict(self.params)}
 
     def preflight(self) -> None:
         """Raise a BenchError before any work if something the attack needs is missing (e.g. weights)."""
@@ -175,9 +244,13 @@ class Attack(ABC):
     def fit(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:
         """Train on auxiliary features and their images (N×3×S×S, S = image_size)."""
 
-    @abstractmethod
     def reconstruct(self, features: FeatureSet, progress: bool = True) -> torch.Tensor:
-        """Images (N×3×S×S in [0, 1], on the CPU) rebuilt from `features`."""
+        """Images (N×3×S×S in [0, 1], on the CPU) rebuilt from `features` (attacks whose outputs are images)."""
+        raise NotImplementedError(f"attack {self.name!r} outputs {self.outputs}, not images")
+
+    def predict(self, features: FeatureSet, progress: bool = True) -> dict[str, np.ndarray]:
+        """Per-sample predicted attributes {name: (N,) array} (attacks whose outputs are attributes)."""
+        raise NotImplementedError(f"attack {self.name!r} outputs {self.outputs}, not attributes")
 
     def state_dict(self) -> dict[str, Any]:
         """Trained state: tensors, numbers, strings, lists and dicts only (loads with weights_only=True)."""
@@ -190,54 +263,107 @@ class Attack(ABC):
         """Architecture figures for `bench describe` (parameter count, FLOPs, ...)."""
         return {}
 
+    @classmethod
+    def registry_meta(cls) -> dict[str, Any]:
+        return {**super().registry_meta(), "consumes": cls.consumes.describe(), "paper": cls.paper,
+                "profiles": list(cls.profiles), "outputs": cls.outputs, "attributes": list(cls.attributes),
+                "default_extractor": cls.default_extractor}
+
 
 def register_attack(cls: type[Attack]) -> type[Attack]:
     """Class decorator: add an attack to the registry under `cls.name`."""
-    registry.attacks.register(cls.name, cls, **plugin_meta("attacks", cls))
+    registry.attacks.register(cls.name, cls, **cls.registry_meta())
     return cls
 
 
 # ---------------------------------------------------------------------------------------------------- metrics
-class Metric(ABC):
-    """Scores reconstructions against originals; per sample (`level='sample'`) or per set (`level='set'`)."""
+class MetricUnavailable(Exception):
+    """Raised by `Metric.prepare` when something the metric needs is missing; `fix` is the command that fixes it."""
 
-    name: ClassVar[str] = ""
+    def __init__(self, fix: str) -> None:
+        super().__init__(fix)
+        self.fix = fix
+
+
+@dataclass
+class EvalContext:
+    """What a metric may prepare from once per run: the private split's labels, auxiliary images, device, cache.
+
+    `cache_dir` is a folder of the stage cache that a metric may use for reference-side features (keyed by
+    `reference_key`, which names the private split's content and the scoring size).
+    """
+
+    labels: dict[str, np.ndarray]
+    ids: list[str]
+    aux_images: torch.Tensor
+    aux_labels: dict[str, np.ndarray]
+    device: torch.device
+    seed: int
+    image_size: int
+    cache_dir: Path
+    reference_key: str
+    progress: bool = False
+
+
+@dataclass
+class EvalBatch:
+    """One evaluation batch: sample indices and ids, their labels, and predicted attributes (attribute attacks)."""
+
+    indices: list[int]
+    ids: list[str]
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+    attributes: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Metric(Plugin):
+    """Scores an attack's outputs against the private split; per sample (`level='sample'`) or per set.
+
+    Image metrics (`inputs='images'`) see reconstructions and originals; attribute metrics (`inputs='attributes'`)
+    see predicted attributes and the true labels in the batch. A set metric streams: `embed` runs on each batch
+    (its arrays are saved with the batch, so a resumed run skips it) and `aggregate` scores the concatenated arrays.
+    """
+
     higher_is_better: ClassVar[bool] = True
     value_range: ClassVar[tuple[float, float]] = (float("-inf"), float("inf"))
     needs_reference: ClassVar[bool] = True
     needs_weights: ClassVar[bool] = False
     level: ClassVar[str] = "sample"
+    inputs: ClassVar[str] = "images"
     convention: ClassVar[str] = ""  # the pinned convention, recorded with every value
 
+    def prepare(self, ctx: EvalContext) -> None:
+        """Once per run, before scoring; raise MetricUnavailable(fix) when weights or models are missing."""
+
     def per_sample(self, recon: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        """Values (N,) for N×3×H×W images in [0, 1]; required when level == 'sample'."""
+        """Values (N,) for N×3×H×W images in [0, 1]; NaN marks an undefined value (e.g. constant input)."""
         raise NotImplementedError
 
-    def per_set(self, recon: torch.Tensor, ref: torch.Tensor) -> float:
-        """One value for the whole set; the default is the mean of per-sample values."""
-        return float(self.per_sample(recon, ref).double().mean())
+    def score_batch(self, recon: torch.Tensor | None, ref: torch.Tensor, batch: EvalBatch) -> np.ndarray:
+        """Per-sample values (N,) for one batch; image metrics default to `per_sample`."""
+        return np.asarray(self.per_sample(recon, ref).double().cpu().numpy(), dtype=np.float64)
+
+    def embed(self, recon: torch.Tensor | None, ref: torch.Tensor, batch: EvalBatch) -> dict[str, np.ndarray]:
+        """Arrays of one batch that `aggregate` needs (set metrics); the default keeps per-sample values."""
+        return {"values": self.score_batch(recon, ref, batch)}
+
+    def aggregate(self, parts: dict[str, np.ndarray]) -> float:
+        """The set value from the batches' `embed` arrays concatenated along axis 0; default: the mean of values."""
+        values = np.asarray(parts["values"], dtype=np.float64)
+        return float(values.mean()) if len(values) else float("nan")
+
+    @classmethod
+    def registry_meta(cls) -> dict[str, Any]:
+        return {**super().registry_meta(), "higher_is_better": cls.higher_is_better, "range": list(cls.value_range),
+                "needs_reference": cls.needs_reference, "needs_weights": cls.needs_weights, "level": cls.level,
+                "inputs": cls.inputs, "convention": cls.convention}
 
 
 def register_metric(cls: type[Metric]) -> type[Metric]:
     """Class decorator: add a metric to the registry under `cls.name`."""
-    registry.metrics.register(cls.name, cls, **plugin_meta("metrics", cls))
+    registry.metrics.register(cls.name, cls, **cls.registry_meta())
     return cls
 
 
 def plugin_meta(kind: str, cls: Any) -> dict[str, Any]:
-    """Registry metadata of a plugin class, read from its class attributes (built-ins and entry points alike)."""
-    meta: dict[str, Any] = {"summary": _summary(cls)}
-    if kind == "attacks":
-        meta.update(consumes=cls.consumes.describe(), paper=cls.paper, profiles=list(cls.profiles))
-    elif kind == "metrics":
-        meta.update(higher_is_better=cls.higher_is_better, range=list(cls.value_range),
-                    needs_reference=cls.needs_reference, needs_weights=cls.needs_weights, level=cls.level,
-                    convention=cls.convention)
-    elif kind == "defenses":
-        meta.update(accepts=list(cls.accepts))
-    elif kind == "extractors":
-        meta.update(produces=cls.produces.describe())
-    elif kind == "datasets":
-        meta.update(needs_root=cls.needs_root, note=cls.note)
-    return meta
-
+    """Registry metadata of a plugin class (kept for callers that name the kind; `cls.registry_meta()` is the source)."""
+    return cls.registry_meta() if hasattr(cls, "registry_meta") else {"summary": _summary(cls)}

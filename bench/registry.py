@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+import warnings
 from importlib import import_module
 from importlib.metadata import entry_points
+from types import ModuleType
 from typing import Any, Generic, Iterator, TypeVar
 
 from bench.errors import UnknownNameError
@@ -19,7 +21,7 @@ _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
     "metrics": ("bench.metrics",),
     "datasets": ("bench.datasets",),
     "extractors": ("bench.extractors",),
-    "feature_kinds": ("bench.sift_set",),
+    "feature_kinds": ("bench.features",),
 }
 
 # Entry-point groups through which installed distributions add plugins.
@@ -30,6 +32,10 @@ ENTRY_POINT_GROUPS: dict[str, str] = {
     "datasets": "bench.datasets",
     "extractors": "bench.extractors",
 }
+
+
+class PluginLoadWarning(UserWarning):
+    """An outside plugin's entry point failed to import; the plugin is skipped and everything else works."""
 
 
 @dataclass
@@ -50,6 +56,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
         self._loaded = False
+        self.failed: dict[str, str] = {}  # entry points that failed to load: name -> "distribution: error"
 
     def register(self, name: str, obj: T, summary: str = "", source: str = "builtin", **meta: Any) -> T:
         """Add `obj` under `name`; a second registration of one name is an error unless it is the same object."""
@@ -80,12 +87,18 @@ class Registry(Generic[T]):
             for ep in entry_points(group=group):
                 if ep.name in self._entries:
                     continue
-                obj = ep.load()
+                try:
+                    obj = ep.load()
+                except Exception as exc:  # an outside plugin that fails to load must not break the command
+                    dist = getattr(getattr(ep, "dist", None), "name", None) or "an installed distribution"
+                    warnings.warn(f"{self.kind[:-1]} plugin {ep.name!r} from {dist} ({ep.value}) failed to load "
+                                  f"and is skipped: {type(exc).__name__}: {exc}", PluginLoadWarning, stacklevel=2)
+                    self.failed[ep.name] = f"{dist}: {type(exc).__name__}: {exc}"
+                    continue
                 # An entry point may point at a plugin class, or at a module that registers itself.
-                if ep.name not in self._entries and not isinstance(obj, type(import_module("bench"))):
-                    from bench.plugins import plugin_meta  # late: bench.plugins imports this module
-
-                    self.register(ep.name, obj, source=f"entry point {ep.value}", **plugin_meta(self.kind, obj))
+                if ep.name not in self._entries and not isinstance(obj, ModuleType):
+                    meta = obj.registry_meta() if hasattr(obj, "registry_meta") else {}
+                    self.register(ep.name, obj, source=f"entry point {ep.value}", **meta)
 
     def get(self, name: str) -> Entry[T]:
         """The entry for `name`, or an UnknownNameError that lists the closest registered names."""

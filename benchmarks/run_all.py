@@ -27,7 +27,7 @@ import ssim_bench  # noqa: E402
 def training_rate(steps: int = 40) -> dict[str, float]:
     """CFGAN cpu-profile training steps per second (coarse and fine stages) on synthetic faces."""
     from bench import registry
-    from bench.attacks.cfgan import CFGAN
+    from bench.attacks.sift_inversion.cfgan import CFGAN
     from bench.images import resize
     from bench.plugins import FitContext
     from bench.profiles import get_profile

@@ -12,8 +12,8 @@ import torch
 from bench.extractors.sift import SiftExtractor
 from bench.images import IMAGE_SUFFIXES, read_image
 from bench.plugins import ImageSet
-from bench.sift_maps import keypoint_priority, select_keypoints, sift_maps
-from bench.sift_set import SiftSet
+from bench.attacks.sift_inversion.maps import keypoint_priority, select_keypoints, sift_maps
+from bench.features.sift import SiftSet
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces" / "utkface"
 

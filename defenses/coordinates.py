@@ -19,7 +19,7 @@ class DropCoordinates(Defense):
         return spec.with_flags(has_coordinates=False)
 
     def protect(self, features: FeatureSet, rng: np.random.Generator) -> FeatureSet:
-        from bench.sift_set import SiftSet
+        from bench.features.sift import SiftSet
 
         assert isinstance(features, SiftSet)
         keypoints = np.array(features.keypoints, dtype=np.float32, copy=True)

@@ -11,14 +11,14 @@ import torch
 import torch.nn.functional as F
 
 from bench import registry
-from bench.attacks import cfgan as cfgan_mod
-from bench.attacks.cfgan import CFGAN, PROFILES, net_config
-from bench.attacks.cfgan_nets import CFGANConfig, CoarseNet, Discriminator, FineNet
-from bench.describe import count_flops, count_parameters
+from bench.attacks.sift_inversion import cfgan as cfgan_mod
+from bench.attacks.sift_inversion.cfgan import CFGAN, PROFILES, net_config
+from bench.attacks.sift_inversion.cfgan_nets import CFGANConfig, CoarseNet, Discriminator, FineNet
+from bench.nn.measure import count_flops, count_parameters
 from bench.errors import BenchError, WeightsMissingError
 from bench.plugins import FitContext
 from bench.profiles import PROFILES as RUN_PROFILES
-from bench.sift_set import SiftSet
+from bench.features.sift import SiftSet
 
 EXTRACT = 64  # smoke profile's extraction size
 

@@ -20,8 +20,9 @@ from bench.contract import check_plugin
 from bench.features import FeatureSet, FeatureSpec, Requirement, feature_kinds, register_feature_kind
 from bench.plugins import (Attack, Defense, Extractor, FitContext, ImageSet, Metric, register_attack,
                            register_defense, register_extractor, register_metric)
-from bench.runner import RunRequest, execute
-from bench.store import Store
+from bench.run.plan import RunRequest
+from bench.run.runner import execute
+from bench.store.db import Store
 
 
 class ColourSet(FeatureSet):

@@ -9,7 +9,8 @@ import torch
 import torchvision
 
 from bench.errors import BenchError
-from bench.losses import PerceptualLoss, SiftLoss, ragan_d_loss, ragan_g_loss, to_grey
+from bench.attacks.sift_inversion.losses import SiftLoss, to_grey
+from bench.nn.losses import PerceptualLoss, ragan_d_loss, ragan_g_loss
 from bench.nn.blocks import DecoderBlock, EncoderBlock, ResidualUnit, adain
 from bench.nn.vgg import VGG19Features
 

@@ -16,8 +16,8 @@ from bench.features import FeatureSet
 from bench.extractors.sift import SiftExtractor
 from bench.images import read_image, to_grey_uint8
 from bench.plugins import ImageSet
-from bench.sift_maps import dense_map, keypoint_priority, sift_maps, splitmix64
-from bench.sift_set import SiftSet
+from bench.attacks.sift_inversion.maps import dense_map, keypoint_priority, sift_maps, splitmix64
+from bench.features.sift import SiftSet
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -157,8 +157,8 @@ def test_extractor_matches_direct_opencv() -> None:
     assert feats.meta["image_size"] == 96
     assert feats.meta["extractor"]["contrast_threshold"] == 0.03
     assert ext.config() == {
-        "name": "sift", "contrast_threshold": 0.03, "n_features": 0, "n_octave_layers": 3,
-        "edge_threshold": 10.0, "sigma": 1.6,
+        "name": "sift", "version": SiftExtractor.version, "contrast_threshold": 0.03, "n_features": 0,
+        "n_octave_layers": 3, "edge_threshold": 10.0, "sigma": 1.6, "opencv": cv2.__version__,
     }
     assert feats.spec.flags == {"has_coordinates": True, "has_descriptors": True}
     assert "sift" in registry.extractors.names()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.cache import StageCache
-from bench.spec import RunSpec, canonical_json, digest
-from bench.splits import split_cross, split_ids
+from bench.run.cache import StageCache
+from bench.run.spec import RunSpec, canonical_json, digest
+from bench.run.splits import split_cross, split_ids
 from bench.errors import BenchError
-from bench.store import SCHEMA_VERSION, Store
+from bench.store.db import SCHEMA_VERSION, Store
 
 
 def _spec(**kw) -> dict:

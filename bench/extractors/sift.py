@@ -12,7 +12,7 @@ from bench.errors import BenchError
 from bench.features import FeatureSpec
 from bench.images import to_grey_uint8
 from bench.plugins import Extractor, ImageSet, register_extractor
-from bench.sift_set import DESCRIPTOR_DIM, KEYPOINT_FIELDS, SiftSet
+from bench.features.sift import DESCRIPTOR_DIM, KEYPOINT_FIELDS, SiftSet
 
 
 def keypoint_rows(keypoints: Any) -> np.ndarray:
@@ -50,6 +50,10 @@ class SiftExtractor(Extractor):
             edge_threshold=float(edge_threshold),
             sigma=float(sigma),
         )
+
+    def library_versions(self) -> dict[str, str]:
+        """OpenCV's version: a different OpenCV can find other keypoints, so it is part of the feature key."""
+        return {"opencv": cv2.__version__}
 
     def detector(self) -> Any:
         """A cv2.SIFT object with this extractor's parameters."""

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
-from bench.sift_set import DESCRIPTOR_DIM, SiftSet, gather_rows
+from bench.features.sift import DESCRIPTOR_DIM, SiftSet, gather_rows
 
 _MASK64 = (1 << 64) - 1
 

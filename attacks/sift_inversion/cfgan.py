@@ -2,7 +2,7 @@
 
 Training follows the paper (Sec. III.E, IV.A): the coarse net is trained first, then frozen while the fine net
 trains; both stages minimise λ_pix·L1 + λ_per·perceptual + λ_adv·RaGAN + λ_sift·sift loss with Adam. The networks
-are in cfgan_nets.py, the losses in bench/losses.py; per-profile hyper-parameters are in PROFILES below.
+are in cfgan_nets.py, the SIFT loss in losses.py beside it, the generic GAN losses in bench/nn/losses.py; per-profile hyper-parameters are in PROFILES below.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from bench.attacks.cfgan_nets import CFGANConfig, CoarseNet, Discriminator, FineNet
-from bench.describe import count_flops, count_parameters
+from bench.attacks.sift_inversion.cfgan_nets import CFGANConfig, CoarseNet, Discriminator, FineNet
+from bench.nn.measure import count_flops, count_parameters
 from bench.errors import BenchError
 from bench.features import FeatureSet, Requirement
-from bench.losses import PerceptualLoss, SiftLoss, ragan_d_loss, ragan_g_loss
+from bench.attacks.sift_inversion.losses import SiftLoss
+from bench.nn.losses import PerceptualLoss, ragan_d_loss, ragan_g_loss
 from bench.plugins import Attack, FitContext, register_attack
 
 # Per-profile hyper-parameters, the one place they are set.
@@ -92,13 +93,15 @@ class CFGAN(Attack):
     """CFGAN: a coarse U-Net and an AdaIN-fused fine net rebuild the image from a dense SIFT map."""
 
     name = "cfgan"
+    default_extractor = "sift"
     consumes = Requirement("sift", {"has_coordinates": True, "has_descriptors": True})
     paper = ("Li, Zhu, Wang, Zhou, Zhang: Deep reverse attack on SIFT features with a coarse-to-fine GAN model "
              "(CFGAN), IEEE TCSVT 2024, doi:10.1109/TCSVT.2024.3367808")
     profiles = ("smoke", "cpu", "paper")
 
-    def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0) -> None:
-        super().__init__(profile, image_size, device, seed)
+    def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
+                 params: Mapping[str, Any] | None = None) -> None:
+        super().__init__(profile, image_size, device, seed, params)
         self.hp: dict[str, Any] = PROFILES[profile]
         if self.image_size != self.hp["image_size"]:
             raise BenchError(
@@ -130,7 +133,7 @@ class CFGAN(Attack):
         self.fine = FineNet(self.net_cfg).to(self.device, memory_format=CL)
 
     def _maps(self, features: FeatureSet, indices: np.ndarray) -> torch.Tensor:
-        from bench.sift_maps import sift_maps
+        from bench.attacks.sift_inversion.maps import sift_maps
 
         m = sift_maps(features, indices, self.hp["map_size"], compress=True, seed=self.seed,  # type: ignore[arg-type]
                       channels_last=True)

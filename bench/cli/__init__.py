@@ -86,7 +86,8 @@ def run_cmd(attack: str, defense: str, dataset: str, data_root: Path | None, aux
             aux_data_root: Path | None, profile: str, seed: int, n_train: int | None, n_test: int | None,
             results: Path, device: str, extractor: str | None, metric_names: str | None, quiet: bool) -> None:
     """Train ATTACK on the auxiliary split, reconstruct the private split, score it, store and tabulate."""
-    from bench.runner import DEFAULT_METRICS, RunRequest, execute
+    from bench.run.plan import DEFAULT_METRICS, RunRequest
+    from bench.run.runner import execute
 
     metrics = tuple(m.strip() for m in metric_names.split(",") if m.strip()) if metric_names else DEFAULT_METRICS
     req = RunRequest(attack=attack, defense=defense, dataset=dataset, data_root=data_root, profile=profile,
@@ -159,7 +160,7 @@ def _fmt(value: Any) -> str:
 @user_errors
 def leaderboard_cmd(results: Path, out_dir: Path | None) -> None:
     """Regenerate the leaderboard CSVs (one per dataset) from the results store."""
-    from bench.leaderboard import refresh_all
+    from bench.report.leaderboard import refresh_all
 
     paths = refresh_all(results, out_dir)
     if not paths:

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from bench.errors import BenchError
-from bench.features import FeatureSet, register_feature_kind
+from bench.features.base import FeatureSet, register_feature_kind
 
 KEYPOINT_FIELDS: tuple[str, ...] = ("x", "y", "size", "angle", "response", "octave")
 DESCRIPTOR_DIM = 128

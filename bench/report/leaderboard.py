@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import registry
-from bench.store import Store
+from bench.store.db import Store
 
 
 def leaderboard_frame(store: Store, dataset: str) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from bench.spec import canonical_json, digest
+from bench.run.spec import canonical_json, digest
 
 MANIFEST = "manifest.json"
 

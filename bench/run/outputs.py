@@ -9,19 +9,17 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 import torch
 
 from bench import __version__
 from bench.features import FeatureSet
-from bench.leaderboard import refresh_leaderboard
-from bench.plots import comparison_grid
-from bench.store import Store
-
-if TYPE_CHECKING:
-    from bench.runner import Plan
+from bench.report.leaderboard import refresh_leaderboard
+from bench.report.plots import comparison_grid
+from bench.run.plan import Plan
+from bench.store.db import Store
 
 __all__ = ["run_record", "write_run_files", "refresh_leaderboard", "package_versions", "git_revision"]
 
@@ -56,7 +54,7 @@ def git_revision() -> str | None:
     return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def threat_model(p: "Plan") -> dict[str, Any]:
+def threat_model(p: Plan) -> dict[str, Any]:
     s = p.spec
     return {
         "attacker_knows": ["the victim extractor and its parameters", "the defense algorithm and its public parameters"],
@@ -70,7 +68,7 @@ def threat_model(p: "Plan") -> dict[str, Any]:
     }
 
 
-def run_record(p: "Plan", run_id: str, timings: dict[str, float], notes: list[str],
+def run_record(p: Plan, run_id: str, timings: dict[str, float], notes: list[str],
                set_metrics: dict[str, dict[str, Any]], skipped_files: Sequence[tuple[str, str]], n_train: int,
                n_test: int, device: str, cache: dict[str, Any]) -> dict[str, Any]:
     """Everything needed to interpret and reproduce the run's numbers."""

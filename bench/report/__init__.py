@@ -1,0 +1,1 @@
+"""Reports from the store: leaderboard tables and figures."""

@@ -1,0 +1,1 @@
+"""Running experiments: the frozen spec, splits, the stage cache, the runner, a run's output files, grids."""

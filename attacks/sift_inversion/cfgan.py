@@ -116,8 +116,8 @@ class CFGAN(Attack):
 
     # ------------------------------------------------------------------------------------------------ plumbing
     def config(self) -> dict[str, Any]:
-        """Profile hyper-parameters, network shapes and seed: everything that changes what `fit` learns."""
-        return {**super().config(), "seed": self.seed, "hyper": dict(self.hp), "nets": self.net_cfg.to_dict(),
+        """Profile hyper-parameters and network shapes: what changes what `fit` learns (the seed is keyed separately)."""
+        return {**super().config(), "hyper": dict(self.hp), "nets": self.net_cfg.to_dict(),
                 "map": {"compress": True, "compat": False}}
 
     def preflight(self) -> None:

@@ -153,7 +153,6 @@ def plan(req: RunRequest) -> Plan:
         extractor=extractor.config(), defense_params=defense.config(), attack_config=attack.config(),
         aux_dataset=req.aux_dataset,
         aux_data_root=str(Path(req.aux_data_root).resolve()) if req.aux_data_root else None,
-        metrics={name: m.convention for name, m in metrics.items()},
         dataset_fingerprint={"private": dataset.fingerprint(), "aux": aux.fingerprint()},
     )
     return Plan(spec, profile, dataset, aux, extractor, defense, attack, metrics, train_ids, test_ids, released)

@@ -1,4 +1,9 @@
-"""The frozen run spec: everything that determines a run's numbers; its canonical JSON hashes to the run id."""
+"""The frozen run spec: everything that determines a run's reconstructions; its canonical JSON hashes to the run id.
+
+Metrics are not part of the spec: values for one reconstruction set accumulate (adding a metric to a finished
+run scores the existing reconstructions). The configuration id is the hash of everything but the seed: one
+leaderboard row is one configuration, with its seeds counted.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Bump when a change makes old cached results incomparable (changes every run id and cache key).
-SPEC_VERSION = 1
+# Bump when a change makes old cached results incomparable: it is part of every run id and every cache key.
+SPEC_VERSION = 2
 
 
 def canonical_json(obj: Any) -> str:
@@ -23,7 +28,7 @@ def digest(obj: Any, length: int = 16) -> str:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: dataset and splits, victim extractor, defense, attack, profile, seed, metric conventions."""
+    """One run: dataset and splits, victim extractor, defense and attack with their parameters, profile, seed."""
 
     attack: str
     defense: str
@@ -35,12 +40,11 @@ class RunSpec:
     n_test: int
     extract_size: int
     image_size: int
-    extractor: dict[str, Any]
-    defense_params: dict[str, Any]
-    attack_config: dict[str, Any]
+    extractor: dict[str, Any]  # the extractor's config (name, version, parameters, library versions)
+    defense_params: dict[str, Any]  # the defense's config (name, version, declared parameters)
+    attack_config: dict[str, Any]  # the attack's config (name, version, profile, parameters, hyper-parameters)
     aux_dataset: str | None = None
     aux_data_root: str | None = None
-    metrics: dict[str, str] = field(default_factory=dict)  # metric name -> pinned convention
     dataset_fingerprint: dict[str, Any] = field(default_factory=dict)
     version: int = SPEC_VERSION
 
@@ -51,6 +55,16 @@ class RunSpec:
     def run_id(self) -> str:
         return digest(self.to_dict())
 
+    @property
+    def config_id(self) -> str:
+        """The hash of everything but the seed: runs that differ only in their seed share it."""
+        return config_id(self.to_dict())
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
         return cls(**data)
+
+
+def config_id(spec: dict[str, Any]) -> str:
+    """Configuration id of a spec dict (everything but the seed)."""
+    return digest({k: v for k, v in spec.items() if k != "seed"})

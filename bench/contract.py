@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Callable, Iterator
+import math
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -16,7 +19,9 @@ from bench import registry
 from bench.errors import BenchError
 from bench.features import FeatureSet
 from bench.images import resize
-from bench.plugins import Attack, Defense, EvalBatch, FitContext, Metric, seeded_rng
+from bench.params import Param
+from bench.plugins import (Attack, Defense, EvalBatch, EvalContext, FitContext, Metric, MetricUnavailable,
+                           UtilityContext, seeded_rng)
 from bench.profiles import get_profile
 
 Result = tuple[str, bool, str]
@@ -50,7 +55,11 @@ def check_plugin(name: str, kind: str | None = None) -> list[Result]:
 # ------------------------------------------------------------------------------------------------- test data
 def smoke_data(n_train: int = 12, n_test: int = 4, extractor: str = "sift", defense: str = "none",
                seed: int = 0) -> dict[str, Any]:
-    """Tiny auxiliary and private splits of the synthetic set at the smoke profile, with released features."""
+    """Tiny auxiliary and private splits of the synthetic set at the smoke profile, with released features.
+
+    Holds the loaded `image_set` (all n_train + n_test images at the extraction size) and its `features`, and
+    per split the released features, the images at the attack's size, ids and labels.
+    """
     prof = get_profile("smoke")
     ds = registry.datasets.get("synthetic-faces").obj()
     ids = ds.item_ids()[: n_train + n_test]
@@ -68,13 +77,20 @@ def smoke_data(n_train: int = 12, n_test: int = 4, extractor: str = "sift", defe
         "private": dfn.protect(feats.subset(te), seeded_rng(seed, "victim-keys")),
         "aux_images": targets[tr],
         "private_images": targets[te],
+        "aux_ids": ids[:n_train],
+        "private_ids": ids[n_train:],
+        "aux_labels": {k: np.asarray(v)[tr] for k, v in imgs.labels.items()},
+        "private_labels": {k: np.asarray(v)[te] for k, v in imgs.labels.items()},
+        "image_set": imgs,
         "features": feats,
     }
 
 
 def _pairing(cls: type[Attack]) -> tuple[str, str]:
-    """An (extractor, defense) pair whose released features the attack consumes."""
-    for ext in registry.extractors:
+    """An (extractor, defense) pair whose released features the attack consumes (its default extractor first)."""
+    extractors = list(registry.extractors)
+    extractors.sort(key=lambda e: e.name != cls.default_extractor)  # stable: the default first, then by name
+    for ext in extractors:
         if cls.consumes.kind not in ("*", ext.obj.produces.kind):
             continue
         for dfn in [registry.defenses.get("none")] + list(registry.defenses):
@@ -92,15 +108,48 @@ def _roundtrip(state: dict[str, Any]) -> dict[str, Any]:
     return torch.load(buf, weights_only=True)
 
 
+# ----------------------------------------------------------------------------------------- declared parameters
+def _declared_params(cls: type, make_unknown: Callable[[], Any]) -> str:
+    """Every declared Param is a Param whose default passes its own validation; an unknown parameter is refused."""
+    declared: Mapping[str, Any] = cls.params
+    for key, p in declared.items():
+        assert isinstance(key, str) and key.isidentifier(), f"parameter name {key!r} is not an identifier"
+        assert isinstance(p, Param), f"parameter {key!r} is declared as {type(p).__name__}, not bench.params.Param"
+        try:
+            p.coerce(f"{cls.name}", key, p.default)
+        except BenchError as exc:
+            raise AssertionError(f"default of {key!r} fails its own validation: {exc}") from None
+    try:
+        make_unknown()
+    except BenchError as exc:
+        assert "no-such-param" in str(exc) or "no_such_param" in str(exc), f"error does not name the key: {exc}"
+    else:
+        raise AssertionError("an unknown parameter was accepted silently")
+    return ", ".join(sorted(declared)) or "no parameters"
+
+
+def _json_config(config: Any) -> str:
+    json.dumps(config, sort_keys=True)  # raises for anything that is not JSON
+    assert isinstance(config, dict) and "version" in config, "config() must hold the plugin's code version"
+    return f"version {config['version']}"
+
+
 # ---------------------------------------------------------------------------------------------------- attacks
 def attack_checks(cls: type[Attack]) -> Iterator[Result]:
-    """Metadata, smoke fit/reconstruct, output range, batch independence, checkpoint round trip, determinism."""
+    """Metadata, declared parameters, smoke fit + outputs, batch independence, checkpoint round trip, determinism.
+
+    Image attacks must reconstruct N×3×S×S float32 images in [0, 1]; attribute attacks (`outputs =
+    "attributes"`) must predict an (N,) array for every name in `attributes`.
+    """
+    images = cls.outputs == "images"
 
     def meta() -> str:
         assert cls.name and registry.attacks.get(cls.name).obj is cls, "name must match its registry entry"
         assert "smoke" in cls.profiles, "every attack needs a smoke profile"
         assert cls.paper, "say which paper the attack implements (or that it is a baseline)"
-        return f"consumes {cls.consumes.describe()}"
+        assert cls.outputs in ("images", "attributes"), f"outputs must be 'images' or 'attributes', not {cls.outputs!r}"
+        assert images or cls.attributes, "an attribute attack lists the attributes it predicts"
+        return f"consumes {cls.consumes.describe()}; outputs {cls.outputs}"
 
     yield _run("metadata", meta)
     try:
@@ -110,54 +159,81 @@ def attack_checks(cls: type[Attack]) -> Iterator[Result]:
         yield "smoke data", False, f"{type(exc).__name__}: {exc}"
         return
     prof = data["profile"]
+    private: FeatureSet = data["private"]
+    n = len(private)
 
-    def make() -> Attack:
-        return cls(profile="smoke", image_size=prof.image_size, device="cpu", seed=0)
+    def make(params: Mapping[str, Any] | None = None) -> Attack:
+        return cls(profile="smoke", image_size=prof.image_size, device="cpu", seed=0, params=params)
 
     def fitted() -> Attack:
         a = make()
-        a.fit(data["aux"], data["aux_images"], FitContext(defense=data["defense"], seed=0,
-                                                          device=torch.device("cpu"), progress=False))
+        a.fit(data["aux"], data["aux_images"], FitContext(defense=data["defense"], seed=0, device=torch.device("cpu"),
+                                                          progress=False, labels=dict(data["aux_labels"]),
+                                                          ids=list(data["aux_ids"])))
         return a
+
+    def outputs(a: Attack, feats: FeatureSet) -> Any:
+        return a.reconstruct(feats, progress=False) if images else a.predict(feats, progress=False)
+
+    def row(out: Any, i: int) -> Any:
+        return out[i] if images else {k: np.asarray(v)[i] for k, v in out.items()}
+
+    def same(x: Any, y: Any, atol: float) -> bool:
+        if images:
+            return bool(torch.allclose(x, y, atol=atol))
+        return set(x) == set(y) and all(np.allclose(np.asarray(x[k], dtype=np.float64),
+                                                    np.asarray(y[k], dtype=np.float64), atol=atol, equal_nan=True)
+                                        for k in x)
 
     state: dict[str, Any] = {}
 
-    def config() -> None:
-        json.dumps(make().config())
-
     def fit_reconstruct() -> str:
         a = fitted()
-        out = a.reconstruct(data["private"], progress=False)
-        n = len(data["private"])
+        out = a.reconstruct(private, progress=False)
         assert tuple(out.shape) == (n, 3, prof.image_size, prof.image_size), f"shape {tuple(out.shape)}"
         assert out.dtype == torch.float32 and out.device.type == "cpu", f"{out.dtype} on {out.device}"
         assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1, "values outside [0, 1]"
         state["attack"], state["out"] = a, out
         return f"{n} images {prof.image_size}px"
 
-    yield _run("config is JSON", config)
-    yield _run("fit + reconstruct (smoke)", fit_reconstruct)
+    def fit_predict() -> str:
+        a = fitted()
+        out = a.predict(private, progress=False)
+        assert isinstance(out, dict), f"predict returned {type(out).__name__}, not a dict"
+        missing = [k for k in cls.attributes if k not in out]
+        assert not missing, f"no prediction for {', '.join(missing)}"
+        for k, v in out.items():
+            arr = np.asarray(v)
+            assert arr.shape == (n,), f"{k}: shape {arr.shape}, expected ({n},)"
+            assert arr.dtype.kind in "biuf", f"{k}: dtype {arr.dtype} is not numeric"
+        state["attack"], state["out"] = a, out
+        return f"{n} samples: {', '.join(cls.attributes)}"
+
+    yield _run("declared parameters", lambda: _declared_params(cls, lambda: make({"no-such-param": 1})))
+    yield _run("config is JSON", lambda: _json_config(make().config()))
+    if images:
+        yield _run("fit + reconstruct (smoke)", fit_reconstruct)
+    else:
+        yield _run("fit + predict (smoke)", fit_predict)
     if "attack" not in state:
         return
 
     def batch_independent() -> None:
         a, out = state["attack"], state["out"]
-        for i in range(len(out)):
-            one = a.reconstruct(data["private"].subset([i]), progress=False)
-            assert torch.allclose(one[0], out[i], atol=1e-5), f"sample {i} changes with the batch around it"
+        for i in range(n):
+            one = outputs(a, private.subset([i]))
+            assert same(row(one, 0), row(out, i), 1e-5), f"sample {i} changes with the batch around it"
 
     def checkpoint() -> None:
         sd = _roundtrip(state["attack"].state_dict())
         b = make()
         b.load_state_dict(sd)
-        again = b.reconstruct(data["private"], progress=False)
-        assert torch.allclose(again, state["out"], atol=1e-6), "reloaded attack reconstructs differently"
+        assert same(outputs(b, private), state["out"], 1e-6), "reloaded attack gives different outputs"
 
     def deterministic() -> None:
-        again = fitted().reconstruct(data["private"], progress=False)
-        assert torch.allclose(again, state["out"], atol=1e-5), "two fits with one seed differ"
+        assert same(outputs(fitted(), private), state["out"], 1e-5), "two fits with one seed differ"
 
-    yield _run("reconstruction independent of batch", batch_independent)
+    yield _run(f"{'reconstruction' if images else 'prediction'} independent of batch", batch_independent)
     yield _run("checkpoint round trip (weights_only)", checkpoint)
     yield _run("same seed, same result", deterministic)
 
@@ -168,8 +244,13 @@ def _arrays(fs: FeatureSet) -> dict[str, np.ndarray]:
 
 
 def defense_checks(cls: type[Defense]) -> Iterator[Result]:
-    """Declared spec matches output, input untouched, keys from the rng, length and save/load preserved."""
-    candidates = [e for e in registry.extractors if cls().can_protect(e.obj.produces)]
+    """Declared parameters, spec matches output, input untouched, keys from the rng, JSON config, utility."""
+    yield _run("declared parameters", lambda: _declared_params(cls, lambda: cls(**{"no_such_param": 1})))
+    try:
+        candidates = [e for e in registry.extractors if cls().can_protect(e.obj.produces)]
+    except Exception as exc:
+        yield "construct with default parameters", False, f"{type(exc).__name__}: {exc}"
+        return
     if not candidates:
         yield "can protect a registered feature kind", False, f"accepts {cls.accepts}"
         return
@@ -194,51 +275,126 @@ def defense_checks(cls: type[Defense]) -> Iterator[Result]:
         b = _arrays(cls().protect(feats, seeded_rng(7, "k")))
         assert all(np.array_equal(a[k], b[k], equal_nan=True) for k in a), "same key, different output"
 
-    def config() -> None:
-        json.dumps(cls().config())
+    def utility() -> str:
+        if cls.utility is Defense.utility:  # not overridden (the runner skips it too)
+            return "not offered"
+        ctx = UtilityContext(images=data["image_set"], features=feats, extractor=data["extractor"], seed=0)
+        figures = cls().utility(ctx)
+        assert isinstance(figures, dict), f"utility returned {type(figures).__name__}, not a dict"
+        for k, v in figures.items():
+            assert isinstance(k, str) and k, f"utility name {k!r} is not a non-empty string"
+            assert isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool), \
+                f"utility {k!r} is {type(v).__name__}, not a number"
+            assert math.isfinite(float(v)), f"utility {k!r} is {v}"
+        again = cls().utility(ctx)
+        assert again == figures, "utility differs between two calls with one seed"
+        return ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(figures.items())) or "no figures"
 
     yield _run("released spec as declared", spec)
     yield _run("input features untouched", untouched)
     yield _run("same rng, same output", reproducible)
-    yield _run("config is JSON", config)
+    yield _run("config is JSON", lambda: _json_config(cls().config()))
+    yield _run("utility figures are finite numbers", utility)
 
 
 # ---------------------------------------------------------------------------------------------------- metrics
-def _set_value(m: Metric, recon: torch.Tensor, ref: torch.Tensor) -> float:
+def _set_value(m: Metric, recon: torch.Tensor, ref: torch.Tensor, batch: EvalBatch) -> float:
     """A set value through the streaming path (embed each batch, aggregate), as the runner computes it."""
-    batch = EvalBatch(list(range(len(ref))), [str(i) for i in range(len(ref))])
     return m.aggregate({k: np.asarray(v) for k, v in m.embed(recon, ref, batch).items()})
 
 
 def metric_checks(cls: type[Metric]) -> Iterator[Result]:
-    """Shape, range, identity is best, batch consistency, metadata."""
-    g = torch.Generator().manual_seed(0)
-    a = torch.rand(4, 3, 32, 32, generator=g)
-    b = (a + 0.1 * torch.randn(4, 3, 32, 32, generator=g)).clamp(0, 1)
-    m = cls()
+    """Metadata, prepare, per-sample shape and range, batch consistency, identical images score best.
+
+    Image checks run on synthetic faces and noisy copies of them; attribute metrics (`inputs = "attributes"`)
+    are scored on perfect predictions (the true labels); a metric whose `prepare` reports MetricUnavailable
+    passes with the fix it names, since the values cannot be checked without its weights.
+    """
 
     def meta() -> str:
         assert cls.name and registry.metrics.get(cls.name).obj is cls, "name must match its registry entry"
         assert cls.convention, "pin the convention (recorded with every value)"
+        assert cls.level in ("sample", "set"), f"level must be 'sample' or 'set', not {cls.level!r}"
+        assert cls.inputs in ("images", "attributes"), f"inputs must be 'images' or 'attributes', not {cls.inputs!r}"
         return f"{'higher' if cls.higher_is_better else 'lower'} is better; {cls.convention}"
 
-    def sample_values() -> None:
-        if cls.level != "sample" or cls.inputs != "images":
-            return
-        v = m.per_sample(b, a)
-        assert tuple(v.shape) == (4,), f"shape {tuple(v.shape)}"
-        lo, hi = cls.value_range
-        assert ((v >= lo) & (v <= hi)).all(), f"values {v.tolist()} outside {cls.value_range}"
-        one = torch.stack([m.per_sample(b[i:i + 1], a[i:i + 1])[0] for i in range(4)])
-        assert torch.allclose(one.double(), v.double(), atol=1e-6), "per-sample values depend on the batch"
-
-    def identity_best() -> None:
-        if cls.inputs != "images":
-            return
-        same, diff = _set_value(m, a, a), _set_value(m, b, a)
-        better = same >= diff if cls.higher_is_better else same <= diff
-        assert better, f"identical images score {same}, noisy ones {diff}"
-
     yield _run("metadata", meta)
-    yield _run("per-sample values", sample_values)
-    yield _run("identical images score best", identity_best)
+    n, size = 4, 32
+    ds = registry.datasets.get("synthetic-faces").obj()
+    faces = ds.load(ds.item_ids()[: 2 * n], size)
+    a = faces.images[n:]
+    aux = faces.images[:n]
+    g = torch.Generator().manual_seed(0)
+    b = (a + 0.1 * torch.randn(a.shape, generator=g)).clamp(0, 1)
+    labels = {k: np.asarray(v)[n:] for k, v in faces.labels.items()}
+    ids = faces.ids[n:]
+
+    def batch_of(idx: list[int], attributes: bool = False) -> EvalBatch:
+        lab = {k: v[idx] for k, v in labels.items()}
+        return EvalBatch(list(idx), [ids[i] for i in idx], labels=lab, attributes=dict(lab) if attributes else {})
+
+    m = cls()
+    with tempfile.TemporaryDirectory(prefix="bench-contract-") as tmp:
+        ctx = EvalContext(labels=dict(labels), ids=list(ids), aux_images=aux,
+                          aux_labels={k: np.asarray(v)[:n] for k, v in faces.labels.items()},
+                          device=torch.device("cpu"), seed=0, image_size=size, cache_dir=Path(tmp),
+                          reference_key="contract-smoke")
+        unavailable: list[str] = []
+
+        def prepare() -> str:
+            try:
+                m.prepare(ctx)
+            except MetricUnavailable as exc:
+                unavailable.append(exc.fix)
+                return f"unavailable: {exc.fix}"
+            return ""
+
+        yield _run("prepare", prepare)
+        if unavailable:
+            return
+        everyone = list(range(n))
+
+        def in_range(v: np.ndarray, what: str) -> None:
+            lo, hi = cls.value_range
+            ok = np.isnan(v) | ((v >= lo) & (v <= hi))
+            assert ok.all(), f"{what} {v.tolist()} outside {cls.value_range}"
+
+        def sample_values() -> str:
+            if cls.level != "sample":
+                return "set metric: no per-sample values"
+            if cls.inputs == "attributes":
+                return "attribute metric: see 'attribute values'"
+            v = np.asarray(m.score_batch(b, a, batch_of(everyone)), dtype=np.float64)
+            assert v.shape == (n,), f"shape {v.shape}"
+            in_range(v, "values")
+            one = np.array([m.score_batch(b[i:i + 1], a[i:i + 1], batch_of([i]))[0] for i in everyone])
+            assert np.allclose(one, v, atol=1e-6, equal_nan=True), "per-sample values depend on the batch"
+            return ""
+
+        def identity_best() -> str:
+            if cls.inputs != "images":
+                return "attribute metric: not applicable"
+            same, diff = _set_value(m, a, a, batch_of(everyone)), _set_value(m, b, a, batch_of(everyone))
+            better = same >= diff if cls.higher_is_better else same <= diff
+            assert better, f"identical images score {same}, noisy ones {diff}"
+            return ""
+
+        def attribute_values() -> str:
+            try:
+                parts = m.embed(None, a, batch_of(everyone, attributes=True))
+                value = m.aggregate({k: np.asarray(v) for k, v in parts.items()})
+                per = m.score_batch(None, a, batch_of(everyone, attributes=True)) if cls.level == "sample" else None
+            except KeyError as exc:
+                return f"not checked: needs label {exc} that the synthetic set lacks"
+            in_range(np.array([value], dtype=np.float64), "set value")
+            if per is not None:
+                per = np.asarray(per, dtype=np.float64)
+                assert per.shape == (n,), f"shape {per.shape}"
+                in_range(per, "values")
+            return f"perfect predictions score {value:.4g}"
+
+        yield _run("per-sample values", sample_values)
+        if cls.inputs == "images":
+            yield _run("identical images score best", identity_best)
+        else:
+            yield _run("attribute values", attribute_values)

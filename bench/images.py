@@ -77,6 +77,6 @@ def save_png(image: torch.Tensor | np.ndarray, path: Path) -> None:
     """Write a 3×H×W [0, 1] tensor or an H×W×3 uint8 array as lossless PNG, atomically."""
     arr = to_uint8(image) if isinstance(image, torch.Tensor) else np.asarray(image, dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     Image.fromarray(arr).save(tmp, format="PNG")
     os.replace(tmp, path)

@@ -9,13 +9,18 @@ holds every parameter's value.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 from bench.errors import BenchError
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+TYPES = (int, float, str, bool)  # what a parameter given as text on the command line can be
+_EXPECTED = {int: " (a whole number)", float: " (a finite number)", bool: " (true/false, yes/no, on/off or 1/0)"}
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,16 @@ class Param:
     low: float | None = None  # inclusive bounds for int and float
     high: float | None = None
     choices: tuple[Any, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in TYPES:
+            raise TypeError(f"Param type must be one of int, float, str, bool; got {self.type!r}")
+        if self.choices is not None:
+            object.__setattr__(self, "choices", tuple(self.choices))  # a list would make the Param unhashable
+            if not self.choices:
+                raise ValueError("Param choices must not be empty")
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError(f"Param bounds are empty: low={self.low} > high={self.high}")
 
     def describe(self) -> str:
         """`keep: float = 0.5 in [0, 1] - share of keypoints kept` (for `bench list --verbose` and errors)."""
@@ -54,11 +69,16 @@ class Param:
                 else:
                     raise ValueError
             elif self.type is int:
-                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                if isinstance(value, str):
+                    out = int(value.strip())
+                elif isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
                     raise ValueError
-                out = int(str(value).strip()) if isinstance(value, str) else int(value)
+                elif not isinstance(value, numbers.Integral) and not float(value).is_integer():
+                    raise ValueError  # 2.5 (or numpy's float32(2.5)) is never silently truncated to 2
+                else:
+                    out = int(value)
             elif self.type is float:
-                if isinstance(value, bool):
+                if isinstance(value, (bool, np.bool_)):
                     raise ValueError
                 out = float(value)
                 if not math.isfinite(out):
@@ -66,7 +86,7 @@ class Param:
             else:
                 out = self.type(value)
         except (TypeError, ValueError):
-            raise BenchError(f"{where} is not a valid {self.type.__name__}") from None
+            raise BenchError(f"{where} is not a valid {self.type.__name__}{_EXPECTED.get(self.type, '')}") from None
         if self.choices is not None and out not in self.choices:
             raise BenchError(f"{where} is not allowed; choose one of {', '.join(map(str, self.choices))}")
         if self.low is not None and out < self.low or self.high is not None and out > self.high:
@@ -81,13 +101,20 @@ def resolve_params(owner: str, declared: Mapping[str, Param], given: Mapping[str
     given = dict(given or {})
     unknown = sorted(set(given) - set(declared))
     if unknown:
-        valid = ", ".join(f"{k} ({p.describe()})" for k, p in sorted(declared.items())) or "none"
+        if not declared:
+            raise BenchError(f"{owner} has no parameter {', '.join(unknown)}; it takes no parameters")
+        valid = ", ".join(f"{k} ({p.describe()})" for k, p in sorted(declared.items()))
         raise BenchError(f"{owner} has no parameter {', '.join(unknown)}; its parameters: {valid}")
-    return {k: p.coerce(owner, k, given[k]) if k in given else p.default for k, p in sorted(declared.items())}
+    # Defaults go through the same coercion as given values: `Param(float, 1)` gives 1.0 either way, so a value
+    # given explicitly and the same value by default make the same spec (and so the same run id).
+    return {k: p.coerce(owner, k, given[k] if k in given else p.default) for k, p in sorted(declared.items())}
 
 
 def parse_assignments(items: Sequence[str], option: str) -> dict[str, str]:
-    """`["k=v", "a=b,c=d"]` (from repeated `--defense-arg` options) as {k: v, a: b, c: d}; a bad item is an error."""
+    """`["k=v", "a=b,c=d"]` (from repeated `--defense-arg` options) as {k: v, a: b, c: d}; a bad item is an error.
+
+    Commas separate assignments, so a value cannot hold one; parameters are scalars (int, float, str, bool).
+    """
     out: dict[str, str] = {}
     for item in items:
         for part in str(item).split(","):
@@ -106,5 +133,15 @@ def label(name: str, params: Mapping[str, Any]) -> str:
     """`subsample(keep=0.25)`: a plugin with its parameters, as shown in leaderboards; bare name without any."""
     if not params:
         return name
-    return f"{name}(" + ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                                 for k, v in sorted(params.items())) + ")"
+    return f"{name}(" + ",".join(f"{k}={format_value(v)}" for k, v in sorted(params.items())) + ")"
+
+
+def format_value(value: Any) -> str:
+    """A parameter value as typed on the command line: exact floats (shortest round trip, `1` not `1.0`), bools
+    as true/false; two different values never print alike."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    return str(value)

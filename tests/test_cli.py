@@ -46,7 +46,7 @@ def test_run_writes_every_output(smoke_results: tuple[Path, str]) -> None:
     results, output = smoke_results
     assert "demo set" in output and "ssim" in output and "leaderboard:" in output
     (run_dir,) = [p for p in (results / "runs").iterdir()
-                  if json.loads((p / "run.json").read_text())["spec"]["attack"] == "cfgan"]
+                  if p.is_dir() and json.loads((p / "run.json").read_text())["spec"]["attack"] == "cfgan"]
     record = json.loads((run_dir / "run.json").read_text())
     assert record["run_id"] == run_dir.name
     assert record["resolutions"] == {"extract": 64, "reconstruct_and_score": 32}
@@ -60,7 +60,7 @@ def test_run_writes_every_output(smoke_results: tuple[Path, str]) -> None:
     board = list(csv.DictReader((results / "leaderboards" / "synthetic-faces.csv").open()))
     assert {(r["attack"], r["defense"], r["profile"]) for r in board} == {("cfgan", "none", "smoke"),
                                                                           ("mean-image", "none", "smoke")}
-    assert all(r["n_test"] == "8" and r["run_id"] for r in board)
+    assert all(r["n_test"] == "8" and r["run_ids"] and r["seeds"] == "1" for r in board)
 
 
 def test_leaderboard_regenerates_from_the_store(smoke_results: tuple[Path, str], tmp_path: Path) -> None:
@@ -142,7 +142,7 @@ def test_cross_dataset_run_and_unreadable_files(shared_data: Path, tmp_path: Pat
                  str(tmp_path / "r"), *SMOKE)
     assert out.exit_code == 0, out.output
     assert "warning: 1 unreadable image file(s) skipped: broken.jpg" in out.output
-    (run_dir,) = (tmp_path / "r" / "runs").iterdir()
+    (run_dir,) = [p for p in (tmp_path / "r" / "runs").iterdir() if p.is_dir()]
     record = json.loads((run_dir / "run.json").read_text())
     assert record["n_test_loaded"] == 6 and record["skipped_files"]["count"] == 1
     assert record["threat_model"]["auxiliary_split"]["dataset"] == "synthetic-faces"

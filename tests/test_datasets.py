@@ -164,7 +164,8 @@ def test_folder_lists_images_recursively_sorted(mixed_tree: Path) -> None:
     ds = ImageFolder(root=mixed_tree)
     assert ds.item_ids() == EXPECTED_IDS
     fp = ds.fingerprint()
-    assert fp["name"] == "folder" and fp["root"] == str(mixed_tree.resolve()) and fp["items"] == 6
+    assert fp["name"] == "folder" and fp["root"] == str(mixed_tree.resolve()) and fp["files"] == 6
+    assert fp["version"] == ImageFolder.version and len(fp["content"]) == 64  # one digest, not a list per file
 
 
 def test_folder_load_converts_every_mode_and_skips_corrupt_files(mixed_tree: Path) -> None:
@@ -253,6 +254,61 @@ def test_lfw_identity_is_the_sorted_folder_index(tmp_path: Path) -> None:
     s = ds.load(ids[::-1], 10)  # order of the request is kept; labels follow it
     expected = {"Adam_A": 0, "Mia_M": 1, "Zoe_Z": 2}
     assert s.labels["identity"].tolist() == [expected[i.split("/")[0]] for i in ids[::-1]]
+
+
+def test_folder_fingerprint_follows_file_content(tmp_path: Path) -> None:
+    """A private picture replaced under the same name must change the fingerprint (and so every cache key)."""
+    root = tmp_path / "private"
+    for k in range(3):
+        _png(root / f"img{k}.png", _solid((40 * k, 90, 200)))
+    first = ImageFolder(root=root).fingerprint()
+    assert ImageFolder(root=root).fingerprint() == first  # unchanged folder, same fingerprint
+    assert set(first) == {"name", "version", "root", "files", "content"} and first["files"] == 3
+
+    target = root / "img1.png"
+    old = target.stat()
+    _png(target, _solid((250, 10, 10), 14, 14))  # another picture, same name
+    os.utime(target, ns=(old.st_atime_ns, old.st_mtime_ns + 1_000_000_000))  # coarse clocks: force a new mtime
+    changed = ImageFolder(root=root).fingerprint()
+    assert changed != first and changed["files"] == 3
+
+    # only the modification time changes (same size, same name): still a different fingerprint
+    os.utime(target, ns=(old.st_atime_ns, old.st_mtime_ns + 2_000_000_000))
+    assert ImageFolder(root=root).fingerprint() != changed
+    # renaming a file changes it too, though sizes and times stay
+    os.rename(root / "img2.png", root / "img9.png")
+    assert ImageFolder(root=root).fingerprint()["content"] != changed["content"]
+
+
+def test_synthetic_fingerprint_names_generator_and_code_version() -> None:
+    from bench.datasets.synthetic import GENERATOR_VERSION
+
+    fp = SyntheticFaces(count=10).fingerprint()
+    assert fp["generator"] == GENERATOR_VERSION and fp["version"] == SyntheticFaces.version and fp["count"] == 10
+
+
+def test_all_unreadable_split_is_one_clear_error(tmp_path: Path) -> None:
+    """Every file bad: the dataset lists each with a reason and the runner refuses the split, naming them."""
+    from bench.run.stages import load_split
+
+    root = tmp_path / "bad"
+    root.mkdir()
+    (root / "empty.png").write_bytes(b"")
+    (root / "text.jpg").write_bytes(b"not a jpeg at all")
+    for k in range(5):
+        (root / f"junk{k}.bmp").write_bytes(b"BM" + bytes(20))
+    ds = ImageFolder(root=root)
+    s = ds.load(ds.item_ids(), 16)
+    assert len(s) == 0 and s.images.shape == (0, 3, 16, 16)
+    reasons = dict(s.skipped)
+    assert set(reasons) == set(ds.item_ids())
+    assert reasons["empty.png"] == "empty file" and reasons["text.jpg"] == "not a recognised image format"
+    assert all(str(root) not in r for r in reasons.values())  # the reason does not repeat the path
+    with pytest.raises(BenchError) as err:
+        load_split(ds, ds.item_ids(), 16, "private")
+    msg = str(err.value)
+    assert "\n" not in msg and "no readable image" in msg and "(7 files)" in msg
+    assert "empty.png (empty file)" in msg and "and 2 more" in msg  # five named, the rest counted
 
 
 # ---------------------------------------------------------------------------------------------- real data

@@ -40,7 +40,7 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list]:
 
 
 @pytest.mark.parametrize("faults", [
-    ["after-features", "after-train", "after-eval-batch-0", "after-eval-batch-1", "before-finish"],
+    ["after-features", "during-train", "after-train", "after-eval-batch-0", "after-eval-batch-1", "before-finish"],
     ["after-eval-batch-1"],
 ])
 def test_killed_run_resumes_to_identical_metrics(clean: tuple[dict, list], faults: list[str], tmp_path: Path) -> None:
@@ -56,7 +56,9 @@ def test_killed_run_resumes_to_identical_metrics(clean: tuple[dict, list], fault
     assert len(rows) == N_TEST * N_METRICS  # nothing duplicated or missing
     assert len({(i, m) for i, m, _ in rows}) == len(rows)
     assert (sets, rows) == clean  # identical numbers
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    leftovers = [p for p in tmp_path.rglob("*") if ".tmp-" in p.name]
+    assert not leftovers, f"killed writes left temporary files behind: {leftovers}"
     record = json.loads((run_dir / "run.json").read_text())
     assert record["cache"]["features"] is True
     if "after-train" in faults:

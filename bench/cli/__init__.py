@@ -2,122 +2,23 @@
 
 from __future__ import annotations
 
-import functools
-import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
 from bench import registry
+from bench.cli.common import show_plugin_warnings_as_lines, user_errors
 from bench.errors import BenchError
 from bench.profiles import DEFAULT_PROFILE, PROFILES
 
-KINDS = ("attacks", "defenses", "metrics", "datasets", "extractors")
-
-
-def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a BenchError into one clear line on stderr and exit status 2, without a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except BenchError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-
-    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="leakbench", prog_name="bench")
 def main() -> None:
     """Privacy-leakage benchmark: how much of a private image can an attacker rebuild from released features?"""
-
-
-# ------------------------------------------------------------------------------------------------------- list
-@main.command("list")
-@click.argument("kind", required=False, type=click.Choice(KINDS))
-@user_errors
-def list_cmd(kind: str | None) -> None:
-    """List registered plugins (all kinds, or one) with a one-line description."""
-    for k in [kind] if kind else KINDS:
-        click.echo(f"{k}:")
-        for entry in registry.REGISTRIES[k]:
-            extra = ""
-            if k == "attacks":
-                extra = f"  [consumes {entry.meta['consumes']}; profiles {', '.join(entry.meta['profiles'])}]"
-            elif k == "metrics":
-                arrow = "higher is better" if entry.meta["higher_is_better"] else "lower is better"
-                extra = f"  [{arrow}]"
-            elif k == "datasets" and entry.meta.get("note"):
-                extra = f"  [{entry.meta['note']}]"
-            click.echo(f"  {entry.name:<20} {entry.summary}{extra}")
-        if not kind:
-            click.echo("")
-
-
-# -------------------------------------------------------------------------------------------------------- run
-@main.command("run")
-@click.option("--attack", required=True, help="Attack to run (see `bench list attacks`).")
-@click.option("--defense", default="none", show_default=True, help="Defense applied to the released features.")
-@click.option("--dataset", default="synthetic-faces", show_default=True,
-              help="Dataset (see `bench list datasets`); the default is the embedded synthetic demo set.")
-@click.option("--data-root", type=click.Path(path_type=Path), default=None,
-              help="Folder holding the dataset's images (datasets other than synthetic-faces).")
-@click.option("--aux-dataset", default=None, help="Train the attack on this dataset instead (cross-dataset attack).")
-@click.option("--aux-data-root", type=click.Path(path_type=Path), default=None,
-              help="Folder of the auxiliary dataset (default: --data-root).")
-@click.option("--profile", type=click.Choice(list(PROFILES)), default=DEFAULT_PROFILE, show_default=True,
-              help="smoke: seconds (tests); cpu: minutes on a laptop; paper: the published configuration (GPU).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for splits, keys, training.")
-@click.option("--n-train", type=int, default=None, help="Auxiliary (attacker) split size [profile default].")
-@click.option("--n-test", type=int, default=None, help="Private split size [profile default].")
-@click.option("--results", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True,
-              help="Results folder: store, cache, runs, leaderboards.")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--extractor", default=None, help="Victim feature extractor [the one the attack consumes].")
-@click.option("--metrics", "metric_names", default=None,
-              help="Comma-separated metrics [mse,psnr,ssim,ssim-sift-compat].")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-@user_errors
-def run_cmd(attack: str, defense: str, dataset: str, data_root: Path | None, aux_dataset: str | None,
-            aux_data_root: Path | None, profile: str, seed: int, n_train: int | None, n_test: int | None,
-            results: Path, device: str, extractor: str | None, metric_names: str | None, quiet: bool) -> None:
-    """Train ATTACK on the auxiliary split, reconstruct the private split, score it, store and tabulate."""
-    from bench.run.plan import DEFAULT_METRICS, RunRequest
-    from bench.run.runner import execute
-
-    metrics = tuple(m.strip() for m in metric_names.split(",") if m.strip()) if metric_names else DEFAULT_METRICS
-    req = RunRequest(attack=attack, defense=defense, dataset=dataset, data_root=data_root, profile=profile,
-                     seed=seed, n_train=n_train, n_test=n_test, results=results, device=device,
-                     extractor=extractor, aux_dataset=aux_dataset, aux_data_root=aux_data_root, metrics=metrics,
-                     progress=not quiet)
-    result = execute(req)
-    record = result.record
-    click.echo("")
-    note = f"  [{record['dataset_note']}]" if record.get("dataset_note") else ""
-    click.echo(f"{attack} vs {defense} on {dataset}{note}: profile {profile}, "
-               f"{record['n_train_loaded']} auxiliary / {record['n_test_loaded']} private images, "
-               f"extracted at {record['resolutions']['extract']}px, scored at "
-               f"{record['resolutions']['reconstruct_and_score']}px")
-    click.echo(f"{'metric':<20}{'mean':>12}  better")
-    for name, row in sorted(result.set_metrics.items()):
-        entry = registry.metrics.get(name)
-        arrow = "higher" if entry.meta["higher_is_better"] else "lower"
-        value = row["value"]
-        shown = "nan" if value is None else f"{value:.4f}"
-        click.echo(f"{name:<20}{shown:>12}  {arrow}")
-    for line in record.get("notes", []):
-        click.echo(f"note: {line}")
-    skipped = record["skipped_files"]
-    if skipped["count"]:
-        names = ", ".join(f["file"] for f in skipped["files"][:5]) + (", ..." if skipped["count"] > 5 else "")
-        click.echo(f"warning: {skipped['count']} unreadable image file(s) skipped: {names} (listed in run.json)")
-    click.echo(f"wall time: {sum(record['timings_s'].values()):.1f} s")
-    click.echo(f"run folder:  {result.run_dir}  (run.json, metrics.csv, grid.png, reconstructions/)")
-    click.echo(f"leaderboard: {result.leaderboard}")
+    show_plugin_warnings_as_lines()
 
 
 # --------------------------------------------------------------------------------------------------- describe
@@ -231,6 +132,13 @@ def plugin_check(name: str, kind: str | None) -> None:
         raise BenchError(f"{name}: {failures} contract check(s) failed")
     click.echo(f"{name}: all contract checks passed")
 
+
+# Command modules register last: they import `main`'s helpers from this package.
+from bench.cli.lists import list_cmd  # noqa: E402
+from bench.cli.run import run_cmd  # noqa: E402
+
+main.add_command(list_cmd, "list")
+main.add_command(run_cmd, "run")
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,7 +1,8 @@
 """Datasets read from a folder the user points at (--data-root): any image tree, UTKFace, CelebA-HQ, FFHQ, LFW.
 
 The tool ships none of these images; each class only knows how its folder is laid out and which labels its
-file names or folders carry. Unreadable files are skipped and reported, never fatal.
+file names or folders carry. Unreadable files are skipped and reported (`ImageSet.skipped`); the runner refuses a
+split in which no file loads, naming the files and reasons (`describe_skipped`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from PIL import UnidentifiedImageError
 
 from bench.errors import BenchError
 from bench.images import IMAGE_SUFFIXES, ImageReadError, read_image
@@ -37,11 +39,23 @@ def list_images(root: Path) -> list[str]:
     return sorted(found)
 
 
-def _reason(exc: ImageReadError) -> str:
-    """One line saying why a file could not be read (the decoder's message, not the wrapper's path prefix)."""
+def _reason(path: Path, exc: ImageReadError) -> str:
+    """One short line saying why a file could not be read, without repeating its path (the caller names it)."""
     cause = exc.__cause__
+    try:
+        if path.stat().st_size == 0:
+            return "empty file"
+    except OSError:
+        pass
+    if isinstance(cause, UnidentifiedImageError):
+        return "not a recognised image format"
+    if isinstance(cause, PermissionError):
+        return "permission denied"
     text = (str(cause) or type(cause).__name__) if cause is not None else str(exc)
-    return text.strip().splitlines()[0] if text.strip() else "unreadable image"
+    for noise in (f"'{path}'", str(path)):
+        text = text.replace(noise, "").strip(" :")
+    text = text.strip().splitlines()[0].strip() if text.strip() else ""
+    return text or (type(cause).__name__ if cause is not None else "unreadable image")
 
 
 class FolderDataset(Dataset):
@@ -94,7 +108,7 @@ class FolderDataset(Dataset):
                 tensors.append(read_image(self.root / item, int(size)))
                 kept.append(item)
             except ImageReadError as exc:
-                skipped.append((item, _reason(exc)))
+                skipped.append((item, _reason(self.root / item, exc)))
         if tensors:
             images = torch.stack(tensors)
         else:
@@ -102,11 +116,23 @@ class FolderDataset(Dataset):
         return ImageSet(ids=kept, images=images, labels=self.labels_for(kept), skipped=skipped)
 
     def fingerprint(self) -> dict[str, Any]:
-        """Name, resolved root, number of items and a digest of their names (a changed file list changes it)."""
+        """Name, version, resolved root, number of files and one digest of every file's (path, size, mtime_ns).
+
+        A picture replaced under the same name changes its size or modification time, so cached features of the
+        old picture are never reused for the new one; the digest keeps the fingerprint small for large folders.
+        """
         ids = self.item_ids()
-        digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
-        assert self.root is not None
-        return {"name": self.name, "root": str(self.root.resolve()), "items": len(ids), "ids_sha256": digest}
+        root = self._checked_root()
+        h = hashlib.sha256()
+        for item in ids:
+            try:
+                st = os.stat(root / item)
+            except OSError as exc:
+                raise BenchError(f"dataset {self.name!r}: cannot read '{root / item}' ({exc.strerror or exc}); "
+                                 "did the folder change during the run?") from None
+            h.update(f"{item}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return {"name": self.name, "version": self.version, "root": str(root.resolve()), "files": len(ids),
+                "content": h.hexdigest()}
 
 
 @register_dataset

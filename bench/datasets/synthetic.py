@@ -442,5 +442,5 @@ class SyntheticFaces(Dataset):
 
     def fingerprint(self) -> dict[str, Any]:
         """Name, count and generator version: everything that decides the pixels."""
-        return {"name": self.name, "root": None, "count": self.count, "generator": GENERATOR_VERSION,
-                "seed": SEED}
+        return {"name": self.name, "version": self.version, "root": None, "count": self.count,
+                "generator": GENERATOR_VERSION, "seed": SEED}

@@ -92,6 +92,10 @@ class FeatureSet(ABC):
     def _from_arrays(cls, arrays: dict[str, np.ndarray], flags: dict[str, bool], meta: dict[str, Any]) -> "FeatureSet":
         """Rebuild a set from the arrays `_save_arrays` returned."""
 
+    def empty_records(self) -> int:
+        """How many records hold no features at all (e.g. images without SIFT keypoints); 0 when not applicable."""
+        return 0
+
     def preview(self, index: int, background: np.ndarray) -> np.ndarray:
         """An H×W×3 uint8 picture of record `index` drawn over `background` (the original); default: background."""
         return background

@@ -103,6 +103,10 @@ class SiftSet(FeatureSet):
         i = int(self._check_indices([i])[0])
         return self.descriptors[self.offsets[i] : self.offsets[i + 1]]
 
+    def empty_records(self) -> int:
+        """Images without any keypoint."""
+        return int((self.counts() == 0).sum())
+
     def counts(self) -> np.ndarray:
         """Keypoints per image (N,), int64."""
         return np.diff(self.offsets)

@@ -1,62 +1,193 @@
-"""Leaderboard tables from the store: one CSV per dataset, one row per attack x defense x profile."""
+"""Leaderboard tables from the store: one CSV per dataset, one row per configuration (everything but the seed).
+
+Runs with different configuration ids (split sizes, auxiliary data, data root, extractor, defense or attack
+parameters, profile) are separate rows and never overwrite each other; the finished seeds of one configuration are
+counted, and each metric is the mean (and sample standard deviation) over them. A metric that is not 'ok' shows its
+status and detail (`unavailable: bench weights pull lpips-alex`) instead of disappearing.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import secrets
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from bench import registry
+from bench.errors import BenchError
+from bench.params import label
 from bench.store.db import Store
+
+FIRST_COLUMNS = ["attack", "defense", "aux_dataset", "profile", "extractor", "n_train", "n_test", "seeds"]
+LAST_COLUMNS = ["config_id", "run_ids", "dataset_note"]
+
+
+def _spec(run: dict[str, Any]) -> dict[str, Any]:
+    try:
+        spec = json.loads(run.get("spec_json") or "{}")
+    except ValueError:
+        spec = {}
+    return spec if isinstance(spec, dict) else {}
+
+
+def _config_id(run: dict[str, Any], spec: dict[str, Any]) -> str:
+    if run.get("config_id"):
+        return str(run["config_id"])
+    from bench.run.spec import config_id
+
+    return config_id(spec)
+
+
+def _params(config: Any) -> dict[str, Any]:
+    if isinstance(config, dict) and isinstance(config.get("params"), dict):
+        return config["params"]
+    return {}
+
+
+def _status_text(entry: dict[str, Any]) -> str:
+    return f"{entry['status']}: {entry['detail']}" if entry.get("detail") else str(entry["status"])
+
+
+def _metric_cells(entries: list[dict[str, Any] | None]) -> tuple[Any, Any]:
+    """(mean cell, std cell) of one metric over the seeds of a row; `None` marks a seed without the metric."""
+    n_seeds = len(entries)
+    values = [float(e["value"]) for e in entries
+              if e is not None and e.get("status", "ok") == "ok" and e.get("value") is not None]
+    if not values:
+        present = [e for e in entries if e is not None]
+        texts = sorted({_status_text(e) for e in present}) or ["not computed"]
+        text = "; ".join(texts)
+        if len(present) < n_seeds:
+            text += f" ({len(present)}/{n_seeds} seeds)"
+        return text, ""
+    mean = float(np.mean(values))
+    std: Any = ""
+    if len(values) >= 2:
+        s = float(np.std(values, ddof=1))
+        std = s if not math.isnan(s) else ""
+    if len(values) < n_seeds:  # some seeds lack it or have another status: say so rather than hide it
+        others = sorted({_status_text(e) for e in entries if e is not None and e.get("status", "ok") != "ok"})
+        note = f"{len(values)}/{n_seeds} seeds" + (f"; others {'; '.join(others)}" if others else "")
+        std = f"{std:.6g} ({note})" if std != "" else note
+    return mean, std
 
 
 def leaderboard_frame(store: Store, dataset: str) -> pd.DataFrame:
-    """The latest finished run of each (attack, defense, profile) on `dataset`, with its metric means."""
-    runs = store.runs(status="done", dataset=dataset)
-    latest: dict[tuple[str, str, str], dict] = {}
-    for run in runs:  # ordered by creation: later runs replace earlier ones
-        latest[(run["attack"], run["defense"], run["profile"])] = run
+    """One row per configuration with finished runs on `dataset`: its seeds counted, metric means and stds."""
+    groups: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for run in store.runs(status="done", dataset=dataset):
+        spec = _spec(run)
+        groups.setdefault(_config_id(run, spec), []).append((run, spec))
+
     rows = []
-    for (attack, defense, profile), run in sorted(latest.items()):
-        record = json.loads(run["record_json"] or "{}")
-        metrics = store.set_metrics(run["run_id"])
-        row = {"attack": attack, "defense": defense, "profile": profile, "seed": run["seed"],
-               "n_train": record.get("n_train_loaded"), "n_test": record.get("n_test_loaded")}
-        for name in sorted(metrics):
-            row[name] = metrics[name]["value"]
-        row["run_id"] = run["run_id"]
-        row["dataset_note"] = record.get("dataset_note") or ""
+    metric_names: set[str] = set()
+    utility_names: set[str] = set()
+    for cid, members in groups.items():
+        members.sort(key=lambda m: (m[0]["seed"], m[0]["run_id"]))
+        run0, spec = members[0]
+        extractor = spec.get("extractor") or {}
+        row: dict[str, Any] = {
+            "attack": label(str(spec.get("attack", run0["attack"])), _params(spec.get("attack_config"))),
+            "defense": label(str(spec.get("defense", run0["defense"])), _params(spec.get("defense_params"))),
+            "aux_dataset": spec.get("aux_dataset") or spec.get("dataset", run0["dataset"]),
+            "profile": spec.get("profile", run0["profile"]),
+            "extractor": extractor.get("name", "") if isinstance(extractor, dict) else str(extractor),
+            "n_train": spec.get("n_train"),
+            "n_test": spec.get("n_test"),
+            "seeds": len({m[0]["seed"] for m in members}),
+        }
+        per_seed = [store.set_metrics(m[0]["run_id"]) for m in members]
+        names = sorted(set().union(*per_seed))
+        metric_names.update(names)
+        for name in names:
+            row[name], row[f"{name}_std"] = _metric_cells([s.get(name) for s in per_seed])
+        utilities = [store.utility(m[0]["run_id"]) for m in members]
+        for name in sorted(set().union(*utilities)):
+            utility_names.add(name)
+            vals = [u[name]["value"] for u in utilities if name in u and u[name]["value"] is not None]
+            row[f"utility:{name}"] = float(np.mean(vals)) if vals else ""
+        notes = []
+        for run, _ in members:
+            try:
+                note = json.loads(run.get("record_json") or "{}").get("dataset_note") or ""
+            except (ValueError, AttributeError):
+                note = ""
+            if note and note not in notes:
+                notes.append(str(note))
+        row["config_id"] = cid
+        row["run_ids"] = " ".join(m[0]["run_id"] for m in members)
+        row["dataset_note"] = "; ".join(notes)
         rows.append(row)
-    return pd.DataFrame(rows)
+
+    metric_cols = [c for n in sorted(metric_names) for c in (n, f"{n}_std")]
+    columns = FIRST_COLUMNS + metric_cols + [f"utility:{n}" for n in sorted(utility_names)] + LAST_COLUMNS
+    frame = pd.DataFrame(rows, columns=columns)
+    if len(frame):
+        frame = frame.sort_values(["attack", "defense", "aux_dataset", "profile", "extractor", "n_train", "n_test",
+                                   "config_id"], kind="stable", key=_sort_key).reset_index(drop=True)
+    return frame
 
 
-def metric_direction(name: str) -> str:
-    """'higher' or 'lower' (is better), from the metric's registry entry."""
+def _sort_key(column: pd.Series) -> pd.Series:
+    if column.name in ("n_train", "n_test"):
+        return pd.to_numeric(column, errors="coerce")
+    return column.astype(str)
+
+
+def metric_direction(name: str, higher_is_better: bool | None = None) -> str:
+    """'higher' or 'lower' (is better): from the stored direction when given, else the metric's registry entry."""
+    if higher_is_better is not None:
+        return "higher" if higher_is_better else "lower"
     try:
+        from bench import registry
+
         return "higher" if registry.metrics.get(name).meta["higher_is_better"] else "lower"
     except Exception:
         return "?"
 
 
+def _cell(value: Any) -> Any:
+    if isinstance(value, float) and not isinstance(value, bool):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return value
+
+
+def _write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
+    """Write to a uniquely named temporary file beside `path`, then rename: concurrent writers never clash."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        frame.astype(object).apply(lambda col: col.map(_cell)).to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def refresh_leaderboard(store: Store, results: Path, dataset: str, out_dir: Path | None = None) -> Path:
     """Write <out_dir or results/leaderboards>/<dataset>.csv and return its path."""
-    out = (out_dir or results / "leaderboards")
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir) if out_dir is not None else Path(results) / "leaderboards"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise BenchError(f"cannot write leaderboards to {out}: it or a parent of it is a file, not a folder") from None
+    except PermissionError:
+        raise BenchError(f"cannot write leaderboards to {out}: the folder is not writable") from None
     path = out / f"{dataset}.csv"
-    frame = leaderboard_frame(store, dataset)
-    tmp = path.with_suffix(".csv.tmp")
-    frame.to_csv(tmp, index=False, float_format="%.6g")
-    tmp.replace(path)
+    _write_csv_atomically(leaderboard_frame(store, dataset), path)
     return path
 
 
 def refresh_all(results: Path, out_dir: Path | None = None) -> list[Path]:
     """Regenerate the CSV of every dataset that has finished runs (`bench leaderboard`)."""
+    results = Path(results)
+    if results.exists() and not results.is_dir():
+        raise BenchError(f"--results {results} is a file, not a folder")
     db = results / "bench.sqlite"
     if not db.is_file():
-        from bench.errors import BenchError
-
         raise BenchError(f"no results store at {db}; run `bench run` first or pass --results DIR")
     with Store(db) as store:
         datasets = sorted({r["dataset"] for r in store.runs(status="done")})

@@ -1,7 +1,9 @@
 """Stage cache: each stage's output in a folder named by a key of exactly its inputs, verified before reuse.
 
-A stage writes into a temporary folder; `commit` records every file's size and sha256 in manifest.json and
-renames the folder into place, so an interrupted stage leaves nothing that could be mistaken for a result.
+`get_or_create` holds a lock per key: the first writer builds the entry into a temporary folder, records every
+file's size and sha256 in manifest.json and renames the folder into place; a concurrent writer of the same key
+waits and then reuses it. An interrupted stage leaves nothing that could be mistaken for a result, and its
+temporary folder is swept by the next writer of that key.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ import hashlib
 import json
 import os
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable
 
-from bench.run.spec import canonical_json, digest
+from bench.run.locks import file_lock
+from bench.run.spec import SPEC_VERSION, canonical_json, digest
 
 MANIFEST = "manifest.json"
 
@@ -34,7 +36,8 @@ class StageCache:
         self.root = root
 
     def key(self, inputs: dict[str, Any]) -> str:
-        return digest(inputs, length=20)
+        """The key of `inputs`; the spec version is part of every key, so a format change never reuses old files."""
+        return digest({"spec_version": SPEC_VERSION, "inputs": inputs}, length=20)
 
     def path(self, stage: str, key: str) -> Path:
         return self.root / stage / key
@@ -62,24 +65,34 @@ class StageCache:
             return None
         return folder
 
-    @contextmanager
-    def writing(self, stage: str, key: str, inputs: dict[str, Any]) -> Iterator[Path]:
-        """Yield a fresh temporary folder; on success its files become the entry for `key`, atomically."""
+    def get_or_create(self, stage: str, key: str, inputs: dict[str, Any],
+                      build: Callable[[Path], None]) -> tuple[Path, bool]:
+        """(folder, hit): the verified entry for `key`, built by `build(tmp_folder)` when absent.
+
+        Holds the key's lock throughout, so two processes never build one entry at once: the second waits and
+        reuses the first one's result (first writer wins).
+        """
         final = self.path(stage, key)
-        tmp = final.with_name(f"{key}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
-            yield tmp
-            files = {
-                p.relative_to(tmp).as_posix(): {"size": p.stat().st_size, "sha256": file_sha256(p)}
-                for p in sorted(tmp.rglob("*"))
-                if p.is_file()
-            }
-            (tmp / MANIFEST).write_text(json.dumps({"inputs": json.loads(canonical_json(inputs)), "files": files},
-                                                   indent=1, sort_keys=True))
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with file_lock(final.with_name(f"{key}.lock")):
+            hit = self.lookup(stage, key)
+            if hit is not None:
+                return hit, True
+            for stale in final.parent.glob(f"{key}.tmp-*"):  # left by a killed writer (we hold the lock)
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp = final.with_name(f"{key}.tmp-{os.getpid()}")
+            tmp.mkdir(parents=True)
+            try:
+                build(tmp)
+                files = {
+                    p.relative_to(tmp).as_posix(): {"size": p.stat().st_size, "sha256": file_sha256(p)}
+                    for p in sorted(tmp.rglob("*"))
+                    if p.is_file()
+                }
+                (tmp / MANIFEST).write_text(json.dumps(
+                    {"inputs": json.loads(canonical_json(inputs)), "files": files}, indent=1, sort_keys=True))
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            return final, False

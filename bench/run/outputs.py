@@ -1,4 +1,4 @@
-"""A finished run's files: run.json (the record), metrics.csv (per sample), grid.png, and the leaderboard."""
+"""A finished run's files: run.json (the record), metrics.csv (per sample) and grid.png."""
 
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ import torch
 
 from bench import __version__
 from bench.features import FeatureSet
-from bench.report.leaderboard import refresh_leaderboard
+from bench.images import read_image, resize
 from bench.report.plots import comparison_grid
-from bench.run.plan import Plan
-from bench.store.db import Store
+from bench.run.evaluate import Evaluation, recon_path
+from bench.run.plan import Plan, RunRequest
+from bench.run.stages import TrainedAttack
 
-__all__ = ["run_record", "write_run_files", "refresh_leaderboard", "package_versions", "git_revision"]
+__all__ = ["run_record", "write_run_files", "package_versions", "git_revision"]
 
 _PACKAGES = ("torch", "torchvision", "numpy", "opencv-python-headless", "kornia", "scipy", "pandas", "pillow",
              "scikit-image", "click", "tqdm")
@@ -68,12 +69,22 @@ def threat_model(p: Plan) -> dict[str, Any]:
     }
 
 
-def run_record(p: Plan, run_id: str, timings: dict[str, float], notes: list[str],
-               set_metrics: dict[str, dict[str, Any]], skipped_files: Sequence[tuple[str, str]], n_train: int,
-               n_test: int, device: str, cache: dict[str, Any]) -> dict[str, Any]:
+def _command(req: RunRequest) -> str:
+    """The `bench run` command rebuilt from the request (not from argv): it reproduces the run."""
+    try:
+        from bench.run.command import request_command
+    except ImportError:  # pragma: no cover - the module is part of the package
+        return f"bench run --attack {req.attack} --defense {req.defense}"
+    return request_command(req)
+
+
+def run_record(p: Plan, req: RunRequest, timings: dict[str, float], trained: TrainedAttack, ev: Evaluation,
+               utility: dict[str, float], threads: dict[str, Any], skipped_files: Sequence[tuple[str, str]],
+               n_train: int, n_test: int, cache: dict[str, Any]) -> dict[str, Any]:
     """Everything needed to interpret and reproduce the run's numbers."""
     return {
-        "run_id": run_id,
+        "run_id": p.spec.run_id,
+        "config_id": p.spec.config_id,
         "spec": p.spec.to_dict(),
         "dataset_note": p.dataset.note or None,
         "resolutions": {"extract": p.spec.extract_size, "reconstruct_and_score": p.spec.image_size},
@@ -85,35 +96,59 @@ def run_record(p: Plan, run_id: str, timings: dict[str, float], notes: list[str]
         "metric_conventions": {n: m.convention for n, m in p.metrics.items()},
         "scoring": "reconstructions are quantised to 8 bits (exactly the saved PNGs) and compared with the "
                    "originals resized (bilinear, antialiased) to the scoring resolution",
-        "set_metrics": {k: v["value"] for k, v in set_metrics.items()},
-        "notes": notes,
-        "attack_description": {"paper": type(p.attack).paper, "consumes": type(p.attack).consumes.describe()},
+        "set_metrics": {k: v.row() for k, v in ev.set_values.items()},
+        "utility": utility,
+        "notes": list(trained.notes),
+        "attack_description": {"paper": type(p.attack).paper, "consumes": type(p.attack).consumes.describe(),
+                               "outputs": type(p.attack).outputs},
+        "training": {"from_cache": trained.cache_hit, **trained.provenance},
         "versions": package_versions(),
+        "plugin_versions": {"attack": p.attack.version, "defense": p.defense.version,
+                            "extractor": p.extractor.version,
+                            "metrics": {n: m.version for n, m in p.metrics.items()}},
         "git_revision": git_revision(),
-        "device": device,
-        "torch_threads": torch.get_num_threads(),
+        "device": str(p.attack.device),
+        "threads": threads,
         "timings_s": timings,
         "cache": cache,
-        "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)),
+        "command": _command(req),
     }
 
 
-def write_run_files(store: Store, run_dir: Path, record: dict[str, Any], test_ids: Sequence[str],
-                    victim_images: torch.Tensor, originals: torch.Tensor, recon: torch.Tensor,
-                    released: FeatureSet, dataset_note: str) -> None:
+def _metrics_table(ev: Evaluation) -> pd.DataFrame:
+    """One row per private sample, one column per per-sample metric (and per predicted attribute)."""
+    rows = [{"sample_index": i, "sample_id": s, "metric": m, "value": v} for i, s, m, v, _, _ in ev.sample_rows]
+    rows += [{"sample_index": i, "sample_id": s, "metric": f"predicted:{a}", "value": v}
+             for i, s, a, v in ev.attributes]
+    table = pd.DataFrame(rows, columns=["sample_index", "sample_id", "metric", "value"])
+    if table.empty:
+        return pd.DataFrame(columns=["sample_index", "sample_id"])
+    table = table.pivot(index=["sample_index", "sample_id"], columns="metric", values="value").reset_index()
+    table.columns.name = None
+    return table
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_run_files(run_dir: Path, record: dict[str, Any], p: Plan, ids: Sequence[str], released: FeatureSet,
+                    ev: Evaluation, grid_rows: int = 8) -> None:
     """run.json, metrics.csv (one row per sample, one column per metric) and grid.png."""
-    tmp = run_dir / "run.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, run_dir / "run.json")
-
-    rows = store.sample_metrics(record["run_id"])
-    table = pd.DataFrame(rows)
-    if not table.empty:
-        table = table.pivot(index=["sample_index", "sample_id"], columns="metric", values="value").reset_index()
-        table.columns.name = None
-    table.to_csv(run_dir / "metrics.csv", index=False)
-
-    title = f"{record['spec']['attack']} vs {record['spec']['defense']} on {record['spec']['dataset']}"
-    if dataset_note:
-        title += f" ({dataset_note})"
-    comparison_grid(victim_images, originals, recon, released, run_dir / "grid.png", title=title, n=8)
+    _write_atomic(run_dir / "run.json", json.dumps(record, indent=2, sort_keys=True, default=str))
+    tmp = run_dir / f"metrics.csv.tmp-{os.getpid()}"
+    _metrics_table(ev).to_csv(tmp, index=False)
+    os.replace(tmp, run_dir / "metrics.csv")
+    if type(p.attack).outputs != "images":
+        return
+    n = min(grid_rows, len(ids))
+    first = list(ids[:n])
+    victim = p.dataset.load(first, p.spec.extract_size).images
+    recon = torch.stack([read_image(recon_path(run_dir, i, s)) for i, s in enumerate(first)])
+    title = f"{p.spec.attack} vs {p.spec.defense} on {p.spec.dataset}"
+    if p.dataset.note:
+        title += f" ({p.dataset.note})"
+    comparison_grid(victim, resize(victim, p.spec.image_size), recon, released.subset(list(range(n))),
+                    run_dir / "grid.png", title=title, n=n)

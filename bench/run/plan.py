@@ -6,10 +6,11 @@ Nothing here touches data beyond listing item ids; every mistake a user can make
 from __future__ import annotations
 
 import os
+import re
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -22,7 +23,7 @@ from bench.run.spec import RunSpec
 from bench.run.splits import split_cross, split_ids
 
 DEFAULT_METRICS = ("mse", "psnr", "ssim", "ssim-sift-compat")
-DEFAULT_EXTRACTOR = "sift"
+MAX_SEED = 2**32 - 1  # numpy and torch seeds must fit in 32 bits
 
 
 @dataclass
@@ -44,17 +45,9 @@ class RunRequest:
     aux_data_root: Path | None = None
     metrics: Sequence[str] = DEFAULT_METRICS
     progress: bool = True
-
-
-@dataclass
-class RunResult:
-    """Where a finished run's outputs are and its set-level metric values."""
-
-    run_id: str
-    run_dir: Path
-    set_metrics: dict[str, dict[str, Any]]
-    leaderboard: Path
-    record: dict[str, Any] = field(default_factory=dict)
+    attack_params: dict[str, Any] = field(default_factory=dict)  # raw KEY=VALUE values, validated by plan()
+    defense_params: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None  # torch and OpenCV threads; None: the cores this process may use
 
 
 @dataclass
@@ -81,10 +74,16 @@ def fault_point(name: str) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise BenchError(f"unknown device {name!r}; use cpu or cuda")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise BenchError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    """`cpu`, `cuda` or `cuda:N` as a torch device, checked against what torch sees; else a BenchError."""
+    if name != "cpu" and not re.fullmatch(r"cuda(:\d+)?", name):
+        raise BenchError(f"unknown device {name!r}; use cpu, cuda or cuda:N")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BenchError(f"--device {name} was asked for but torch sees no CUDA device; use --device cpu")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise BenchError(f"--device {name}: torch sees {torch.cuda.device_count()} CUDA device(s) "
+                             f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
     return torch.device(name)
 
 
@@ -93,23 +92,45 @@ def compatible_attacks(released: FeatureSpec) -> list[str]:
 
 
 def default_extractor(attack_cls: type[Attack]) -> str:
-    """The extractor whose output kind the attack consumes (the project's default victim for '*')."""
+    """The victim extractor the attack declares as its default (the engine itself names no feature kind)."""
     if attack_cls.default_extractor:
         return attack_cls.default_extractor
-    kind = attack_cls.consumes.kind
-    if kind == "*":
-        return DEFAULT_EXTRACTOR
-    for entry in registry.extractors:
-        if entry.obj.produces.kind == kind:
-            return entry.name
-    raise BenchError(f"no registered extractor produces {kind!r} features, which attack {attack_cls.name!r} needs")
+    fits = [e.name for e in registry.extractors if attack_cls.consumes.kind in ("*", e.obj.produces.kind)]
+    raise BenchError(f"attack {attack_cls.name!r} declares no default extractor; pass --extractor NAME "
+                     f"({', '.join(fits) or 'no registered extractor produces what it consumes'})")
 
 
-def _dataset(name: str, root: Path | None) -> Dataset:
+def _dataset(name: str, root: Path | None, option: str = "--data-root") -> Dataset:
     cls = registry.datasets.get(name).obj
     if cls.needs_root and root is None:
-        raise BenchError(f"dataset {name!r} needs --data-root PATH (a folder of its images)")
+        raise BenchError(f"dataset {name!r} needs {option} PATH (a folder of its images)")
+    if root is not None and not Path(root).is_dir():
+        raise BenchError(f"{option} {root}: not a folder")
     return cls(root=Path(root) if root is not None else None)
+
+
+def _check_sizes(req: RunRequest, n_train: int, n_test: int) -> None:
+    if not 0 <= req.seed <= MAX_SEED:
+        raise BenchError(f"--seed must be between 0 and {MAX_SEED} (got {req.seed})")
+    if n_train < 1 or n_test < 1:
+        raise BenchError(f"--n-train and --n-test must be >= 1 (got {n_train} and {n_test})")
+
+
+def _same_files(a: Dataset, b: Dataset) -> bool:
+    """Whether two datasets can share image files (same root folder, or the same generated set)."""
+    ra = a.root.resolve() if a.root else None
+    rb = b.root.resolve() if b.root else None
+    if ra is None or rb is None:
+        return type(a) is type(b) and ra == rb
+    return ra == rb or ra in rb.parents or rb in ra.parents
+
+
+def _item_key(ds: Dataset) -> Callable[[str], str]:
+    """What identifies an item across datasets: its resolved file for folder datasets, else its id."""
+    if ds.root is None:
+        return str
+    root = ds.root.resolve()
+    return lambda item: str((root / item).resolve())
 
 
 def plan(req: RunRequest) -> Plan:
@@ -119,7 +140,7 @@ def plan(req: RunRequest) -> Plan:
     defense_cls = registry.defenses.get(req.defense).obj
     extractor_name = req.extractor or default_extractor(attack_cls)
     extractor: Extractor = registry.extractors.get(extractor_name).obj()
-    defense: Defense = defense_cls()
+    defense: Defense = defense_cls(**dict(req.defense_params))
     if not defense.can_protect(extractor.produces):
         raise IncompatibleError(f"defense {req.defense!r} cannot protect {extractor.produces.kind!r} features "
                                 f"(it protects: {', '.join(defense.accepts)})")
@@ -129,18 +150,32 @@ def plan(req: RunRequest) -> Plan:
         raise IncompatibleError(
             f"attack {req.attack!r} needs {attack_cls.consumes.describe()} but defense {req.defense!r} releases "
             f"{released.describe()}; attacks that can consume it: {', '.join(fits) or 'none'}")
-    metrics = {name: registry.metrics.get(name).obj() for name in req.metrics}
+    if not req.metrics:
+        raise BenchError("no metric given; name at least one (see `bench list metrics`)")
+    metrics = {name: registry.metrics.get(name).obj() for name in dict.fromkeys(req.metrics)}
     device = resolve_device(req.device)
-    attack: Attack = attack_cls(profile=profile.name, image_size=profile.image_size, device=device, seed=req.seed)
-    attack.preflight()
-
     n_train = profile.n_train if req.n_train is None else req.n_train
     n_test = profile.n_test if req.n_test is None else req.n_test
+    _check_sizes(req, n_train, n_test)
+    attack: Attack = attack_cls(profile=profile.name, image_size=profile.image_size, device=device, seed=req.seed,
+                                params=dict(req.attack_params))
+    attack.preflight()
+
     dataset = _dataset(req.dataset, req.data_root)
     if req.aux_dataset:
-        aux = _dataset(req.aux_dataset, req.aux_data_root or req.data_root)
-        train_ids, test_ids = split_cross(aux.item_ids(), dataset.item_ids(), req.seed, n_train, n_test,
-                                          req.aux_dataset, req.dataset)
+        aux_cls = registry.datasets.get(req.aux_dataset).obj
+        if aux_cls.needs_root and req.aux_data_root is None:
+            raise BenchError(f"--aux-dataset {req.aux_dataset} needs --aux-data-root PATH (the attacker's images; "
+                             "it never falls back to --data-root)")
+        aux = _dataset(req.aux_dataset, req.aux_data_root, "--aux-data-root")
+        private_ids = dataset.item_ids()
+        aux_ids = aux.item_ids()
+        # The attacker must never train on a private image: when both sides can share files, the private split
+        # is drawn first and its ids are removed from the auxiliary candidates.
+        shared = _same_files(aux, dataset) or bool(set(aux_ids) & set(private_ids))
+        train_ids, test_ids = split_cross(aux_ids, private_ids, req.seed, n_train, n_test,
+                                          req.aux_dataset, req.dataset, exclude_private=shared,
+                                          aux_key=_item_key(aux), private_key=_item_key(dataset))
     else:
         aux = dataset
         train_ids, test_ids = split_ids(dataset.item_ids(), req.seed, n_train, n_test, req.dataset)

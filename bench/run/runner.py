@@ -1,34 +1,58 @@
-"""Runs one spec end to end: data -> victim features -> defense -> attack -> reconstructions -> metrics -> store.
+"""Runs one spec end to end: data -> victim features -> defense -> attack -> outputs -> metrics -> store.
 
-Every stage caches its output under a key of exactly its inputs, so a run that is killed and started again
-resumes where it stopped, recomputes nothing that is complete and never duplicates or loses a metric row.
-The runner knows plugins only through their interfaces (bench.plugins): it has no idea what SIFT is.
+A run is split in two: `compute` (any process, a grid worker included) reads data and writes only files — the
+stage cache and the run folder — and returns a `RunOutcome`; `write` (the coordinator, the only SQLite writer)
+puts an outcome into the store. `execute` does both in one process, as `bench run` does. Every stage caches its
+output under a key of exactly its inputs, so a run that is killed and started again resumes where it stopped,
+recomputes nothing that is complete and never duplicates or loses a metric row. The runner knows plugins only
+through their interfaces (bench.plugins): it has no idea what SIFT is.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from bench.errors import BenchError
+from bench.images import resize
+from bench.plugins import EvalContext, seeded_rng
 from bench.run import outputs
 from bench.run.cache import StageCache
-from bench.run.plan import Plan, RunRequest, RunResult, fault_point, plan
-from bench.errors import BenchError, IncompatibleError
-from bench.features import FeatureSet, FeatureSpec
-from bench.images import read_image, resize, save_png
-from bench.plugins import Attack, Dataset, Defense, Extractor, FitContext, ImageSet, Metric, seeded_rng
-from bench.profiles import RunProfile, get_profile
-from bench.run.spec import RunSpec, digest
-from bench.run.splits import split_cross, split_ids
-from bench.store.db import Store
+from bench.run.evaluate import Evaluation, evaluate
+from bench.run.locks import file_lock
+from bench.run.plan import Plan, RunRequest, fault_point, plan
+from bench.run.spec import digest
+from bench.run.stages import check_learnable, defense_utility, load_split, split_features, trained_attack
+from bench.store import Store
+
+
+@dataclass
+class RunOutcome:
+    """What `compute` produced, for the single writer: picklable, no open handles."""
+
+    run_id: str
+    config_id: str
+    spec: dict[str, Any]
+    record: dict[str, Any]
+    run_dir: Path
+    evaluation: Evaluation
+    utility: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """Where a finished run's outputs are and its set-level metric values (with their statuses)."""
+
+    run_id: str
+    run_dir: Path
+    set_metrics: dict[str, dict[str, Any]]
+    leaderboard: Path | None
+    record: dict[str, Any] = field(default_factory=dict)
+
 
 class _Timer:
     """Wall time per stage, recorded in run.json."""
@@ -47,153 +71,123 @@ class _Timer:
         self.times[self._name] = round(self.times.get(self._name, 0.0) + time.perf_counter() - self._t0, 3)
 
 
-def _load_images(ds: Dataset, ids: list[str], size: int, what: str) -> ImageSet:
-    images = ds.load(ids, size)
-    if len(images) == 0:
-        raise BenchError(f"no readable image in the {what} split of {ds.name!r}")
-    return images
+def results_folder(results: Path) -> Path:
+    """`results` created if needed and checked writable; a file or read-only folder is a clear error."""
+    results = Path(results)
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+        probe = results / f".write-test-{time.time_ns()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except (FileExistsError, NotADirectoryError):
+        raise BenchError(f"--results {results}: not a folder (a file is in the way)") from None
+    except PermissionError:
+        raise BenchError(f"--results {results}: not writable (permission denied)") from None
+    except OSError as exc:
+        raise BenchError(f"--results {results}: cannot write there ({exc.strerror or exc})") from None
+    return results
 
 
-def _features(cache: StageCache, ds: Dataset, images: ImageSet, extractor: Extractor, split: str,
-              progress: bool) -> tuple[FeatureSet, bool]:
-    """Victim features of `images`, from the cache when present (keyed by dataset, ids, extractor, size)."""
-    inputs = {"dataset": ds.fingerprint(), "split": split, "ids": digest(images.ids, 32),
-              "size": int(images.images.shape[-1]), "extractor": extractor.config()}
-    key = cache.key(inputs)
-    hit = cache.lookup("features", key)
-    if hit is not None:
-        return FeatureSet.load(hit), True
-    feats = extractor.extract(images, progress=progress)
-    if len(feats) != len(images):
-        raise RuntimeError(f"extractor {extractor.name!r} returned {len(feats)} records for {len(images)} images")
-    with cache.writing("features", key, inputs) as tmp:
-        feats.save(tmp)
-    return FeatureSet.load(cache.path("features", key)), False
+def _apply_threads(n: int | None) -> dict[str, Any]:
+    """The thread policy (bench.run.threads) when present; returns what run.json records."""
+    try:
+        from bench.run.threads import apply_threads, thread_record
+    except ImportError:  # pragma: no cover - the module is part of the package
+        return {"torch_threads": torch.get_num_threads()}
+    apply_threads(n)
+    return thread_record()
 
 
-def _trained_attack(cache: StageCache, p: Plan, aux_feats: FeatureSet, aux_targets: torch.Tensor,
-                    aux_ids: list[str], progress: bool, notes: list[str]) -> bool:
-    """Fit the attack or load its checkpoint; keyed by attack, defense, auxiliary data, profile and seed."""
-    inputs = {"attack": p.attack.config(), "defense": p.defense.config(), "extractor": p.extractor.config(),
-              "aux": {"dataset": p.aux_dataset.fingerprint(), "ids": digest(aux_ids, 32),
-                      "extract_size": p.spec.extract_size},
-              "profile": p.profile.name, "seed": p.spec.seed}
-    key = cache.key(inputs)
-    hit = cache.lookup("attacks", key)
-    if hit is not None:
-        state = torch.load(hit / "attack.pt", map_location="cpu", weights_only=True)
-        p.attack.load_state_dict(state["state"])
-        notes.extend(n for n in state.get("notes", []) if n not in notes)
-        return True
-    ctx = FitContext(defense=p.defense, seed=p.spec.seed, device=p.attack.device, progress=progress)
-    p.attack.fit(aux_feats, aux_targets, ctx)
-    notes.extend(n for n in ctx.notes if n not in notes)
-    with cache.writing("attacks", key, inputs) as tmp:
-        torch.save({"spec": p.spec.to_dict(), "notes": ctx.notes, "state": p.attack.state_dict()}, tmp / "attack.pt")
-    return False
-
-
-def _quantise(images: torch.Tensor) -> torch.Tensor:
-    """What a lossless 8-bit PNG holds: scores are computed on exactly the saved reconstructions."""
-    return images.clamp(0, 1).mul(255).round().div(255)
-
-
-def recon_path(run_dir: Path, index: int, sample_id: str) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sample_id)[-60:]
-    return run_dir / "reconstructions" / f"{index:05d}_{safe}.png"
-
-
-def _evaluate(store: Store, p: Plan, run_dir: Path, released: FeatureSet, originals: torch.Tensor,
-              test_ids: list[str], progress: bool) -> int:
-    """Reconstruct and score the private split in fixed batches; complete batches are skipped on resume."""
-    per_sample = [n for n, m in p.metrics.items() if m.level == "sample"]
-    done = store.sample_indices_done(p.spec.run_id, per_sample)
-    batch = p.profile.eval_batch
-    starts = list(range(0, len(test_ids), batch))
-    skipped = 0
-    for start in tqdm(starts, desc="Evaluate", unit="batch", disable=not progress):
-        idx = list(range(start, min(start + batch, len(test_ids))))
-        paths = [recon_path(run_dir, i, test_ids[i]) for i in idx]
-        if all(i in done for i in idx) and all(pth.is_file() for pth in paths):
-            skipped += 1
-            continue
-        recon = p.attack.reconstruct(released.subset(idx), progress=False)
-        if recon.shape != originals[idx].shape:
-            raise RuntimeError(f"attack {p.attack.name!r} returned {tuple(recon.shape)}, "
-                               f"expected {tuple(originals[idx].shape)}")
-        recon = _quantise(recon.float().cpu())
-        for i, pth in zip(range(len(idx)), paths):
-            save_png(recon[i], pth)
-        rows = []
-        for name in per_sample:
-            values = p.metrics[name].per_sample(recon, originals[idx]).double().tolist()
-            rows += [(i, test_ids[i], name, v) for i, v in zip(idx, values)]
-        store.add_sample_metrics(p.spec.run_id, rows)
-        fault_point(f"after-eval-batch-{start // batch}")
-    return skipped
-
-
-def load_reconstructions(run_dir: Path, test_ids: Sequence[str]) -> torch.Tensor:
-    return torch.stack([read_image(recon_path(run_dir, i, sid)) for i, sid in enumerate(test_ids)])
-
-
-def execute(req: RunRequest) -> RunResult:
-    """Run (or resume) one spec and write every output; the function behind `bench run`."""
-    p = plan(req)
-    results = Path(req.results)
+def compute(req: RunRequest, p: Plan | None = None) -> RunOutcome:
+    """Compute (or resume) one run; writes only files, never the store. Safe under concurrent processes."""
+    threads = _apply_threads(req.threads)
+    p = p or plan(req)
+    results = results_folder(req.results)
     cache = StageCache(results / "cache")
     run_id = p.spec.run_id
     run_dir = results / "runs" / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    timer, notes = _Timer(), []
+    with file_lock(results / "runs" / f"{run_id}.lock"):  # a second process on the same run waits, then reuses
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return _compute_locked(req, p, cache, run_dir, threads)
+
+
+def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
+                    threads: dict[str, Any]) -> RunOutcome:
+    timer = _Timer()
     torch.manual_seed(p.spec.seed)
+    with timer("extract"):
+        aux = split_features(cache, p.aux_dataset, p.train_ids, p.spec.extract_size, p.extractor, "auxiliary",
+                             req.progress)
+        private = split_features(cache, p.dataset, p.test_ids, p.spec.extract_size, p.extractor, "private",
+                                 req.progress)
+    fault_point("after-features")
+    with timer("defend"):
+        # The victim protects with its secret keys; the attacker simulates the defense with its own.
+        released = p.defense.protect(private.features, seeded_rng(p.spec.seed, "victim-keys"))
+        aux_released = p.defense.protect(aux.features, seeded_rng(p.spec.seed, "attacker-keys"))
+    with timer("utility"):
+        utility = defense_utility(cache, p, private)
+    aux_images = resize(load_split(p.aux_dataset, aux.ids, p.spec.extract_size, "auxiliary").images,
+                        p.spec.image_size)
+    check_learnable(aux_released, "auxiliary")
+    environment = {"threads": threads, "versions": outputs.package_versions()}
+    with timer("train"):
+        trained = trained_attack(cache, p, aux_released, aux_images, aux, req.progress, environment)
+    fault_point("after-train")
+    ctx = EvalContext(labels=dict(private.labels), ids=list(private.ids), aux_images=aux_images,
+                      aux_labels=dict(aux.labels), device=p.attack.device, seed=p.spec.seed,
+                      image_size=p.spec.image_size, cache_dir=cache.root / "metrics",
+                      reference_key=digest({"dataset": p.dataset.fingerprint(), "ids": digest(private.ids, 32),
+                                            "extract_size": p.spec.extract_size,
+                                            "image_size": p.spec.image_size}, 20),
+                      progress=req.progress)
+    with timer("evaluate"):
+        ev = evaluate(p, run_dir, released, private, ctx, req.progress)
+    del aux_images
+    record = outputs.run_record(
+        p, req, timer.times, trained, ev, utility, threads,
+        skipped_files=aux.skipped + private.skipped, n_train=len(aux.ids), n_test=len(private.ids),
+        cache={"features": aux.cache_hit and private.cache_hit, "attack": trained.cache_hit,
+               "eval_batches_reused": ev.batches_reused, "eval_batches": ev.batches},
+    )
+    outputs.write_run_files(run_dir, record, p, private.ids, released, ev)
+    fault_point("before-finish")
+    return RunOutcome(run_id=p.spec.run_id, config_id=p.spec.config_id, spec=p.spec.to_dict(), record=record,
+                      run_dir=run_dir, evaluation=ev, utility=utility)
+
+
+def write(store: Store, outcome: RunOutcome) -> None:
+    """Put one outcome into the store (idempotent: re-writing a run replaces its rows, never duplicates them)."""
+    ev = outcome.evaluation
+    store.start_run(outcome.run_id, outcome.spec, outcome.config_id)
+    store.add_sample_metrics(outcome.run_id, ev.sample_rows)
+    for name, v in ev.set_values.items():
+        store.set_set_metric(outcome.run_id, name, float("nan") if v.value is None else v.value, v.n, v.convention,
+                             status=v.status, detail=v.detail, version=v.version,
+                             higher_is_better=v.higher_is_better, value_range=v.value_range)
+    if ev.attributes:
+        store.add_attributes(outcome.run_id, ev.attributes)
+    for name, value in outcome.utility.items():
+        store.set_utility(outcome.run_id, name, value)
+    store.finish_run(outcome.run_id, outcome.record)
+
+
+def execute(req: RunRequest) -> RunResult:
+    """Run (or resume) one spec, write every output and refresh the leaderboard; the function behind `bench run`."""
+    from bench.report.leaderboard import refresh_leaderboard
+
+    p = plan(req)
+    results = results_folder(req.results)
     with Store(results / "bench.sqlite") as store:
-        store.start_run(run_id, p.spec.to_dict())
-        try:
-            with timer("load"):
-                train_imgs = _load_images(p.aux_dataset, p.train_ids, p.spec.extract_size, "auxiliary")
-                test_imgs = _load_images(p.dataset, p.test_ids, p.spec.extract_size, "private")
-            with timer("extract"):
-                train_feats, hit_tr = _features(cache, p.aux_dataset, train_imgs, p.extractor, "aux", req.progress)
-                test_feats, hit_te = _features(cache, p.dataset, test_imgs, p.extractor, "private", req.progress)
-            fault_point("after-features")
-            with timer("defend"):
-                # The victim protects with its secret keys; the attacker simulates the defense with its own.
-                released = p.defense.protect(test_feats, seeded_rng(p.spec.seed, "victim-keys"))
-                aux_released = p.defense.protect(train_feats, seeded_rng(p.spec.seed, "attacker-keys"))
-            train_targets = resize(train_imgs.images, p.spec.image_size)
-            originals = resize(test_imgs.images, p.spec.image_size)
-            with timer("train"):
-                hit_attack = _trained_attack(cache, p, aux_released, train_targets, train_imgs.ids, req.progress,
-                                             notes)
-            fault_point("after-train")
-            with timer("evaluate"):
-                skipped = _evaluate(store, p, run_dir, released, originals, test_imgs.ids, req.progress)
-            with timer("set-metrics"):
-                recon = load_reconstructions(run_dir, test_imgs.ids)
-                per_sample: dict[str, list[float]] = {}
-                for row in store.sample_metrics(run_id):
-                    per_sample.setdefault(row["metric"], []).append(np.nan if row["value"] is None else row["value"])
-                for name, metric in p.metrics.items():
-                    if metric.level == "sample":
-                        value = float(np.mean(per_sample[name]))
-                    else:
-                        from bench.plugins import EvalBatch
-                        batch = EvalBatch(list(range(len(test_imgs))), list(test_imgs.ids))
-                        value = metric.aggregate(metric.embed(recon, originals, batch))
-                    store.set_set_metric(run_id, name, value, len(test_imgs), metric.convention)
-            set_metrics = store.set_metrics(run_id)
-            record = outputs.run_record(
-                p, run_id, timer.times, notes, set_metrics, skipped_files=train_imgs.skipped + test_imgs.skipped,
-                n_train=len(train_imgs), n_test=len(test_imgs), device=str(p.attack.device),
-                cache={"features": bool(hit_tr and hit_te), "attack": hit_attack, "eval_batches_reused": skipped},
-            )
-            outputs.write_run_files(store, run_dir, record, test_imgs.ids, test_imgs.images, originals, recon,
-                                    released, p.dataset.note)
-            fault_point("before-finish")
-            store.finish_run(run_id, record)
-            board = outputs.refresh_leaderboard(store, results, p.spec.dataset)
-        except BaseException as exc:
-            store.fail_run(run_id, f"{type(exc).__name__}: {exc}")
-            raise
-    return RunResult(run_id, run_dir, set_metrics, board, record)
+        store.start_run(p.spec.run_id, p.spec.to_dict(), p.spec.config_id)
+    try:
+        outcome = compute(req, p)
+    except BaseException as exc:
+        with Store(results / "bench.sqlite") as store:
+            store.fail_run(p.spec.run_id, f"{type(exc).__name__}: {exc}")
+        raise
+    with Store(results / "bench.sqlite") as store:
+        write(store, outcome)
+        set_metrics = store.set_metrics(outcome.run_id)
+        board = refresh_leaderboard(store, results, p.spec.dataset)
+    return RunResult(outcome.run_id, outcome.run_dir, set_metrics, board, outcome.record)

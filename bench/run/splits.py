@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from typing import Callable, Sequence
 
 from bench.errors import BenchError
 
@@ -18,8 +18,8 @@ def split_ids(ids: Sequence[str], seed: int, n_train: int, n_test: int, dataset:
     Adding or removing other files does not move an item from test to train or back unless it changes the
     item's rank among the first n_test, and the same seed and names always give the same split.
     """
-    if n_train < 0 or n_test < 1:
-        raise BenchError(f"--n-train must be >= 0 and --n-test >= 1 (got {n_train} and {n_test})")
+    if n_train < 1 or n_test < 1:
+        raise BenchError(f"--n-train and --n-test must be >= 1 (got {n_train} and {n_test})")
     if len(set(ids)) != len(ids):
         raise BenchError(f"{dataset}: item ids are not unique")
     need = n_train + n_test
@@ -31,12 +31,24 @@ def split_ids(ids: Sequence[str], seed: int, n_train: int, n_test: int, dataset:
 
 
 def split_cross(aux_ids: Sequence[str], private_ids: Sequence[str], seed: int, n_train: int, n_test: int,
-                aux_name: str, private_name: str) -> tuple[list[str], list[str]]:
-    """Cross-dataset split: the auxiliary split from one dataset, the private split from another."""
-    if len(aux_ids) < n_train:
-        raise BenchError(f"{aux_name} has {len(aux_ids)} images but --n-train is {n_train}")
-    if n_test < 1 or len(private_ids) < n_test:
+                aux_name: str, private_name: str, exclude_private: bool = True,
+                aux_key: Callable[[str], str] = str, private_key: Callable[[str], str] = str,
+                ) -> tuple[list[str], list[str]]:
+    """Cross-dataset split: the auxiliary split from one dataset, the private split from another.
+
+    The private split is drawn first; with `exclude_private` (the two sides can share files) every auxiliary
+    candidate whose `aux_key` equals the `private_key` of a private item (e.g. the same resolved file) is removed,
+    so the attacker never trains on a private image.
+    """
+    if n_train < 1 or n_test < 1:
+        raise BenchError(f"--n-train and --n-test must be >= 1 (got {n_train} and {n_test})")
+    if len(private_ids) < n_test:
         raise BenchError(f"{private_name} has {len(private_ids)} images but --n-test is {n_test}")
-    train = sorted(aux_ids, key=lambda i: (_rank(seed, i), i))[:n_train]
     test = sorted(private_ids, key=lambda i: (_rank(seed, i), i))[:n_test]
+    private = {private_key(i) for i in test} if exclude_private else set()
+    candidates = [i for i in aux_ids if aux_key(i) not in private]
+    if len(candidates) < n_train:
+        shared = f" once the {len(private)} private ids are excluded" if private else ""
+        raise BenchError(f"{aux_name} has {len(candidates)} images{shared} but --n-train is {n_train}")
+    train = sorted(candidates, key=lambda i: (_rank(seed, i), i))[:n_train]
     return train, test

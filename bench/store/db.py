@@ -1,19 +1,29 @@
-"""The results store: SQLite (WAL, one writer) with runs, per-sample and set-level metrics, and annotations."""
+"""The results store: SQLite (WAL, one writer at a time) with runs, per-sample and set-level metric values with their
+status, predicted attributes, utility figures and annotations.
+
+Every write is one short `BEGIN IMMEDIATE` transaction under a busy timeout, so several processes can share one
+results folder. Problems a user can fix (a store written by a newer bench, a file that is not a database, a folder
+that cannot be written, a lock held too long) become one-line `BenchError`s, never a raw sqlite traceback.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import math
 import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
-SCHEMA_VERSION = 1
+from bench.errors import BenchError
 
-# Migrations: index i brings the schema from version i to i + 1.
-_MIGRATIONS: list[str] = [
-    """
+SCHEMA_VERSION = 2
+
+METRIC_STATUSES = ("ok", "unavailable", "undefined", "not-applicable", "failed")
+
+_V1 = """
     CREATE TABLE runs (
         run_id TEXT PRIMARY KEY,
         spec_json TEXT NOT NULL,
@@ -56,24 +66,104 @@ _MIGRATIONS: list[str] = [
         created REAL NOT NULL
     );
     CREATE INDEX sample_metrics_run ON sample_metrics(run_id, metric);
-    """,
-]
+"""
+
+_V2 = """
+    ALTER TABLE runs ADD COLUMN config_id TEXT;
+    CREATE INDEX runs_config ON runs(config_id);
+    CREATE INDEX runs_dataset ON runs(dataset, status);
+    ALTER TABLE sample_metrics ADD COLUMN status TEXT NOT NULL DEFAULT 'ok';
+    ALTER TABLE sample_metrics ADD COLUMN version TEXT NOT NULL DEFAULT '1';
+    UPDATE sample_metrics SET status = 'undefined' WHERE value IS NULL;
+    ALTER TABLE set_metrics ADD COLUMN status TEXT NOT NULL DEFAULT 'ok';
+    ALTER TABLE set_metrics ADD COLUMN detail TEXT;
+    ALTER TABLE set_metrics ADD COLUMN version TEXT;
+    ALTER TABLE set_metrics ADD COLUMN higher_is_better INTEGER;
+    ALTER TABLE set_metrics ADD COLUMN lo REAL;
+    ALTER TABLE set_metrics ADD COLUMN hi REAL;
+    UPDATE set_metrics SET status = 'undefined' WHERE value IS NULL;
+    UPDATE set_metrics SET version = '1' WHERE version IS NULL;
+    CREATE TABLE attributes (
+        run_id TEXT NOT NULL REFERENCES runs(run_id),
+        sample_index INTEGER NOT NULL,
+        sample_id TEXT NOT NULL,
+        attribute TEXT NOT NULL,
+        value TEXT,
+        PRIMARY KEY (run_id, sample_index, attribute)
+    );
+    CREATE TABLE utility (
+        run_id TEXT NOT NULL REFERENCES runs(run_id),
+        name TEXT NOT NULL,
+        value REAL,
+        detail TEXT,
+        PRIMARY KEY (run_id, name)
+    );
+"""
+
+
+def _sql(script: str) -> Callable[[sqlite3.Connection], None]:
+    def step(db: sqlite3.Connection) -> None:
+        for statement in script.split(";"):
+            if statement.strip():
+                db.execute(statement)
+
+    return step
+
+
+def _v1_to_v2(db: sqlite3.Connection) -> None:
+    from bench.run.spec import config_id
+
+    _sql(_V2)(db)
+    for run_id, spec_json in db.execute("SELECT run_id, spec_json FROM runs").fetchall():
+        try:
+            cid = config_id(json.loads(spec_json))
+        except (ValueError, TypeError):
+            continue
+        db.execute("UPDATE runs SET config_id = ? WHERE run_id = ?", (cid, run_id))
+
+
+# Migrations: index i brings the schema from version i to i + 1 (inside the transaction that opens the store).
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_sql(_V1), _v1_to_v2]
+assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 
 class Store:
-    """Access to one results database; every write happens in a short transaction."""
+    """Access to one results database; every write happens in a short transaction.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+    `timeout` is how many seconds a write waits for another process's transaction before giving up with a
+    BenchError that says the store is locked.
+    """
+
+    def __init__(self, path: Path, timeout: float | None = None) -> None:
+        self.path = Path(path)
+        # How long a write waits for another process's transaction (BENCH_STORE_TIMEOUT overrides the 60 s default).
+        self.timeout = float(timeout if timeout is not None else os.environ.get("BENCH_STORE_TIMEOUT", 60.0))
+        self._db: sqlite3.Connection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise BenchError(f"cannot create the results store {self.path}: a parent of it is a file, not a "
+                             f"folder; use another --results folder") from None
+        except PermissionError:
+            raise self._not_writable() from None
+        if self.path.is_dir():
+            raise BenchError(f"the results store {self.path} is a folder, not a file; move it away or use another "
+                             f"--results folder")
+        try:
+            with self._errors():
+                self._db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+                self._db.row_factory = sqlite3.Row
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA foreign_keys=ON")
+                self._migrate()
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     def __enter__(self) -> "Store":
         return self
@@ -81,118 +171,306 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -------------------------------------------------------------------------------------------- errors
+    def _not_writable(self) -> BenchError:
+        return BenchError(f"the results store {self.path} is not writable (read-only folder or file, or a parent "
+                          f"that is not a folder); use another --results folder")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Turn the sqlite errors a user can fix into one-line BenchErrors; programming errors pass unchanged."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            text = str(exc).lower()
+            if "locked" in text or "busy" in text:
+                raise BenchError(f"the results store {self.path} is locked by another process for more than "
+                                 f"{self.timeout:g} s; wait for it to finish or use another --results folder") from None
+            if "unable to open" in text or "readonly" in text or "read-only" in text:
+                raise self._not_writable() from None
+            if "disk is full" in text:
+                raise BenchError(f"the disk holding the results store {self.path} is full") from None
+            if "disk i/o" in text:
+                raise BenchError(f"the results store {self.path} could not be read or written (disk I/O error); "
+                                 f"check the disk or use another --results folder") from None
+            raise
+        except sqlite3.DatabaseError as exc:
+            if type(exc) is not sqlite3.DatabaseError:  # IntegrityError, ProgrammingError...: a bug, not the user's
+                raise
+            raise BenchError(f"{self.path} is not a valid results store (file is not a database / corrupt: {exc}): "
+                             f"move it away or use another --results folder") from None
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """A read outside any transaction (WAL readers never wait for the writer)."""
+        with self._errors():
+            return self._conn.execute(sql, args).fetchall()
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise BenchError(f"the results store {self.path} is closed")
+        return self._db
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        """One write transaction (BEGIN IMMEDIATE: waits up to `timeout` for other writers, then a BenchError)."""
+        db = self._conn
+        with self._errors():
+            db.execute("BEGIN IMMEDIATE")
         try:
-            yield self._db
+            with self._errors():
+                yield db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
             raise
-        self._db.execute("COMMIT")
+        with self._errors():
+            try:
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                raise
 
     def _migrate(self) -> None:
         with self.transaction() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            has_version = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'").fetchone()
+            if not has_version:
+                other = [r[0] for r in db.execute(
+                    "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
+                if other:
+                    raise BenchError(f"{self.path} is not a valid results store (a database without a bench schema,"
+                                     f" tables: {', '.join(sorted(other)[:5])}): move it away or use another "
+                                     f"--results folder")
+                db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
             row = db.execute("SELECT version FROM schema_version").fetchone()
-            version = row[0] if row else 0
+            version = int(row[0]) if row else 0
             if version > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path} has schema {version}, newer than this bench ({SCHEMA_VERSION})")
+                raise BenchError(f"{self.path} was written by a newer bench (schema {version} > {SCHEMA_VERSION}); "
+                                 f"upgrade leakbench or use another --results folder")
             for step in _MIGRATIONS[version:]:
-                for statement in step.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                step(db)
             if row is None:
                 db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            else:
+            elif version != SCHEMA_VERSION:
                 db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     def schema_version(self) -> int:
-        return int(self._db.execute("SELECT version FROM schema_version").fetchone()[0])
+        return int(self._query("SELECT version FROM schema_version")[0][0])
 
     # ------------------------------------------------------------------------------------------------ runs
-    def start_run(self, run_id: str, spec: dict[str, Any]) -> None:
-        """Insert the run, or mark an existing one as running again (resume); its rows are kept."""
+    def start_run(self, run_id: str, spec: dict[str, Any], config_id: str | None = None) -> None:
+        """Insert the run, or mark an existing one as running again (resume); its rows are kept.
+
+        A run that is already done stays done (a second process that finds everything complete re-finishes it).
+        """
+        if config_id is None:
+            from bench.run.spec import config_id as spec_config_id
+
+            config_id = spec_config_id(spec)
         now = time.time()
         with self.transaction() as db:
-            exists = db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            exists = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if exists:
-                db.execute("UPDATE runs SET status='running', updated=?, error=NULL WHERE run_id=?", (now, run_id))
+                db.execute("UPDATE runs SET config_id = ?, updated = ? WHERE run_id = ?", (config_id, now, run_id))
+                if exists[0] != "done":
+                    db.execute("UPDATE runs SET status = 'running', error = NULL WHERE run_id = ?", (run_id,))
             else:
                 db.execute(
                     "INSERT INTO runs (run_id, spec_json, dataset, attack, defense, profile, seed, status, created,"
-                    " updated) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+                    " updated, config_id) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
                     (run_id, json.dumps(spec, sort_keys=True), spec["dataset"], spec["attack"], spec["defense"],
-                     spec["profile"], spec["seed"], now, now),
+                     spec["profile"], spec["seed"], now, now, config_id),
                 )
 
     def finish_run(self, run_id: str, record: dict[str, Any]) -> None:
+        """Mark the run done with its record (idempotent: finishing again replaces the record, keeps `finished`)."""
         now = time.time()
         with self.transaction() as db:
             db.execute(
-                "UPDATE runs SET status='done', updated=?, finished=?, record_json=? WHERE run_id=?",
+                "UPDATE runs SET status = 'done', updated = ?, finished = COALESCE(finished, ?), record_json = ?,"
+                " error = NULL WHERE run_id = ?",
                 (now, now, json.dumps(record, sort_keys=True, default=str), run_id),
             )
 
     def fail_run(self, run_id: str, error: str) -> None:
+        """Mark the run failed, unless it is done (another process finished it: its results stand)."""
         with self.transaction() as db:
-            db.execute("UPDATE runs SET status='failed', updated=?, error=? WHERE run_id=?", (time.time(), error, run_id))
+            db.execute("UPDATE runs SET status = 'failed', updated = ?, error = ?"
+                       " WHERE run_id = ? AND status != 'done'",
+                       (time.time(), error, run_id))
 
     def run(self, run_id: str) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return dict(row) if row else None
+        rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        return dict(rows[0]) if rows else None
 
-    def runs(self, status: str | None = None, dataset: str | None = None) -> list[dict[str, Any]]:
+    def runs(self, status: str | None = None, dataset: str | None = None,
+             config_id: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM runs WHERE 1=1", []
         if status:
             sql, args = sql + " AND status = ?", args + [status]
         if dataset:
             sql, args = sql + " AND dataset = ?", args + [dataset]
-        return [dict(r) for r in self._db.execute(sql + " ORDER BY created", args)]
+        if config_id:
+            sql, args = sql + " AND config_id = ?", args + [config_id]
+        return [dict(r) for r in self._query(sql + " ORDER BY created, run_id", args)]
 
     # ------------------------------------------------------------------------------------------- metrics
-    def add_sample_metrics(self, run_id: str, rows: Sequence[tuple[int, str, str, float]]) -> None:
-        """(sample_index, sample_id, metric, value) rows, in one transaction; re-adding a row replaces it."""
+    def add_sample_metrics(self, run_id: str, rows: Sequence[tuple]) -> None:
+        """Per-sample rows in one transaction; re-adding a row replaces it.
+
+        A row is `(index, sample_id, metric, value)` (status 'ok', or 'undefined' when the value is NaN/None;
+        version '1') or `(index, sample_id, metric, value, status, version)`.
+        """
+        out = []
+        for row in rows:
+            if len(row) == 4:
+                i, sid, metric, value = row
+                status, version = None, "1"
+            elif len(row) == 6:
+                i, sid, metric, value, status, version = row
+            else:
+                raise ValueError(f"a sample-metric row has 4 or 6 fields, got {len(row)}: {row!r}")
+            v = _real(value)
+            if status is None:
+                status = "ok" if v is not None else "undefined"
+            out.append((run_id, int(i), str(sid), metric, v, str(status), str(version)))
         with self.transaction() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO sample_metrics (run_id, sample_index, sample_id, metric, value)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(run_id, int(i), sid, m, _real(v)) for i, sid, m, v in rows],
+                "INSERT OR REPLACE INTO sample_metrics"
+                " (run_id, sample_index, sample_id, metric, value, status, version)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                out,
             )
 
-    def sample_indices_done(self, run_id: str, metrics: Sequence[str]) -> set[int]:
-        """Indices of the samples that have a row for every metric in `metrics`."""
-        if not metrics:
-            return set()
-        marks = ",".join("?" * len(metrics))
-        rows = self._db.execute(
-            f"SELECT sample_index FROM sample_metrics WHERE run_id = ? AND metric IN ({marks})"
-            " GROUP BY sample_index HAVING COUNT(DISTINCT metric) = ?",
-            (run_id, *metrics, len(metrics)),
-        )
-        return {int(r[0]) for r in rows}
+    def sample_indices_done(self, run_id: str, metrics: Mapping[str, str] | Sequence[str],
+                            ids: Sequence[str] | None = None) -> set[int]:
+        """Indices of the samples that have a row for every metric in `metrics`.
 
-    def sample_metrics(self, run_id: str) -> list[dict[str, Any]]:
-        rows = self._db.execute(
-            "SELECT sample_index, sample_id, metric, value FROM sample_metrics WHERE run_id = ?"
+        With a mapping name -> version, a row counts only if it was written by that version of the metric. With
+        `ids`, a row counts only if it belongs to sample `ids[index]` (not to a larger or different earlier split).
+        """
+        versions = dict(metrics) if isinstance(metrics, Mapping) else None
+        names = sorted(set(versions if versions is not None else metrics))
+        if not names:
+            return set()
+        marks = ",".join("?" * len(names))
+        rows = self._query(
+            f"SELECT sample_index, sample_id, metric, version FROM sample_metrics WHERE run_id = ?"
+            f" AND metric IN ({marks})",
+            (run_id, *names),
+        )
+        have: dict[int, set[str]] = {}
+        for r in rows:
+            i = int(r["sample_index"])
+            if ids is not None and not _matches(i, r["sample_id"], ids):
+                continue
+            if versions is not None and str(r["version"]) != str(versions[r["metric"]]):
+                continue
+            have.setdefault(i, set()).add(r["metric"])
+        return {i for i, got in have.items() if len(got) == len(names)}
+
+    def sample_metrics(self, run_id: str, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Per-sample rows (sample_index, sample_id, metric, value, status, version), by index then metric.
+
+        With `ids`, only the rows of sample `ids[i]` at index i < len(ids): rows left by a larger earlier split, or
+        by a different sample at the same index, never feed a mean.
+        """
+        rows = self._query(
+            "SELECT sample_index, sample_id, metric, value, status, version FROM sample_metrics WHERE run_id = ?"
             " ORDER BY sample_index, metric",
             (run_id,),
         )
-        return [dict(r) for r in rows]
+        out = [dict(r) for r in rows]
+        if ids is not None:
+            out = [r for r in out if _matches(int(r["sample_index"]), r["sample_id"], ids)]
+        return out
 
-    def set_set_metric(self, run_id: str, metric: str, value: float, n: int, convention: str) -> None:
+    def set_set_metric(self, run_id: str, metric: str, value: float | None, n: int, convention: str,
+                       status: str = "ok", detail: str | None = None, version: str | None = "1",
+                       higher_is_better: bool | None = None,
+                       value_range: tuple[float, float] | None = None) -> None:
+        """A set-level value with its status (ok, unavailable, undefined, not-applicable, failed), the detail that
+        explains a non-ok status (the fix command, the error, the reason), the metric's version, direction and range.
+        A NaN/None value with status 'ok' is stored as 'undefined'."""
+        if status not in METRIC_STATUSES:
+            raise ValueError(f"metric status {status!r} is not one of {', '.join(METRIC_STATUSES)}")
+        v = None if value is None else _real(value)
+        if v is None and status == "ok":
+            status = "undefined"
+        lo, hi = (None, None) if value_range is None else (_real(value_range[0]), _real(value_range[1]))
+        hib = None if higher_is_better is None else int(bool(higher_is_better))
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO set_metrics (run_id, metric, value, n, convention) VALUES (?, ?, ?, ?, ?)",
-                (run_id, metric, _real(value), int(n), convention),
+                "INSERT OR REPLACE INTO set_metrics (run_id, metric, value, n, convention, status, detail, version,"
+                " higher_is_better, lo, hi) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, metric, v, int(n), convention, status, detail, None if version is None else str(version),
+                 hib, lo, hi),
             )
 
     def set_metrics(self, run_id: str) -> dict[str, dict[str, Any]]:
-        rows = self._db.execute("SELECT metric, value, n, convention FROM set_metrics WHERE run_id = ?", (run_id,))
-        return {r["metric"]: dict(r) for r in rows}
+        """metric -> {metric, value (None when NaN), n, convention, status, detail, version, higher_is_better
+        (bool or None), lo, hi}."""
+        rows = self._query(
+            "SELECT metric, value, n, convention, status, detail, version, higher_is_better, lo, hi FROM set_metrics"
+            " WHERE run_id = ? ORDER BY metric",
+            (run_id,),
+        )
+        out = {}
+        for r in rows:
+            d = dict(r)
+            if d["higher_is_better"] is not None:
+                d["higher_is_better"] = bool(d["higher_is_better"])
+            out[d["metric"]] = d
+        return out
+
+    # ---------------------------------------------------------------------------------- attributes, utility
+    def add_attributes(self, run_id: str, rows: Sequence[tuple[int, str, str, Any]]) -> None:
+        """Predicted attributes of an attribute-inference attack: (sample_index, sample_id, attribute, value)."""
+        out = [(run_id, int(i), str(sid), attr, None if v is None else str(v)) for i, sid, attr, v in rows]
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO attributes (run_id, sample_index, sample_id, attribute, value)"
+                " VALUES (?, ?, ?, ?, ?)",
+                out,
+            )
+
+    def attributes(self, run_id: str, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT sample_index, sample_id, attribute, value FROM attributes WHERE run_id = ?"
+            " ORDER BY sample_index, attribute",
+            (run_id,),
+        )
+        out = [dict(r) for r in rows]
+        if ids is not None:
+            out = [r for r in out if _matches(int(r["sample_index"]), r["sample_id"], ids)]
+        return out
+
+    def set_utility(self, run_id: str, name: str, value: float | None, detail: str | None = None) -> None:
+        """One utility figure of the run's defense (shown beside leakage)."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO utility (run_id, name, value, detail) VALUES (?, ?, ?, ?)",
+                       (run_id, name, None if value is None else _real(value), detail))
+
+    def utility(self, run_id: str) -> dict[str, dict[str, Any]]:
+        rows = self._query("SELECT name, value, detail FROM utility WHERE run_id = ? ORDER BY name", (run_id,))
+        return {r["name"]: {"value": r["value"], "detail": r["detail"]} for r in rows}
 
 
-def _real(value: float) -> float | None:
-    """SQLite stores inf as REAL but NaN as NULL; keep inf, map NaN to NULL explicitly."""
+def _matches(index: int, sample_id: str, ids: Sequence[str]) -> bool:
+    return 0 <= index < len(ids) and str(ids[index]) == sample_id
+
+
+def _real(value: Any) -> float | None:
+    """SQLite stores inf as REAL but NaN as NULL; keep inf, map NaN (and None) to NULL explicitly."""
+    if value is None:
+        return None
     v = float(value)
-    return None if v != v else v
+    return None if math.isnan(v) else v

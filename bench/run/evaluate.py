@@ -1,0 +1,273 @@
+"""Evaluation: reconstruct (or infer attributes for) the private split batch by batch, and score every metric.
+
+One batch of images is held at a time. Each batch leaves files in the run folder: its reconstructions (lossless
+PNG, with their sha256 in `batches/bNNNNN.json`) and, per metric, what the metric computed on it
+(`scores/<metric>/bNNNNN.npz`: per-sample values, or a set metric's embeddings). A resumed run reuses a batch
+whose files verify and recomputes one that does not (a corrupt or tampered PNG is rebuilt, not trusted); adding
+a metric to a finished run scores the existing reconstructions without reconstructing. Metric values carry a
+status: ok, unavailable (with the command that fixes it), undefined, not-applicable or failed (with its error).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from bench.features import FeatureSet
+from bench.images import ImageReadError, read_image, resize, save_png
+from bench.plugins import EvalBatch, EvalContext, Metric, MetricUnavailable
+from bench.run.cache import file_sha256
+from bench.run.plan import Plan, fault_point
+from bench.run.spec import digest
+from bench.run.stages import SplitFeatures, load_split
+
+OK, UNAVAILABLE, UNDEFINED, NOT_APPLICABLE, FAILED = "ok", "unavailable", "undefined", "not-applicable", "failed"
+
+
+@dataclass
+class MetricValue:
+    """A metric's set-level value with its status and everything a report needs without importing the metric."""
+
+    name: str
+    value: float | None
+    status: str
+    detail: str | None
+    n: int
+    convention: str
+    version: str
+    higher_is_better: bool
+    value_range: tuple[float, float]
+
+    def row(self) -> dict[str, Any]:
+        return {"value": self.value, "status": self.status, "detail": self.detail, "n": self.n,
+                "convention": self.convention, "version": self.version, "higher_is_better": self.higher_is_better,
+                "range": list(self.value_range)}
+
+
+@dataclass
+class Evaluation:
+    """Everything evaluation produced: per-sample rows, set values, predicted attributes, reuse counts."""
+
+    sample_rows: list[tuple[int, str, str, float | None, str, str]]  # index, id, metric, value, status, version
+    set_values: dict[str, MetricValue]
+    attributes: list[tuple[int, str, str, str]] = field(default_factory=list)  # index, id, attribute, value
+    batches_reused: int = 0
+    batches: int = 0
+
+
+def recon_path(run_dir: Path, index: int, sample_id: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sample_id)[-60:]
+    return run_dir / "reconstructions" / f"{index:05d}_{safe}.png"
+
+
+def quantise(images: torch.Tensor) -> torch.Tensor:
+    """What a lossless 8-bit PNG holds: scores are computed on exactly the saved reconstructions."""
+    return images.clamp(0, 1).mul(255).round().div(255)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _applicability(p: Plan, m: Metric) -> str | None:
+    """Why `m` does not apply to this attack's outputs, or None when it does."""
+    outputs = type(p.attack).outputs
+    if m.inputs != outputs:
+        return f"{m.name} scores {m.inputs} but attack {p.attack.name!r} outputs {outputs}"
+    return None
+
+
+class _BatchOutputs:
+    """One batch's reconstructions (or predicted attributes), reused from the run folder when they verify."""
+
+    def __init__(self, p: Plan, run_dir: Path, released: FeatureSet, k: int, idx: list[int], ids: list[str]):
+        self.p, self.run_dir, self.k, self.idx, self.ids = p, run_dir, k, idx, ids
+        self.record_path = run_dir / "batches" / f"b{k:05d}.json"
+        self.images_out = type(p.attack).outputs == "images"
+        self.recon: torch.Tensor | None = None
+        self.reused = self._load()
+        if not self.reused:
+            self._make(released)
+
+    def _load(self) -> bool:
+        rec = _read_json(self.record_path)
+        if not rec or rec.get("ids") != self.ids or rec.get("indices") != self.idx:
+            return False
+        if self.images_out:
+            paths = [recon_path(self.run_dir, i, s) for i, s in zip(self.idx, self.ids)]
+            try:
+                if [file_sha256(q) for q in paths] != rec.get("pngs"):
+                    return False
+                self.recon = torch.stack([read_image(q) for q in paths])
+            except (OSError, ImageReadError):
+                return False
+        self.attributes = {k: np.asarray(v) for k, v in rec.get("attributes", {}).items()}
+        self.digest = rec["digest"]
+        return True
+
+    def _make(self, released: FeatureSet) -> None:
+        part = released.subset(self.idx)
+        rec: dict[str, Any] = {"ids": self.ids, "indices": self.idx}
+        self.attributes = {}
+        if self.images_out:
+            out = self.p.attack.reconstruct(part, progress=False)
+            size = self.p.spec.image_size
+            if tuple(out.shape) != (len(self.idx), 3, size, size):
+                raise RuntimeError(f"attack {self.p.attack.name!r} returned {tuple(out.shape)}, "
+                                   f"expected {(len(self.idx), 3, size, size)}")
+            self.recon = quantise(out.detach().float().cpu())
+            paths = [recon_path(self.run_dir, i, s) for i, s in zip(self.idx, self.ids)]
+            for img, q in zip(self.recon, paths):
+                save_png(img, q)
+            rec["pngs"] = [file_sha256(q) for q in paths]
+        else:
+            pred = self.p.attack.predict(part, progress=False)
+            for name in type(self.p.attack).attributes:
+                if name not in pred or len(pred[name]) != len(self.idx):
+                    raise RuntimeError(f"attack {self.p.attack.name!r} predicted no {len(self.idx)} values "
+                                       f"for attribute {name!r}")
+            self.attributes = {k: np.asarray(v) for k, v in pred.items()}
+            rec["attributes"] = {k: v.tolist() for k, v in self.attributes.items()}
+        rec["digest"] = digest(rec, 32)
+        self.digest = rec["digest"]
+        _write_json(self.record_path, rec)
+
+
+def _score_path(run_dir: Path, metric: str, k: int) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_.@%=" else "_" for c in metric)
+    return run_dir / "scores" / safe / f"b{k:05d}.npz"
+
+
+def _load_scores(path: Path, version: str, batch_digest: str) -> dict[str, np.ndarray] | None:
+    meta = _read_json(path.with_suffix(".json"))
+    if not meta or meta.get("version") != version or meta.get("batch") != batch_digest or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: np.array(npz[k]) for k in npz.files}
+    except (OSError, ValueError):
+        return None
+    return arrays if _arrays_sha(arrays) == meta.get("sha") else None
+
+
+def _arrays_sha(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for key, value in sorted(arrays.items()):
+        value = np.ascontiguousarray(value)
+        h.update(f"{key}|{value.dtype.str}|{value.shape}|".encode())
+        h.update(value.tobytes())
+    return h.hexdigest()
+
+
+def _save_scores(path: Path, arrays: dict[str, np.ndarray], version: str, batch_digest: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+    _write_json(path.with_suffix(".json"), {"version": version, "batch": batch_digest, "sha": _arrays_sha(arrays)})
+
+
+def evaluate(p: Plan, run_dir: Path, released: FeatureSet, private: SplitFeatures, ctx: EvalContext,
+             progress: bool) -> Evaluation:
+    """Reconstruct and score the private split in fixed batches; verified batches and scores are reused."""
+    ids = private.ids
+    status: dict[str, tuple[str, str | None]] = {}
+    for name, m in p.metrics.items():
+        reason = _applicability(p, m)
+        if reason:
+            status[name] = (NOT_APPLICABLE, reason)
+            continue
+        try:
+            m.prepare(ctx)
+        except MetricUnavailable as exc:
+            status[name] = (UNAVAILABLE, exc.fix)
+        except Exception as exc:  # recorded with its error; the other metrics go on
+            status[name] = (FAILED, f"{type(exc).__name__}: {exc}")
+    active = [n for n in p.metrics if n not in status]
+    parts: dict[str, list[dict[str, np.ndarray]]] = {n: [] for n in active}
+    attributes: list[tuple[int, str, str, str]] = []
+    batch = p.profile.eval_batch
+    starts = list(range(0, len(ids), batch))
+    reused = 0
+    for k, start in enumerate(tqdm(starts, desc="Evaluate", unit="batch", disable=not progress)):
+        idx = list(range(start, min(start + batch, len(ids))))
+        b_ids = [ids[i] for i in idx]
+        out = _BatchOutputs(p, run_dir, released, k, idx, b_ids)
+        for name, values in out.attributes.items():
+            attributes += [(i, s, name, str(v)) for i, s, v in zip(idx, b_ids, values.tolist())]
+        eb = EvalBatch(idx, b_ids, labels={n: np.asarray(v)[idx] for n, v in private.labels.items()},
+                       attributes=out.attributes)
+        originals: torch.Tensor | None = None
+        computed = False
+        for name in [n for n in active if n not in status]:
+            m, path = p.metrics[name], _score_path(run_dir, name, k)
+            arrays = _load_scores(path, m.version, out.digest)
+            if arrays is None:
+                if originals is None:
+                    originals = _originals(p, b_ids)
+                try:
+                    with torch.no_grad():
+                        arrays = {key: np.asarray(v) for key, v in m.embed(out.recon, originals, eb).items()}
+                    if m.level == "sample" and len(arrays.get("values", ())) != len(idx):
+                        raise RuntimeError(f"{len(arrays.get('values', ()))} values for {len(idx)} samples")
+                except Exception as exc:
+                    status[name] = (FAILED, f"{type(exc).__name__}: {exc}")
+                    continue
+                _save_scores(path, arrays, m.version, out.digest)
+                computed = True
+            parts[name].append(arrays)
+        reused += out.reused and not computed
+        fault_point(f"after-eval-batch-{k}")
+    return _summarise(p, ids, parts, status, attributes, reused, len(starts))
+
+
+def _originals(p: Plan, ids: Sequence[str]) -> torch.Tensor:
+    """The batch's private originals at the scoring size (loaded per batch: the split is never held whole)."""
+    images = load_split(p.dataset, list(ids), p.spec.extract_size, "private")
+    if list(images.ids) != list(ids):
+        missing = sorted(set(ids) - set(images.ids))
+        raise RuntimeError(f"private images changed since their features were extracted: {missing[:5]} unreadable")
+    return resize(images.images, p.spec.image_size)
+
+
+def _summarise(p: Plan, ids: list[str], parts: dict[str, list[dict[str, np.ndarray]]],
+               status: dict[str, tuple[str, str | None]], attributes: list[tuple[int, str, str, str]],
+               reused: int, n_batches: int) -> Evaluation:
+    rows: list[tuple[int, str, str, float | None, str, str]] = []
+    values: dict[str, MetricValue] = {}
+    for name, m in p.metrics.items():
+        value: float | None = None
+        st, detail = status.get(name, (OK, None))
+        if st == OK:
+            merged = {key: np.concatenate([b[key] for b in parts[name]]) for key in parts[name][0]} \
+                if parts[name] else {}
+            try:
+                value = float(m.aggregate(merged))
+            except Exception as exc:
+                st, detail = FAILED, f"{type(exc).__name__}: {exc}"
+            if st == OK and m.level == "sample":
+                for i, v in enumerate(np.asarray(merged["values"], dtype=np.float64).tolist()):
+                    rows.append((i, ids[i], name, None if v != v else v, OK if v == v else UNDEFINED, m.version))
+            if st == OK and value != value:
+                st, detail, value = UNDEFINED, "the value is not defined for these inputs (NaN)", None
+        values[name] = MetricValue(name, value, st, detail, len(ids), m.convention, m.version,
+                                   bool(m.higher_is_better), tuple(m.value_range))
+    return Evaluation(rows, values, attributes, reused, n_batches)

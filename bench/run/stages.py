@@ -1,0 +1,137 @@
+"""The cached stages before evaluation: victim features, the defense's utility, and the trained attack.
+
+Each stage's cache key holds exactly its inputs, plugin code versions included, so a fixed bug in an extractor,
+defense or attack never reuses an old result, and a replaced image file (new size or modification time) never
+reuses old features.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.errors import BenchError
+from bench.features import FeatureSet
+from bench.plugins import Dataset, Defense, Extractor, FitContext, ImageSet, UtilityContext
+from bench.run.cache import StageCache
+from bench.run.plan import Plan, fault_point
+from bench.run.spec import digest
+
+
+@dataclass
+class SplitFeatures:
+    """A split's victim features with the ids that loaded, their labels, and the files that did not load."""
+
+    features: FeatureSet
+    ids: list[str]
+    labels: dict[str, np.ndarray]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    cache_hit: bool = False
+
+
+def describe_skipped(skipped: list[tuple[str, str]], limit: int = 5) -> str:
+    """`a.jpg (truncated file), b.png (not an image), ...`: the first unreadable files with their reasons."""
+    shown = ", ".join(f"{name} ({reason})" for name, reason in skipped[:limit])
+    return shown + (f" and {len(skipped) - limit} more" if len(skipped) > limit else "")
+
+
+def load_split(ds: Dataset, ids: list[str], size: int, what: str) -> ImageSet:
+    """Images of one split; a split where no file loads is a clear error naming the files and the reasons."""
+    images = ds.load(ids, size)
+    if len(images) == 0:
+        detail = f": {describe_skipped(images.skipped)}" if images.skipped else ""
+        raise BenchError(f"no readable image in the {what} split of {ds.name!r} ({len(ids)} files){detail}")
+    return images
+
+
+def split_features(cache: StageCache, ds: Dataset, ids: list[str], size: int, extractor: Extractor, what: str,
+                   progress: bool) -> SplitFeatures:
+    """Victim features of one split, from the cache when present (keyed by content, ids, size, extractor)."""
+    inputs = {"dataset": ds.fingerprint(), "ids": digest(ids, 32), "size": int(size), "extractor": extractor.config()}
+    key = cache.key(inputs)
+
+    def build(tmp: Path) -> None:
+        images = load_split(ds, ids, size, what)
+        feats = extractor.extract(images, progress=progress)
+        if len(feats) != len(images):
+            raise RuntimeError(f"extractor {extractor.name!r} returned {len(feats)} records for {len(images)} images")
+        feats.save(tmp / "features")
+        np.savez(tmp / "labels.npz", **{k: np.asarray(v) for k, v in images.labels.items()})
+        (tmp / "ids.json").write_text(json.dumps({"ids": list(images.ids), "skipped": images.skipped}))
+
+    folder, hit = cache.get_or_create("features", key, inputs, build)
+    info = json.loads((folder / "ids.json").read_text())
+    with np.load(folder / "labels.npz", allow_pickle=False) as npz:
+        labels = {k: np.array(npz[k]) for k in npz.files}
+    return SplitFeatures(FeatureSet.load(folder / "features"), list(info["ids"]), labels,
+                         [tuple(s) for s in info["skipped"]], hit)
+
+
+def check_learnable(feats: FeatureSet, what: str) -> None:
+    """A split in which no record holds any feature gives the attack nothing to learn: say so before training."""
+    if len(feats) and feats.empty_records() == len(feats):
+        raise BenchError(f"none of the {len(feats)} images of the {what} split has any {feats.kind} features "
+                         "(blank, tiny or featureless images?); the attack would have nothing to learn from")
+
+
+def defense_utility(cache: StageCache, p: Plan, private: SplitFeatures) -> dict[str, float]:
+    """The defense's utility figures, once per (data, extractor, defense parameters, seed)."""
+    if type(p.defense).utility is Defense.utility:  # the defense reports no utility figure
+        return {}
+    inputs = {"dataset": p.dataset.fingerprint(), "ids": digest(private.ids, 32), "size": p.spec.extract_size,
+              "extractor": p.extractor.config(), "defense": p.defense.config(), "seed": p.spec.seed}
+    key = cache.key(inputs)
+
+    def build(tmp: Path) -> None:
+        images = load_split(p.dataset, private.ids, p.spec.extract_size, "private")
+        ctx = UtilityContext(images=images, features=private.features, extractor=p.extractor, seed=p.spec.seed)
+        figures = {str(k): float(v) for k, v in p.defense.utility(ctx).items()}
+        (tmp / "utility.json").write_text(json.dumps(figures, sort_keys=True))
+
+    folder, _ = cache.get_or_create("utility", key, inputs, build)
+    return json.loads((folder / "utility.json").read_text())
+
+
+@dataclass
+class TrainedAttack:
+    """Whether the checkpoint came from the cache, and the provenance of the training that made it."""
+
+    cache_hit: bool
+    provenance: dict[str, Any]
+    notes: list[str]
+
+
+def trained_attack(cache: StageCache, p: Plan, aux: FeatureSet, aux_images: torch.Tensor, aux_split: SplitFeatures,
+                   progress: bool, environment: dict[str, Any]) -> TrainedAttack:
+    """Fit the attack or load its checkpoint; keyed by attack, defense, extractor, auxiliary data, profile, seed.
+
+    The checkpoint keeps the provenance of its training (device, wall time, threads, versions), so a run that
+    reuses it reports how it was really trained.
+    """
+    inputs = {"attack": p.attack.config(), "defense": p.defense.config(), "extractor": p.extractor.config(),
+              "aux": {"dataset": p.aux_dataset.fingerprint(), "ids": digest(aux_split.ids, 32),
+                      "extract_size": p.spec.extract_size},
+              "profile": p.profile.name, "seed": p.spec.seed}
+    key = cache.key(inputs)
+
+    def build(tmp: Path) -> None:
+        ctx = FitContext(defense=p.defense, seed=p.spec.seed, device=p.attack.device, progress=progress,
+                         labels=dict(aux_split.labels), ids=list(aux_split.ids))
+        t0 = time.perf_counter()
+        p.attack.fit(aux, aux_images, ctx)
+        fault_point("during-train")  # a kill here leaves a partial temporary entry that the next writer sweeps
+        provenance = {"device": str(p.attack.device), "train_s": round(time.perf_counter() - t0, 3),
+                      "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **environment}
+        torch.save({"spec": p.spec.to_dict(), "notes": list(ctx.notes), "provenance": provenance,
+                    "state": p.attack.state_dict()}, tmp / "attack.pt")
+
+    folder, hit = cache.get_or_create("attacks", key, inputs, build)
+    state = torch.load(folder / "attack.pt", map_location="cpu", weights_only=True)
+    p.attack.load_state_dict(state["state"])
+    return TrainedAttack(hit, dict(state.get("provenance", {})), list(state.get("notes", [])))

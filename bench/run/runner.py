@@ -127,8 +127,9 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
         aux_released = p.defense.protect(aux.features, seeded_rng(p.spec.seed, "attacker-keys"))
     with timer("utility"):
         utility = defense_utility(cache, p, private)
-    aux_images = resize(load_split(p.aux_dataset, aux.ids, p.spec.extract_size, "auxiliary").images,
-                        p.spec.image_size)
+    with timer("load"):
+        aux_images = resize(load_split(p.aux_dataset, aux.ids, p.spec.extract_size, "auxiliary").images,
+                            p.spec.image_size)
     check_learnable(aux_released, "auxiliary")
     environment = {"threads": threads, "versions": outputs.package_versions()}
     with timer("train"):

@@ -341,3 +341,19 @@ def test_toy_plugins_pass_the_contract_kit(toys) -> None:
     for name in ("toy-colour-attack", "toy-smile", "toy-noise", "toy-colour-error", "toy-set-distance"):
         results = check_plugin(name)
         assert results and all(ok for _, ok, _ in results), (name, results)
+
+
+def test_toy_plugins_through_bench_grid(toys, tmp_path: Path) -> None:
+    from bench.run.grid import GridSpec, run_grid
+
+    grid = GridSpec(attacks=["toy-colour-attack", "toy-smile", "mean-image"], defenses=["toy-noise",
+                    "toy-noise:sigma=0.1"], seeds=[0, 1], profile="smoke", n_train=10, n_test=6, results=tmp_path,
+                    metrics=("toy-colour-error", "toy-smile-accuracy", "toy-unavailable"), threads=1)
+    report = run_grid(grid, executor="local", progress=False)
+    assert report.done == 8 and report.failed == 0  # mean-image cannot consume toy-colour: skipped, listed
+    assert {s.attack for s in report.skipped} == {"mean-image"}
+    with Store(tmp_path / "bench.sqlite") as s:
+        configs = {r["config_id"] for r in s.runs(status="done")}
+    assert len(configs) == 4  # 2 attacks x 2 defense settings; the two seeds of each share a configuration
+    board = (tmp_path / "leaderboards" / "synthetic-faces.csv").read_text()
+    assert "toy-noise(sigma=0.1)" in board and "utility:colour-kept" in board

@@ -134,11 +134,13 @@ def plugin_check(name: str, kind: str | None) -> None:
 
 
 # Command modules register last: they import `main`'s helpers from this package.
+from bench.cli.grid import grid_cmd  # noqa: E402
 from bench.cli.lists import list_cmd  # noqa: E402
 from bench.cli.run import run_cmd  # noqa: E402
 
 main.add_command(list_cmd, "list")
 main.add_command(run_cmd, "run")
+main.add_command(grid_cmd, "grid")
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,6 +17,7 @@ from bench import __version__
 from bench.features import FeatureSet
 from bench.images import read_image, resize
 from bench.report.plots import comparison_grid
+from bench.run.command import request_command
 from bench.run.evaluate import Evaluation, recon_path
 from bench.run.plan import Plan, RunRequest
 from bench.run.stages import TrainedAttack
@@ -69,15 +69,6 @@ def threat_model(p: Plan) -> dict[str, Any]:
     }
 
 
-def _command(req: RunRequest) -> str:
-    """The `bench run` command rebuilt from the request (not from argv): it reproduces the run."""
-    try:
-        from bench.run.command import request_command
-    except ImportError:  # pragma: no cover - the module is part of the package
-        return f"bench run --attack {req.attack} --defense {req.defense}"
-    return request_command(req)
-
-
 def run_record(p: Plan, req: RunRequest, timings: dict[str, float], trained: TrainedAttack, ev: Evaluation,
                utility: dict[str, float], threads: dict[str, Any], skipped_files: Sequence[tuple[str, str]],
                n_train: int, n_test: int, cache: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +102,7 @@ def run_record(p: Plan, req: RunRequest, timings: dict[str, float], trained: Tra
         "threads": threads,
         "timings_s": timings,
         "cache": cache,
-        "command": _command(req),
+        "command": request_command(req),  # rebuilt from the request: it reproduces the run
     }
 
 

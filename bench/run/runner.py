@@ -28,6 +28,7 @@ from bench.run.plan import Plan, RunRequest, fault_point, plan
 from bench.run.spec import digest
 from bench.run.stages import check_learnable, defense_utility, load_split, split_features, trained_attack
 from bench.store import Store
+from bench.threads import apply_threads, thread_record
 
 
 @dataclass
@@ -88,19 +89,10 @@ def results_folder(results: Path) -> Path:
     return results
 
 
-def _apply_threads(n: int | None) -> dict[str, Any]:
-    """The thread policy (bench.run.threads) when present; returns what run.json records."""
-    try:
-        from bench.run.threads import apply_threads, thread_record
-    except ImportError:  # pragma: no cover - the module is part of the package
-        return {"torch_threads": torch.get_num_threads()}
-    apply_threads(n)
-    return thread_record()
-
-
 def compute(req: RunRequest, p: Plan | None = None) -> RunOutcome:
     """Compute (or resume) one run; writes only files, never the store. Safe under concurrent processes."""
-    threads = _apply_threads(req.threads)
+    apply_threads(req.threads)
+    threads = thread_record()
     p = p or plan(req)
     results = results_folder(req.results)
     cache = StageCache(results / "cache")

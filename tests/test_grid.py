@@ -1,0 +1,259 @@
+"""Grids of runs: expansion and skipped pairings, local vs Dask executors (equal stores), failures recorded, resume,
+grid files, and the `bench run` command line rebuilt from a request."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import torch
+from click.testing import CliRunner
+
+from bench import registry
+from bench.cli.grid import grid_cmd
+from bench.cli.run import run_cmd
+from bench.errors import BenchError
+from bench.features import FeatureSet, Requirement
+from bench.params import parse_assignments
+from bench.plugins import Attack, FitContext, register_attack
+from bench.run import grid as grid_mod
+from bench.run.command import request_args, request_command
+from bench.run.grid import DatasetItem, GridSpec, PluginItem, expand, load_grid_file, parse_plugin_item, run_grid
+from bench.run.plan import DEFAULT_METRICS, RunRequest
+from bench.store import Store
+
+SMALL = {"profile": "smoke", "n_train": 8, "n_test": 4}
+
+
+def small_grid(results: Path, **kw: Any) -> GridSpec:
+    fields = {"attacks": ["cfgan", "mean-image"], "defenses": ["none", "drop-coordinates"], "seeds": [0, 1],
+              "results": results, "threads": 1, **SMALL, **kw}
+    return GridSpec(**fields)
+
+
+def store_dump(results: Path) -> tuple[dict, dict, dict]:
+    """Run statuses, per-sample rows and set-level rows of a store, by run id."""
+    with Store(results / "bench.sqlite") as store:
+        runs = {r["run_id"]: r["status"] for r in store.runs()}
+        samples = {r: store.sample_metrics(r) for r in runs}
+        sets = {r: store.set_metrics(r) for r in runs}
+    return runs, samples, sets
+
+
+def group() -> click.Group:
+    g = click.Group()
+    g.add_command(grid_cmd, "grid")
+    return g
+
+
+@pytest.fixture(scope="module")
+def local_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    results = tmp_path_factory.mktemp("grid-local")
+    return results, run_grid(small_grid(results), executor="local", progress=False)
+
+
+# ------------------------------------------------------------------------------------------------- expansion
+def test_expand_skips_incompatible_pairs_and_keeps_the_rest(tmp_path: Path) -> None:
+    requests, skipped = expand(small_grid(tmp_path))
+    combos = sorted((r.attack, r.defense, r.seed) for r in requests)
+    assert combos == sorted([("cfgan", "none", 0), ("cfgan", "none", 1), ("mean-image", "none", 0),
+                             ("mean-image", "none", 1), ("mean-image", "drop-coordinates", 0),
+                             ("mean-image", "drop-coordinates", 1)])
+    assert [(s.attack, s.defense, s.seeds) for s in skipped] == [("cfgan", "drop-coordinates", [0, 1])]
+    assert "has_coordinates" in skipped[0].reason
+    assert all(r.profile == "smoke" and r.n_train == 8 and r.threads == 1 for r in requests)
+    assert not (tmp_path / "bench.sqlite").exists()  # planning touches no store
+
+
+def test_unknown_name_aborts_before_any_work(tmp_path: Path) -> None:
+    grid = small_grid(tmp_path / "res", attacks=["mean-image", "no-such-attack"])
+    with pytest.raises(BenchError, match="no-such-attack"):
+        run_grid(grid, progress=False)
+    assert not (tmp_path / "res").exists()
+
+
+def test_defense_and_dataset_item_syntax(tmp_path: Path) -> None:
+    item = parse_plugin_item("subsample:keep=0.25:seed_offset=1")
+    assert item == PluginItem("subsample", {"keep": "0.25", "seed_offset": "1"})
+    assert item.label == "subsample(keep=0.25,seed_offset=1)"
+    assert grid_mod.parse_dataset_item("utkface=faces/utk", tmp_path) == DatasetItem("utkface", tmp_path / "faces/utk")
+    assert grid_mod.parse_seeds("0,2-4,2") == [0, 2, 3, 4]
+    with pytest.raises(BenchError, match="KEY=VALUE"):
+        parse_plugin_item("subsample:keep")
+    with pytest.raises(BenchError, match="seed"):
+        grid_mod.parse_seeds("zero")
+
+
+def test_grid_file_toml_resolves_paths_against_its_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "grids"
+    folder.mkdir()
+    (folder / "g.toml").write_text(
+        'attacks = ["mean-image"]\n'
+        'defenses = ["none", {name = "drop-coordinates", params = {}}]\n'
+        'datasets = ["synthetic-faces", "utkface=../faces", {name = "folder", data_root = "imgs"}]\n'
+        'seeds = [0, 1]\nprofile = "smoke"\nn_train = 8\nn_test = 4\nmetrics = ["mse", "psnr"]\n')
+    fields = load_grid_file(folder / "g.toml")
+    grid = GridSpec(**fields)
+    assert [d.name for d in grid.defenses] == ["none", "drop-coordinates"]
+    assert grid.datasets[1] == DatasetItem("utkface", folder.resolve() / "../faces")
+    assert grid.datasets[2] == DatasetItem("folder", folder.resolve() / "imgs")
+    assert grid.seeds == [0, 1] and grid.metrics == ("mse", "psnr") and grid.n_train == 8
+    (folder / "bad.toml").write_text('attacks = ["mean-image"]\nseedz = [1]\n')
+    with pytest.raises(BenchError, match="unknown key.*seedz"):
+        load_grid_file(folder / "bad.toml")
+
+
+def test_grid_file_yaml_without_pyyaml_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "g.yaml").write_text("attacks: [mean-image]\n")
+    monkeypatch.setitem(sys.modules, "yaml", None)  # import yaml -> ImportError
+    with pytest.raises(BenchError, match="pip install pyyaml"):
+        load_grid_file(tmp_path / "g.yaml")
+
+
+def test_dask_missing_is_one_exact_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(grid_mod, "dask_available", lambda: False)
+    out = CliRunner().invoke(group(), ["grid", "--attacks", "mean-image", "--results", str(tmp_path),
+                                       "--executor", "dask"])
+    assert out.exit_code == 2
+    assert out.output.strip() == "error: --executor dask needs Dask: pip install leakbench[dask]"
+
+
+# ---------------------------------------------------------------------------------------------- executing
+def test_local_grid_runs_every_compatible_pair(local_grid: tuple[Path, Any]) -> None:
+    results, report = local_grid
+    assert (report.done, report.failed, report.n_skipped) == (6, 0, 2)
+    runs, samples, sets = store_dump(results)
+    assert sorted(runs.values()) == ["done"] * 6
+    for run_id in runs:
+        assert set(DEFAULT_METRICS) <= set(sets[run_id])
+        assert len(samples[run_id]) >= 4
+    assert report.leaderboards and all(p.is_file() for p in report.leaderboards)
+
+
+def test_dask_grid_equals_local_grid_row_for_row(local_grid: tuple[Path, Any], tmp_path: Path) -> None:
+    pytest.importorskip("dask.distributed")
+    results, local = local_grid
+    report = run_grid(small_grid(tmp_path), executor="dask", workers=2, progress=False)
+    assert (report.done, report.failed, report.n_skipped) == (6, 0, 2)
+    assert [r.run_id for r in report.runs] == [r.run_id for r in local.runs]
+    a, b = store_dump(results), store_dump(tmp_path)
+    assert a[0] == b[0]  # run ids and statuses
+    assert a[1] == b[1]  # per-sample values
+    assert a[2] == b[2]  # set-level values, statuses, conventions
+
+
+def test_finished_grid_started_again_is_not_recomputed(local_grid: tuple[Path, Any],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    results, _ = local_grid
+
+    def no_compute(*args: Any) -> Any:
+        raise AssertionError("a complete run was computed again")
+
+    monkeypatch.setattr(grid_mod, "compute_task", no_compute)
+    report = run_grid(small_grid(results), executor="local", progress=False)
+    assert report.done == 6 and all(r.reused for r in report.runs)
+
+
+def test_a_run_missing_a_requested_metric_is_computed_again(tmp_path: Path) -> None:
+    grid = small_grid(tmp_path, attacks=["mean-image"], defenses=["none"], seeds=[0], metrics=("mse",))
+    first = run_grid(grid, progress=False)
+    assert first.done == 1 and not first.runs[0].reused
+    again = run_grid(grid, progress=False)
+    assert again.runs[0].reused
+    more = run_grid(small_grid(tmp_path, attacks=["mean-image"], defenses=["none"], seeds=[0],
+                               metrics=("mse", "psnr")), progress=False)
+    assert more.done == 1 and not more.runs[0].reused
+    _, _, sets = store_dump(tmp_path)
+    assert set(sets[more.runs[0].run_id]) == {"mse", "psnr"}
+
+
+class FailingAttack(Attack):
+    """Toy attack whose training always fails."""
+
+    name = "toy-failing"
+    consumes = Requirement("*")
+    default_extractor = "sift"
+
+    def fit(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:
+        raise RuntimeError("toy attack exploded")
+
+    def reconstruct(self, features: FeatureSet, progress: bool = True) -> torch.Tensor:  # pragma: no cover
+        return torch.zeros(len(features), 3, self.image_size, self.image_size)
+
+
+@pytest.fixture()
+def failing_attack() -> Any:
+    register_attack(FailingAttack)
+    yield FailingAttack
+    registry.attacks.unregister(FailingAttack.name)
+
+
+def test_failing_run_is_recorded_and_the_grid_goes_on(failing_attack: Any, tmp_path: Path) -> None:
+    out = CliRunner().invoke(group(), ["grid", "--attacks", "toy-failing,mean-image", "--defenses", "none",
+                                       "--seeds", "0", "--profile", "smoke", "--n-train", "8", "--n-test", "4",
+                                       "--threads", "1", "--results", str(tmp_path), "--quiet"])
+    assert out.exit_code == 1, out.output
+    assert "RuntimeError: toy attack exploded" in out.output
+    assert "1 done, 1 failed, 0 skipped" in out.output
+    with Store(tmp_path / "bench.sqlite") as store:
+        rows = {r["attack"]: r for r in store.runs()}
+    assert rows["toy-failing"]["status"] == "failed"
+    assert rows["toy-failing"]["error"] == "RuntimeError: toy attack exploded"
+    assert rows["mean-image"]["status"] == "done"
+
+
+def test_cli_prints_skipped_pairs_table_and_leaderboards(tmp_path: Path) -> None:
+    out = CliRunner().invoke(group(), ["grid", "--attacks", "mean-image", "--defenses", "none,drop-coordinates",
+                                       "--seeds", "0", "--profile", "smoke", "--n-train", "8", "--n-test", "4",
+                                       "--threads", "1", "--metrics", "mse,psnr", "--results", str(tmp_path),
+                                       "--quiet"])
+    assert out.exit_code == 0, out.output
+    assert "run id" in out.output and "drop-coordinates" in out.output
+    assert "2 done, 0 failed, 0 skipped" in out.output
+    assert "leaderboard: " in out.output
+    bad = CliRunner().invoke(group(), ["grid", "--attacks", "mean-imag", "--results", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "mean-image" in bad.output and "Traceback" not in bad.output
+
+
+# -------------------------------------------------------------------------------------------------- command
+REQUESTS = [
+    RunRequest(attack="cfgan"),
+    RunRequest(attack="mean-image", defense="drop-coordinates", dataset="utkface", data_root=Path("/data/my faces"),
+               profile="smoke", seed=7, n_train=8, n_test=4, results=Path("out dir"), threads=1,
+               metrics=("mse", "psnr"), extractor="sift"),
+    RunRequest(attack="cfgan", defense="subsample", attack_params={"steps": "10", "lr": 0.0002},
+               defense_params={"keep": 0.25, "seed_offset": 1, "flag": True}, device="cuda:1",
+               aux_dataset="ffhq", aux_data_root=Path("/data/ffhq"), dataset="celebahq",
+               data_root=Path("/data/celeba;rm -rf x")),
+]
+
+
+@pytest.mark.parametrize("req", REQUESTS)
+def test_request_command_parses_back_to_the_same_request(req: RunRequest) -> None:
+    line = request_command(req)
+    words = shlex.split(line)
+    assert words[:2] == ["bench", "run"] and words[2:] == request_args(req)
+    params = run_cmd.make_context("run", words[2:]).params
+    assert params["attack"] == req.attack and params["defense"] == req.defense
+    assert params["dataset"] == req.dataset and params["profile"] == req.profile and params["seed"] == req.seed
+    assert params["n_train"] == req.n_train and params["n_test"] == req.n_test
+    assert params["threads"] == req.threads and params["device"] == req.device
+    assert params["extractor"] == req.extractor and params["aux_dataset"] == req.aux_dataset
+    assert Path(params["results"]) == Path(req.results)
+    for key in ("data_root", "aux_data_root"):
+        assert params[key] == (Path(getattr(req, key)).resolve() if getattr(req, key) else None)
+    metrics = tuple(params["metric_names"].split(",")) if params["metric_names"] else DEFAULT_METRICS
+    assert metrics == tuple(req.metrics)
+    assert parse_assignments(params["attack_args"], "a") == {k: str(v) if not isinstance(v, float) else repr(v)
+                                                             for k, v in req.attack_params.items()}
+    given = parse_assignments(params["defense_args"], "d")
+    assert given.keys() == req.defense_params.keys()
+    assert "--quiet" not in words
+
+
+def test_default_request_is_the_shortest_command() -> None:
+    assert request_command(RunRequest(attack="cfgan")) == "bench run --attack cfgan"

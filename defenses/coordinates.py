@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.features import FeatureSet, FeatureSpec
-from bench.plugins import Defense, register_defense
+from bench.plugins import Defense, UtilityContext, register_defense
 
 
 def shuffle_within_records(offsets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -47,3 +47,10 @@ class DropCoordinates(Defense):
         descriptors = np.ascontiguousarray(features.descriptors[order])
         return SiftSet(keypoints, descriptors, np.array(features.offsets, copy=True),
                        flags={**features.flags, "has_coordinates": False}, meta=features.meta)
+
+    def utility(self, ctx: UtilityContext) -> dict[str, float]:
+        """The shared SIFT matching figures (defenses/sift_utility.py); correspondences are checked against the
+        true positions, since the released rows carry none."""
+        from bench.defenses.sift_utility import matching_utility
+
+        return matching_utility(self, ctx)

@@ -313,6 +313,9 @@ class EvalBatch:
     ids: list[str]
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     attributes: dict[str, np.ndarray] = field(default_factory=dict)
+    # Features that several metrics of one batch share (e.g. one Inception pass for FID and KID): a metric stores
+    # what it computed under a key naming the feature extractor and input side, and the next one reuses it.
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 class Metric(Plugin):
@@ -350,6 +353,10 @@ class Metric(Plugin):
         """The set value from the batches' `embed` arrays concatenated along axis 0; default: the mean of values."""
         values = np.asarray(parts["values"], dtype=np.float64)
         return float(values.mean()) if len(values) else float("nan")
+
+    def value_note(self, n: int) -> str | None:
+        """A caveat recorded with an ok value computed on `n` samples (e.g. FID is biased below 2,048); none."""
+        return None
 
     @classmethod
     def registry_meta(cls) -> dict[str, Any]:

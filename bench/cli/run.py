@@ -27,7 +27,8 @@ def print_summary(result: Any, attack: str, defense: str, dataset: str, profile:
         arrow = "higher" if row.get("higher_is_better", True) else "lower"
         if row.get("status", "ok") == "ok":
             value = row["value"]
-            click.echo(f"{name:<20}{'nan' if value is None else f'{value:.4f}':>12}  {arrow}")
+            note = f"  ({row['detail']})" if row.get("detail") else ""
+            click.echo(f"{name:<20}{'nan' if value is None else f'{value:.4f}':>12}  {arrow}{note}")
         else:
             click.echo(f"{name:<20}{row['status']:>12}  {row.get('detail') or ''}")
     for name, value in sorted(record.get("utility", {}).items()):

@@ -268,6 +268,8 @@ def _summarise(p: Plan, ids: list[str], parts: dict[str, list[dict[str, np.ndarr
                     rows.append((i, ids[i], name, None if v != v else v, OK if v == v else UNDEFINED, m.version))
             if st == OK and value != value:
                 st, detail, value = UNDEFINED, "the value is not defined for these inputs (NaN)", None
+            elif st == OK:
+                detail = m.value_note(len(ids))
         values[name] = MetricValue(name, value, st, detail, len(ids), m.convention, m.version,
                                    bool(m.higher_is_better), tuple(m.value_range))
     return Evaluation(rows, values, attributes, reused, n_batches)

@@ -25,7 +25,7 @@ from bench.run.stages import TrainedAttack
 __all__ = ["run_record", "write_run_files", "package_versions", "git_revision"]
 
 _PACKAGES = ("torch", "torchvision", "numpy", "opencv-python-headless", "kornia", "scipy", "pandas", "pillow",
-             "scikit-image", "click", "tqdm")
+             "scikit-image", "click", "tqdm", "lpips", "torch-fidelity", "dlib-bin", "dask", "distributed")
 
 
 def package_versions() -> dict[str, str | None]:

@@ -70,45 +70,6 @@ def leaderboard_cmd(results: Path, out_dir: Path | None) -> None:
         click.echo(str(path))
 
 
-# ---------------------------------------------------------------------------------------------------- weights
-@main.group("weights")
-def weights_group() -> None:
-    """Manage pretrained files (listed in the manifest, cached under $BENCH_HOME, sha256-verified)."""
-
-
-@weights_group.command("list")
-@user_errors
-def weights_list() -> None:
-    """Show every manifest entry and whether it is present and verified."""
-    from bench import weights
-
-    click.echo(f"cache: {weights.weights_dir()}")
-    for row in weights.status_rows():
-        state = "ok" if row.get("verified") else ("present, NOT verified" if row.get("present") else "missing")
-        click.echo(f"  {row['name']:<12} {state:<22} {row['filename']}  ({row['used_by']}; {row['licence']})")
-
-
-@weights_group.command("pull")
-@click.argument("name")
-@user_errors
-def weights_pull(name: str) -> None:
-    """Download NAME from its manifest URL and verify it (needs internet)."""
-    from bench import weights
-
-    click.echo(str(weights.pull(name)))
-
-
-@weights_group.command("import")
-@click.argument("path", type=click.Path(path_type=Path))
-@click.option("--name", default=None, help="Manifest entry (found from the file's hash or name when omitted).")
-@user_errors
-def weights_import(path: Path, name: str | None) -> None:
-    """Copy a file obtained by hand into the cache, after checking its sha256 against the manifest."""
-    from bench import weights
-
-    click.echo(str(weights.import_file(path, name)))
-
-
 # ----------------------------------------------------------------------------------------------------- plugin
 @main.group("plugin")
 def plugin_group() -> None:
@@ -137,10 +98,12 @@ def plugin_check(name: str, kind: str | None) -> None:
 from bench.cli.grid import grid_cmd  # noqa: E402
 from bench.cli.lists import list_cmd  # noqa: E402
 from bench.cli.run import run_cmd  # noqa: E402
+from bench.cli.weights import weights_group  # noqa: E402
 
 main.add_command(list_cmd, "list")
 main.add_command(run_cmd, "run")
 main.add_command(grid_cmd, "grid")
+main.add_command(weights_group, "weights")
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -3,7 +3,9 @@
 Runs with different configuration ids (split sizes, auxiliary data, data root, extractor, defense or attack
 parameters, profile) are separate rows and never overwrite each other; the finished seeds of one configuration are
 counted, and each metric is the mean (and sample standard deviation) over them. A metric that is not 'ok' shows its
-status and detail (`unavailable: bench weights pull lpips-alex`) instead of disappearing.
+status and detail (`unavailable: bench weights pull lpips-alex`) instead of disappearing; a caveat recorded with an ok
+value (FID's "biased: computed on 200 < 2048 images; prefer kid") goes to a `<metric>_note` column, present when
+some row has one.
 """
 
 from __future__ import annotations
@@ -76,6 +78,15 @@ def _metric_cells(entries: list[dict[str, Any] | None]) -> tuple[Any, Any]:
     return mean, std
 
 
+def _note_cell(entries: list[dict[str, Any] | None]) -> str:
+    """The caveats recorded with a metric's ok values over the seeds of a row (e.g. FID's small-sample bias)."""
+    notes: list[str] = []
+    for e in entries:
+        if e is not None and e.get("status", "ok") == "ok" and e.get("detail") and str(e["detail"]) not in notes:
+            notes.append(str(e["detail"]))
+    return "; ".join(notes)
+
+
 def leaderboard_frame(store: Store, dataset: str) -> pd.DataFrame:
     """One row per configuration with finished runs on `dataset`: its seeds counted, metric means and stds."""
     groups: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
@@ -85,6 +96,7 @@ def leaderboard_frame(store: Store, dataset: str) -> pd.DataFrame:
 
     rows = []
     metric_names: set[str] = set()
+    noted: set[str] = set()  # metrics with a note on an ok value in some row: they get a `<metric>_note` column
     utility_names: set[str] = set()
     for cid, members in groups.items():
         members.sort(key=lambda m: (m[0]["seed"], m[0]["run_id"]))
@@ -105,6 +117,9 @@ def leaderboard_frame(store: Store, dataset: str) -> pd.DataFrame:
         metric_names.update(names)
         for name in names:
             row[name], row[f"{name}_std"] = _metric_cells([s.get(name) for s in per_seed])
+            row[f"{name}_note"] = _note_cell([s.get(name) for s in per_seed])
+            if row[f"{name}_note"]:
+                noted.add(name)
         utilities = [store.utility(m[0]["run_id"]) for m in members]
         for name in sorted(set().union(*utilities)):
             utility_names.add(name)
@@ -123,7 +138,8 @@ def leaderboard_frame(store: Store, dataset: str) -> pd.DataFrame:
         row["dataset_note"] = "; ".join(notes)
         rows.append(row)
 
-    metric_cols = [c for n in sorted(metric_names) for c in (n, f"{n}_std")]
+    metric_cols = [c for n in sorted(metric_names)
+                   for c in (n, f"{n}_std", *([f"{n}_note"] if n in noted else []))]
     columns = FIRST_COLUMNS + metric_cols + [f"utility:{n}" for n in sorted(utility_names)] + LAST_COLUMNS
     frame = pd.DataFrame(rows, columns=columns)
     if len(frame):

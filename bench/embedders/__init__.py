@@ -27,6 +27,7 @@ from typing import Any, Callable, ClassVar, Sequence, Union
 import numpy as np
 import torch
 
+from bench.hashing import arrays_sha256
 from bench.plugins import EvalBatch
 
 Factory = Callable[[torch.device], "Embedder"]
@@ -99,15 +100,6 @@ def _digest(obj: Any, n: int = 24) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
-def _arrays_sha(arrays: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for key, value in sorted(arrays.items()):
-        value = np.ascontiguousarray(value)
-        h.update(f"{key}|{value.dtype.str}|{value.shape}|".encode())
-        h.update(value.tobytes())
-    return h.hexdigest()
-
-
 class ReferenceCache:
     """Reference-side (original images') embeddings of one private split, one file per evaluation batch.
 
@@ -136,7 +128,7 @@ class ReferenceCache:
         except (OSError, ValueError, KeyError):
             self.misses += 1
             return None
-        if meta.get("ids") != list(ids) or meta.get("sha") != _arrays_sha(arrays) or \
+        if meta.get("ids") != list(ids) or meta.get("sha") != arrays_sha256(arrays) or \
                 any(len(v) != len(ids) for v in arrays.values()):
             self.misses += 1
             return None
@@ -151,7 +143,7 @@ class ReferenceCache:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             np.savez(tmp_npz, **arrays)
-            tmp_json.write_text(json.dumps({"ids": list(ids), "sha": _arrays_sha(arrays)}))
+            tmp_json.write_text(json.dumps({"ids": list(ids), "sha": arrays_sha256(arrays)}))
             os.replace(tmp_npz, path)  # the npz first: a reader pairing a new json with an old npz sees a miss
             os.replace(tmp_json, path.with_suffix(".json"))
         except OSError:

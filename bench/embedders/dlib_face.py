@@ -16,7 +16,6 @@ package is never imported.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.embedders import Embedder, to_uint8
+from bench.hashing import file_sha256
 from bench.plugins import MetricUnavailable
 
 FIX = "pip install leakbench[faces]"
@@ -50,14 +50,6 @@ def models_dir() -> Path | None:
         if (folder / LANDMARKS).is_file() and (folder / RECOGNITION).is_file():
             return folder
     return None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def detector_input(images: torch.Tensor, size: int = DETECT_SIZE) -> np.ndarray:
@@ -89,8 +81,8 @@ class DlibFaceEmbedder(Embedder):
         self.recognition = dlib.face_recognition_model_v1(str(self.folder / RECOGNITION))
         self._identity = {"name": self.name, "version": self.version, "dlib": dlib.__version__,
                           "detect_size": DETECT_SIZE, "chip": [CHIP_SIZE, CHIP_PADDING],
-                          LANDMARKS: _sha256(self.folder / LANDMARKS)[:16],
-                          RECOGNITION: _sha256(self.folder / RECOGNITION)[:16]}
+                          LANDMARKS: file_sha256(self.folder / LANDMARKS)[:16],
+                          RECOGNITION: file_sha256(self.folder / RECOGNITION)[:16]}
 
     def identity(self) -> dict[str, Any]:
         return dict(self._identity)

@@ -8,7 +8,6 @@ temporary folder is swept by the next writer of that key.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,17 +15,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench.run.locks import file_lock
-from bench.run.spec import SPEC_VERSION, canonical_json, digest
+from bench.hashing import canonical_json, digest, file_sha256  # noqa: F401  (file_sha256 re-exported)
+from bench.run.spec import SPEC_VERSION
 
 MANIFEST = "manifest.json"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class StageCache:

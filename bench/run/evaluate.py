@@ -10,7 +10,6 @@ status: ok, unavailable (with the command that fixes it), undefined, not-applica
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -24,9 +23,9 @@ from tqdm.auto import tqdm
 from bench.features import FeatureSet
 from bench.images import ImageReadError, read_image, resize, save_png
 from bench.plugins import EvalBatch, EvalContext, Metric, MetricUnavailable
-from bench.run.cache import file_sha256
+from bench.hashing import arrays_sha256, file_sha256
 from bench.run.plan import Plan, fault_point
-from bench.run.spec import digest
+from bench.hashing import digest
 from bench.run.stages import SplitFeatures, load_split
 
 OK, UNAVAILABLE, UNDEFINED, NOT_APPLICABLE, FAILED = "ok", "unavailable", "undefined", "not-applicable", "failed"
@@ -165,16 +164,7 @@ def _load_scores(path: Path, version: str, batch_digest: str) -> dict[str, np.nd
             arrays = {k: np.array(npz[k]) for k in npz.files}
     except (OSError, ValueError):
         return None
-    return arrays if _arrays_sha(arrays) == meta.get("sha") else None
-
-
-def _arrays_sha(arrays: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for key, value in sorted(arrays.items()):
-        value = np.ascontiguousarray(value)
-        h.update(f"{key}|{value.dtype.str}|{value.shape}|".encode())
-        h.update(value.tobytes())
-    return h.hexdigest()
+    return arrays if arrays_sha256(arrays) == meta.get("sha") else None
 
 
 def _save_scores(path: Path, arrays: dict[str, np.ndarray], version: str, batch_digest: str) -> None:
@@ -182,7 +172,7 @@ def _save_scores(path: Path, arrays: dict[str, np.ndarray], version: str, batch_
     tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, path)
-    _write_json(path.with_suffix(".json"), {"version": version, "batch": batch_digest, "sha": _arrays_sha(arrays)})
+    _write_json(path.with_suffix(".json"), {"version": version, "batch": batch_digest, "sha": arrays_sha256(arrays)})
 
 
 def evaluate(p: Plan, run_dir: Path, released: FeatureSet, private: SplitFeatures, ctx: EvalContext,

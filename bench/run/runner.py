@@ -25,7 +25,7 @@ from bench.run.cache import StageCache
 from bench.run.evaluate import Evaluation, evaluate
 from bench.run.locks import file_lock
 from bench.run.plan import Plan, RunRequest, fault_point, plan
-from bench.run.spec import digest
+from bench.hashing import digest
 from bench.run.stages import check_learnable, defense_utility, load_split, split_features, trained_attack
 from bench.store import Store
 from bench.threads import apply_threads, thread_record

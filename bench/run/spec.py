@@ -7,23 +7,13 @@ leaderboard row is one configuration, with its seeds counted.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bench.hashing import canonical_json, digest  # noqa: F401  (re-exported: run ids and keys)
+
 # Bump when a change makes old cached results incomparable: it is part of every run id and every cache key.
 SPEC_VERSION = 2
-
-
-def canonical_json(obj: Any) -> str:
-    """Deterministic JSON: sorted keys, no whitespace, floats in repr form."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
-
-
-def digest(obj: Any, length: int = 16) -> str:
-    """Short sha256 hex digest of the canonical JSON of `obj` (cache keys and run ids)."""
-    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from bench.features import FeatureSet
 from bench.plugins import Dataset, Defense, Extractor, FitContext, ImageSet, UtilityContext
 from bench.run.cache import StageCache
 from bench.run.plan import Plan, fault_point
-from bench.run.spec import digest
+from bench.hashing import digest
 
 
 @dataclass

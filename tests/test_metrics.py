@@ -1,4 +1,6 @@
-"""Pixel metrics (mse, psnr, ssim, ssim-sift-compat) against scikit-image, on random, flat and real images."""
+"""Pixel metrics (mse, psnr, ssim, ssim-sift-compat) against scikit-image, on random, flat and real images.
+
+ssim and ssim-sift-compat run in float32 with a float64 guard (metrics/ssim.py); these tests pin both paths."""
 
 from __future__ import annotations
 
@@ -136,11 +138,69 @@ def test_flat_regions_far_from_grey_match_skimage() -> None:
 
 
 def test_tiled_and_chunked_paths_match_skimage(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Force several filter tiles and several image chunks; results still equal scikit-image."""
+    """Force several filter tiles and several image chunks (float32 path and its float64 fallback alike)."""
     monkeypatch.setattr(ssim_mod, "_TILE", 7)
     monkeypatch.setattr(ssim_mod, "_CHUNK_ELEMENTS", 2 * 3 * 40 * 50)
+    monkeypatch.setattr(ssim_mod, "_F32_TILE_ROWS", 4)
+    monkeypatch.setattr(ssim_mod, "_F32_TILE_COLS", 7)
+    monkeypatch.setattr(ssim_mod, "_F32_CHUNK_ELEMENTS", 2 * 3 * 40 * 50)
     rng = np.random.default_rng(11)
     check_all(*random_pair(rng, 5, 40, 50))
+    monkeypatch.setattr(ssim_mod, "_GUARD_G_MAX", 0.0)  # every image recomputed by the (tiled) float64 path
+    check_all(*random_pair(rng, 5, 40, 50))
+
+
+# ------------------------------------------------------------------------------- float32 path and its guard
+def fast_vs_skimage(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(|ssim - skimage| per image, guard statistic G, recomputed-in-float64 mask) for recon=b, ref=a."""
+    a, b = as_f32(a), as_f32(b)
+    values, g, redo = ssim_mod.ssim_per_image_fast(to_torch(b), to_torch(a), ssim_mod.gaussian_taps(), 1.0, 1.0,
+                                                   return_guard=True)
+    return np.abs(values.numpy() - ref_ssim(a, b)), g.numpy(), redo.numpy()
+
+
+def halves(top: float, bottom: float, shape: tuple[int, int, int, int]) -> np.ndarray:
+    """Images whose upper half is `top` and lower half `bottom` (exactly flat)."""
+    out = np.full(shape, bottom)
+    out[:, : shape[1] // 2] = top
+    return out
+
+
+def test_float32_path_on_flat_images_far_from_grey(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adversarial flat images: within 1e-4 of scikit-image, the guard sending the worst ones to float64."""
+    rng = np.random.default_rng(21)
+    shape = (3, 48, 48, 3)
+    bright = np.full(shape, 0.97) + 1e-4 * rng.standard_normal(shape)
+    cases = {
+        "0.97 vs 0.97 (tiny noise)": (bright, np.full(shape, 0.97) + 1e-4 * rng.standard_normal(shape)),
+        "0.97 vs 0.96": (bright, bright - 0.01),
+        "0.9 vs 0.1 (exactly flat)": (np.full(shape, 0.9), np.full(shape, 0.1)),
+        "0.999 / 0.001 halves": (halves(0.999, 0.001, shape), halves(0.7, 0.3, shape)),
+    }
+    for name, (a, b) in cases.items():
+        err, g, redo = fast_vs_skimage(a, b)
+        assert err.max() <= 1e-4, name
+        assert np.all(redo == (g > ssim_mod._GUARD_G_MAX)), name
+    # the guard fires on the exactly flat 0.9-vs-0.1 pair (G ~ 360) and then the value is the float64 one
+    err, g, redo = fast_vs_skimage(*cases["0.9 vs 0.1 (exactly flat)"])
+    assert redo.all() and g.min() > 300 and err.max() < 1e-12
+    # without the guard the float32 error there is far larger than float64's (~3e-5), yet inside 1e-4
+    monkeypatch.setattr(ssim_mod, "_GUARD_G_MAX", float("inf"))
+    err, _, redo = fast_vs_skimage(*cases["0.9 vs 0.1 (exactly flat)"])
+    assert not redo.any() and 1e-6 < err.max() <= 1e-4
+
+
+@pytest.mark.parametrize("size", [64, 256])
+def test_float32_path_on_real_faces_within_1e_5(shared_data: Path, size: int) -> None:
+    faces = _load_faces(shared_data, size)
+    rng = np.random.default_rng(size + 1)
+    for other in (gaussian_filter(faces, sigma=(0, 1.5, 1.5, 0)),
+                  np.clip(faces + 0.05 * rng.standard_normal(faces.shape), 0, 1),
+                  np.round(faces * 255 + 0.5 * rng.standard_normal(faces.shape)) / 255):
+        err, g, redo = fast_vs_skimage(faces, other)
+        assert err.max() <= 1e-5
+        if size == 64:
+            assert not redo.any() and g.max() < ssim_mod._GUARD_G_MAX  # real 64x64 faces never fall back
 
 
 def _load_faces(shared_data: Path, size: int) -> np.ndarray:

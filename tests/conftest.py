@@ -11,6 +11,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("BENCH_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Hermetic weights: every test starts from an empty weights cache unless it sets BENCH_HOME itself, so
+    pretrained files on the developer's machine never change what a test sees."""
+    import tempfile
+
+    os.environ["BENCH_HOME"] = tempfile.mkdtemp(prefix="bench-home-")
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
 

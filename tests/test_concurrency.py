@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-ARGS = ["run", "--defense", "none", "--profile", "smoke", "--n-train", "12", "--n-test", "10", "--quiet"]
+ARGS = ["run", "--defense", "none", "--profile", "smoke", "--n-train", "12", "--n-test", "10", "--quiet",
+        "--metrics", "mse,psnr,ssim,ssim-sift-compat"]
 
 
 def _start(results: Path, attack: str) -> subprocess.Popen:

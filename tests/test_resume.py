@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ARGS = ["run", "--attack", "cfgan", "--defense", "none", "--profile", "smoke", "--n-train", "16", "--n-test",
-        "20", "--quiet"]
+        "20", "--quiet", "--metrics", "mse,psnr,ssim,ssim-sift-compat"]
 N_TEST, N_METRICS = 20, 4
 
 

@@ -98,12 +98,14 @@ def plugin_check(name: str, kind: str | None) -> None:
 from bench.cli.grid import grid_cmd  # noqa: E402
 from bench.cli.lists import list_cmd  # noqa: E402
 from bench.cli.run import run_cmd  # noqa: E402
+from bench.cli.semsim import semsim_group  # noqa: E402
 from bench.cli.weights import weights_group  # noqa: E402
 
 main.add_command(list_cmd, "list")
 main.add_command(run_cmd, "run")
 main.add_command(grid_cmd, "grid")
 main.add_command(weights_group, "weights")
+main.add_command(semsim_group, "semsim")
 
 if __name__ == "__main__":  # pragma: no cover
     main()

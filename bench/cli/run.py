@@ -75,7 +75,8 @@ def print_summary(result: Any, attack: str, defense: str, dataset: str, profile:
               help="torch and OpenCV threads [the cores this process may use].")
 @click.option("--extractor", default=None, help="Victim feature extractor [the attack's declared default].")
 @click.option("--metrics", "metric_names", default=None,
-              help="Comma-separated metrics [mse,psnr,ssim,ssim-sift-compat]; adding one to a finished run scores "
+              help="Comma-separated metrics, or `all` [every standard convention: mse, psnr, ssim, ssim-sift-compat, "
+                   "ssim-matlab, lpips, fid, kid, fd-dlib, semsim]; adding one to a finished run scores "
                    "its existing reconstructions.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @user_errors

@@ -22,7 +22,9 @@ from bench.profiles import RunProfile, get_profile
 from bench.run.spec import RunSpec
 from bench.run.splits import split_cross, split_ids
 
-DEFAULT_METRICS = ("mse", "psnr", "ssim", "ssim-sift-compat")
+# Every standard convention by default: a metric whose weights or packages are missing is listed as unavailable with
+# its fix (costing nothing), so a default run shows the whole picture. `--metrics all` adds the compat variants.
+DEFAULT_METRICS = ("mse", "psnr", "ssim", "ssim-sift-compat", "ssim-matlab", "lpips", "fid", "kid", "fd-dlib", "semsim")
 MAX_SEED = 2**32 - 1  # numpy and torch seeds must fit in 32 bits
 
 
@@ -152,7 +154,8 @@ def plan(req: RunRequest) -> Plan:
             f"{released.describe()}; attacks that can consume it: {', '.join(fits) or 'none'}")
     if not req.metrics:
         raise BenchError("no metric given; name at least one (see `bench list metrics`)")
-    metrics = {name: registry.metrics.get(name).obj() for name in dict.fromkeys(req.metrics)}
+    names = registry.metrics.names() if tuple(req.metrics) == ("all",) else dict.fromkeys(req.metrics)
+    metrics = {name: registry.metrics.get(name).obj() for name in names}
     device = resolve_device(req.device)
     n_train = profile.n_train if req.n_train is None else req.n_train
     n_test = profile.n_test if req.n_test is None else req.n_test

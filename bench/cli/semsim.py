@@ -1,0 +1,76 @@
+"""`bench semsim train | list`: fit SemSim's embedding on human annotations; list the trained checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bench.cli.common import user_errors
+
+
+@click.group("semsim")
+def semsim_group() -> None:
+    """SemSim: train the semantic-similarity metric's network on human annotations (metric `semsim`)."""
+
+
+@semsim_group.command("train")
+@click.option("--annotations", "source", required=True, metavar="SOURCE",
+              help="`store` (the 'recognisable' annotations of --results DIR/bench.sqlite) or a folder in the SemSim "
+                   "release layout (<id>/ with *_ori.png and recognisable reconstructions, -<id>/, others/).")
+@click.option("--results", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True,
+              help="Results folder whose store holds the annotations (SOURCE = store).")
+@click.option("--epochs", type=int, default=20, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Triplets per step.")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--margin", type=float, default=1.0, show_default=True, help="Triplet margin (p=2).")
+@click.option("--size", type=int, default=32, show_default=True,
+              help="Input size of the network (the paper: 32); stored in the checkpoint.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Initialisation and triplet sampling.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@user_errors
+def semsim_train(source: str, results: Path, epochs: int, batch_size: int, lr: float, margin: float, size: int,
+                 seed: int, device: str, quiet: bool) -> None:
+    """Train SemSim's ResNet-18 with a triplet margin loss and register the checkpoint in the weights cache."""
+    from bench import semsim_train as st
+
+    settings = st.TrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, margin=margin, size=size, seed=seed,
+                                device=device)
+    settings.check()
+    ann = st.load_annotations(source, results, size)
+    d = ann.description
+    click.echo(f"annotation set {d['hash'][:12]} ({d['source']}: {d['ids']} ids, {d['positives']} recognisable, "
+               f"{d['negatives']} unrecognisable, {d['extra_negatives']} extra negatives)")
+    skipped = d.get("skipped") or d.get("problems")
+    if skipped:
+        click.echo(f"warning: {len(skipped)} item(s) left out, e.g. {skipped[0]}", err=True)
+    result = st.train(ann, settings, progress=not quiet)
+    entry = st.save_checkpoint(ann, settings, result)
+    click.echo(f"final training loss: {result.final_loss:.4f} ({settings.epochs} epochs, "
+               f"{result.triplets_per_epoch} triplets per epoch, {result.wall_s:.1f} s)")
+    click.echo(f"checkpoint: {entry['path']}")
+    click.echo(f"sha256:     {entry['sha256']}")
+    click.echo(f"manifest:   {st.manifest_path()}")
+    click.echo("use it (the newest checkpoint is used): bench run --attack ATTACK ... --metrics semsim")
+
+
+@semsim_group.command("list")
+@user_errors
+def semsim_list() -> None:
+    """Show the trained SemSim checkpoints (the newest is the one the metric uses)."""
+    from bench import semsim_train as st
+
+    entries = st.read_manifest()
+    click.echo(f"folder: {st.semsim_dir()}")
+    if not entries:
+        click.echo(f"no trained checkpoint; train one with {st.TRAIN_FIX}")
+        return
+    for i, e in enumerate(entries):
+        a, t = e["annotations"], e["training"]
+        mark = "* " if i == len(entries) - 1 else "  "
+        click.echo(f"{mark}{e['file']}  {e.get('created', '?')}  loss {e.get('final_loss', float('nan')):.4f}")
+        click.echo(f"    annotations: {a.get('source')} {a['hash'][:12]} ({a.get('ids')} ids, "
+                   f"{a.get('positives')} pos, {a.get('negatives')} neg); epochs {t.get('epochs')}, "
+                   f"size {t.get('size')}, seed {t.get('seed')}")
+    click.echo("* used by the metric semsim")

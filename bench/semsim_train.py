@@ -1,0 +1,521 @@
+"""SemSim's embedding network: human annotations in, a verified checkpoint in the weights cache out.
+
+SemSim (Sun et al., NeurIPS 2023) trains a CIFAR ResNet-18 (classifier = identity, 512-d) with a triplet margin
+loss (margin 1, p=2): anchor = an original image, positive = a reconstruction of it that humans judged
+recognisable, negative = one judged unrecognisable. Annotations come from one of two sources:
+
+- `store`: the `annotations` table of a results store (kind "recognisable", label 1/0 per reconstruction of a
+  run; several annotators are merged by majority, ties are left out). The original is loaded from the run's
+  dataset; the reconstruction is the run's saved PNG. An original with no unrecognisable reconstruction takes
+  its negative from the unrecognisable reconstructions of other originals.
+- a folder in the SemSim release layout: `<id>/` holds the original `*_ori.png` and recognisable reconstructions,
+  `-<id>/` the unrecognisable ones of that id, `others/` extra negatives (used for ids without their own).
+
+Checkpoints live in `$BENCH_HOME/weights/semsim/` beside `manifest.json`, which lists each file with its sha256,
+the annotation set it was trained on (description and content hash), the training settings and the final loss.
+A checkpoint holds tensors, numbers, strings, lists and dicts only and is loaded with torch.load(weights_only=True)
+after its sha256 matches the manifest; the metric `semsim` uses the newest one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+import json
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from bench import weights
+from bench.errors import BenchError
+from bench.hashing import canonical_json, file_sha256
+from bench.images import IMAGE_SUFFIXES, ImageReadError, read_image, resize
+
+CHECKPOINT_FORMAT = "bench-semsim-checkpoint"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+ARCH = "resnet18-cifar"
+# CIFAR-100 training-set channel statistics: SemSim's annotated images are CIFAR-100 reconstructions.
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+TRAIN_FIX = "bench semsim train --annotations SOURCE"
+
+
+# ------------------------------------------------------------------------------------------- annotation sets
+@dataclass
+class Group:
+    """One original (anchor) with the indices of its recognisable and unrecognisable reconstructions."""
+
+    key: str
+    anchor: int
+    positives: list[int] = field(default_factory=list)
+    negatives: list[int] = field(default_factory=list)
+
+
+@dataclass
+class AnnotationSet:
+    """Images at the training size (U×3×S×S in [0, 1]), their names, the groups and the extra-negative pool."""
+
+    images: torch.Tensor
+    names: list[str]
+    groups: list[Group]
+    extra: list[int]
+    description: dict[str, Any]
+
+    def usable(self) -> list[Group]:
+        """Groups that yield a triplet: a positive, and a negative of their own or from the extra pool."""
+        return [g for g in self.groups if g.positives and (g.negatives or self.extra_for(g))]
+
+    def extra_for(self, g: Group) -> list[int]:
+        own = set(g.negatives) | set(g.positives) | {g.anchor}
+        return [i for i in self.extra if i not in own]
+
+
+class _Images:
+    """Collects images once each (by content key) and remembers their names and content digests."""
+
+    def __init__(self) -> None:
+        self.tensors: list[torch.Tensor] = []
+        self.names: list[str] = []
+        self.keys: list[str] = []  # name@content-digest, what the annotation-set hash is made of
+        self._index: dict[str, int] = {}
+
+    def add(self, image: torch.Tensor, name: str, content: str) -> int:
+        key = f"{name}@{content[:16]}"
+        if key not in self._index:
+            self._index[key] = len(self.tensors)
+            self.tensors.append(image)
+            self.names.append(name)
+            self.keys.append(key)
+        return self._index[key]
+
+    def stack(self, size: int) -> torch.Tensor:
+        return torch.stack(self.tensors) if self.tensors else torch.zeros(0, 3, size, size)
+
+
+def _set_hash(groups: Sequence[Group], extra: Sequence[int], keys: Sequence[str]) -> str:
+    """sha256 of the sorted (anchor, positive/negative file, label) list, files named by path and content."""
+    rows = []
+    for g in groups:
+        rows += [(keys[g.anchor], keys[i], 1) for i in g.positives]
+        rows += [(keys[g.anchor], keys[i], 0) for i in g.negatives]
+    rows += [("others", keys[i], 0) for i in extra]
+    return hashlib.sha256(canonical_json(sorted(rows)).encode()).hexdigest()
+
+
+def _counts(groups: Sequence[Group], extra: Sequence[int]) -> dict[str, int]:
+    return {"ids": len(groups), "positives": sum(len(g.positives) for g in groups),
+            "negatives": sum(len(g.negatives) for g in groups), "extra_negatives": len(extra)}
+
+
+def _tensor_digest(image: torch.Tensor) -> str:
+    return hashlib.sha256(image.mul(255).round().to(torch.uint8).numpy().tobytes()).hexdigest()
+
+
+def _is_image(p: Path) -> bool:
+    return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+
+
+def load_folder(root: Path, size: int) -> AnnotationSet:
+    """A folder in the SemSim release layout, every image read at size×size (bilinear, antialiased)."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise BenchError(f"--annotations {root}: no such folder (give `store` or a folder in the SemSim layout: "
+                         f"<id>/ with *_ori.png and recognisable reconstructions, -<id>/, others/)")
+    if not root.is_dir():
+        raise BenchError(f"--annotations {root}: not a folder")
+    pos_dirs: dict[str, Path] = {}
+    neg_dirs: dict[str, Path] = {}
+    others: Path | None = None
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if d.name == "others":
+            others = d
+        elif d.name.startswith("-") and len(d.name) > 1:
+            neg_dirs[d.name[1:]] = d
+        elif not d.name.startswith("-"):
+            pos_dirs[d.name] = d
+    store = _Images()
+    skipped: list[tuple[str, str]] = []
+
+    def read(path: Path) -> int | None:
+        rel = path.relative_to(root).as_posix()
+        try:
+            img = read_image(path, size)
+        except ImageReadError as exc:
+            skipped.append((rel, str(exc)))
+            return None
+        return store.add(img, rel, file_sha256(path))
+
+    groups: list[Group] = []
+    no_original: list[str] = []
+    for ident in sorted(set(pos_dirs) | set(neg_dirs)):
+        files = {k: sorted(p for p in d.iterdir() if _is_image(p))
+                 for k, d in (("pos", pos_dirs.get(ident)), ("neg", neg_dirs.get(ident))) if d is not None}
+        originals = [p for fs in files.values() for p in fs if p.stem.endswith("_ori")]
+        if len(originals) > 1:
+            names = ", ".join(p.relative_to(root).as_posix() for p in originals)
+            raise BenchError(f"{root}: id {ident!r} has {len(originals)} originals (*_ori files: {names}); "
+                             f"keep one per id")
+        if not originals:
+            no_original.append(ident)
+            continue
+        anchor = read(originals[0])
+        if anchor is None:
+            continue
+        g = Group(ident, anchor)
+        for kind, fs in files.items():
+            for p in fs:
+                if p == originals[0]:
+                    continue
+                i = read(p)
+                if i is not None:
+                    (g.positives if kind == "pos" else g.negatives).append(i)
+        groups.append(g)
+    extra = [i for p in (sorted(q for q in others.iterdir() if _is_image(q)) if others else [])
+             if (i := read(p)) is not None]
+    ann = AnnotationSet(store.stack(size), store.names, groups, extra, {})
+    usable = ann.usable()
+    found = {"id_folders": len(pos_dirs), "negative_folders": len(neg_dirs), "others_folder": others is not None,
+             "originals": len(groups), **{k: v for k, v in _counts(groups, extra).items() if k != "ids"},
+             "ids_without_original": len(no_original), "unreadable_files": len(skipped)}
+    if not usable:
+        raise BenchError(
+            f"{root}: no usable triplet in the SemSim layout; found {found['id_folders']} <id>/ folders, "
+            f"{found['negative_folders']} -<id>/ folders, {'an' if others else 'no'} others/ folder, "
+            f"{found['originals']} originals (*_ori.png), {found['positives']} recognisable and "
+            f"{found['negatives']} unrecognisable reconstructions, {found['extra_negatives']} extra negatives"
+            + (f", {len(skipped)} unreadable files" if skipped else "")
+            + "; a triplet needs <id>/ with its *_ori.png original and a recognisable reconstruction, and an "
+              "unrecognisable one in -<id>/ or others/")
+    ann.description = {
+        "source": "folder", "path": str(root.resolve()), **_counts(usable, extra),
+        "found": found, "skipped": [f"{n}: {r}" for n, r in skipped[:20]],
+        "hash": _set_hash(usable, extra, store.keys),
+    }
+    ann.groups = usable
+    return ann
+
+
+def load_store(results: Path, size: int) -> AnnotationSet:
+    """The "recognisable" annotations of a results store, with originals from each run's dataset."""
+    from bench import registry
+    from bench.run.evaluate import recon_path
+    from bench.store import Store
+
+    results = Path(results).expanduser()
+    path = results / "bench.sqlite"
+    if not path.is_file():
+        raise BenchError(f"--annotations store: no results store at {path} (give --results DIR, the folder that "
+                         f"`bench run` wrote and whose reconstructions were annotated)")
+    with Store(path) as st:
+        kinds = {r["kind"]: r["n"] for r in
+                 st._query("SELECT kind, COUNT(*) AS n FROM annotations GROUP BY kind")}
+        rows = st._query("SELECT run_id, sample_index, sample_id, AVG(label) AS label, COUNT(*) AS n "
+                         "FROM annotations WHERE kind = 'recognisable' "
+                         "GROUP BY run_id, sample_index, sample_id ORDER BY run_id, sample_index")
+        specs = {r["run_id"]: st.run(r["run_id"]) for r in rows}
+    if not rows:
+        other = ", ".join(f"{k} ({n})" for k, n in sorted(kinds.items()))
+        raise BenchError(f"{path}: no annotations of kind 'recognisable' to train on"
+                         + (f" (found only: {other})" if other else " (the annotations table is empty)")
+                         + "; annotate reconstructions first (label 1 = recognisable, 0 = not)")
+    images = _Images()
+    problems: list[str] = []
+    datasets: dict[tuple[str, str | None], Any] = {}
+    by_anchor: dict[str, Group] = {}
+    ties = 0
+    for r in rows:
+        label = float(r["label"])
+        if label == 0.5:
+            ties += 1
+            continue
+        run = specs.get(r["run_id"])
+        if run is None:
+            problems.append(f"run {r['run_id']} is not in the store")
+            continue
+        spec = json.loads(run["spec_json"])
+        rpath = recon_path(results / "runs" / r["run_id"], int(r["sample_index"]), str(r["sample_id"]))
+        try:
+            recon = read_image(rpath, size)
+        except ImageReadError as exc:
+            problems.append(f"reconstruction {rpath}: {exc}")
+            continue
+        ds_key = (spec["dataset"], spec.get("data_root"))
+        anchor_key = f"{spec['dataset']}:{r['sample_id']}"
+        if anchor_key not in by_anchor:
+            try:
+                if ds_key not in datasets:
+                    root = Path(spec["data_root"]) if spec.get("data_root") else None
+                    datasets[ds_key] = registry.datasets.get(spec["dataset"]).obj(root=root)
+                loaded = datasets[ds_key].load([str(r["sample_id"])], int(spec["extract_size"]))
+            except Exception as exc:  # a moved data folder or an unregistered dataset: skipped and reported
+                problems.append(f"original {anchor_key}: {exc}")
+                continue
+            if len(loaded) != 1:
+                problems.append(f"original {anchor_key}: not readable")
+                continue
+            original = resize(loaded.images, size)[0]
+            by_anchor[anchor_key] = Group(anchor_key, images.add(original, anchor_key, _tensor_digest(original)))
+        g = by_anchor[anchor_key]
+        i = images.add(recon, f"{r['run_id']}/{int(r['sample_index']):05d}", file_sha256(rpath))
+        (g.positives if label > 0.5 else g.negatives).append(i)
+    groups = list(by_anchor.values())
+    extra = sorted({i for g in groups for i in g.negatives})  # unrecognisable reconstructions of any original
+    ann = AnnotationSet(images.stack(size), images.names, groups, extra, {})
+    usable = ann.usable()
+    if not usable:
+        c = _counts(groups, [])
+        raise BenchError(
+            f"{path}: no usable triplet: {len(rows)} annotated reconstructions ({ties} ties left out), "
+            f"{c['ids']} originals found, {c['positives']} recognisable and {c['negatives']} unrecognisable; "
+            f"training needs at least one of each" + (f"; problems: {'; '.join(problems[:3])}" if problems else ""))
+    ann.description = {
+        "source": "store", "path": str(path.resolve()), **_counts(usable, []),
+        "annotated": len(rows), "ties_left_out": ties, "runs": len({r["run_id"] for r in rows}),
+        "problems": problems[:20],
+        "hash": _set_hash(usable, [], images.keys),
+    }
+    ann.groups = usable
+    ann.extra = extra
+    return ann
+
+
+def load_annotations(source: str, results: Path, size: int) -> AnnotationSet:
+    """`store` (the results store's annotations) or a folder in the SemSim release layout."""
+    return load_store(results, size) if source == "store" else load_folder(Path(source), size)
+
+
+# ------------------------------------------------------------------------------------------------- training
+@dataclass(frozen=True)
+class TrainSettings:
+    """What `bench semsim train` was asked for; recorded in the checkpoint and the manifest."""
+
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3
+    margin: float = 1.0
+    size: int = 32
+    seed: int = 0
+    device: str = "cpu"
+
+    def check(self) -> None:
+        for name, value, low in (("--epochs", self.epochs, 1), ("--batch-size", self.batch_size, 1),
+                                 ("--size", self.size, 8)):
+            if value < low:
+                raise BenchError(f"{name} must be >= {low} (got {value})")
+        if not self.lr > 0 or not np.isfinite(self.lr):
+            raise BenchError(f"--lr must be a positive number (got {self.lr})")
+        if not self.margin > 0 or not np.isfinite(self.margin):
+            raise BenchError(f"--margin must be a positive number (got {self.margin})")
+        if not 0 <= self.seed < 2**32:
+            raise BenchError(f"--seed must be between 0 and {2**32 - 1} (got {self.seed})")
+
+
+def model_config(size: int) -> dict[str, Any]:
+    """The embedding network's configuration, stored in the checkpoint (the metric follows it)."""
+    return {"arch": ARCH, "embed_dim": 512, "input_size": int(size), "resize": "bilinear, antialiased",
+            "mean": list(CIFAR100_MEAN), "std": list(CIFAR100_STD), "normalisation": "CIFAR-100 channel statistics"}
+
+
+def normalise(x: torch.Tensor, config: dict[str, Any]) -> torch.Tensor:
+    """[0, 1] images resized to the configured size and standardised with the configured mean and std."""
+    s = int(config["input_size"])
+    x = resize(x, s)
+    mean = torch.tensor(config["mean"], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(config["std"], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def build_model(config: dict[str, Any]) -> nn.Module:
+    from bench.nn.resnet_cifar import resnet18_cifar
+
+    if config.get("arch") != ARCH:
+        raise BenchError(f"SemSim checkpoint names architecture {config.get('arch')!r}; this bench knows {ARCH!r}")
+    return resnet18_cifar(num_classes=0)
+
+
+def _triplets(ann: AnnotationSet, order: torch.Tensor, pairs: list[tuple[int, int, int]],
+              gen: torch.Generator) -> tuple[list[int], list[int], list[int]]:
+    """Anchor, positive and negative image indices for the pairs in `order`; negatives drawn with `gen`."""
+    a, p, n = [], [], []
+    for k in order.tolist():
+        gi, anchor, positive = pairs[k]
+        g = ann.groups[gi]
+        pool = g.negatives or ann.extra_for(g)
+        a.append(anchor)
+        p.append(positive)
+        n.append(pool[int(torch.randint(len(pool), (1,), generator=gen))])
+    return a, p, n
+
+
+@dataclass
+class TrainResult:
+    state_dict: dict[str, torch.Tensor]
+    final_loss: float
+    losses: list[float]
+    triplets_per_epoch: int
+    wall_s: float
+
+
+def train(ann: AnnotationSet, settings: TrainSettings, progress: bool = True) -> TrainResult:
+    """Triplet-margin training (p=2) with Adam; deterministic under the seed (initialisation and sampling)."""
+    from bench.run.plan import resolve_device
+
+    settings.check()
+    device = resolve_device(settings.device)
+    config = model_config(settings.size)
+    torch.manual_seed(settings.seed)
+    model = build_model(config).to(device)
+    gen = torch.Generator().manual_seed(settings.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    loss_fn = nn.TripletMarginLoss(margin=settings.margin, p=2)
+    pairs = [(gi, g.anchor, p) for gi, g in enumerate(ann.groups) for p in g.positives]
+    images = ann.images
+    losses: list[float] = []
+    cudnn = torch.backends.cudnn
+    saved = (cudnn.deterministic, cudnn.benchmark)
+    cudnn.deterministic, cudnn.benchmark = True, False
+    t0 = time.perf_counter()
+    try:
+        model.train()
+        bar = tqdm(range(settings.epochs), desc="SemSim train", unit="epoch", disable=not progress)
+        for _ in bar:
+            order = torch.randperm(len(pairs), generator=gen)
+            total, count = 0.0, 0
+            for s in range(0, len(pairs), settings.batch_size):
+                a, p, n = _triplets(ann, order[s:s + settings.batch_size], pairs, gen)
+                x = normalise(images[a + p + n].to(device), config)
+                emb = model(x)
+                k = len(a)
+                loss = loss_fn(emb[:k], emb[k:2 * k], emb[2 * k:])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * k
+                count += k
+            losses.append(total / max(count, 1))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return TrainResult(state, losses[-1], losses, len(pairs), round(time.perf_counter() - t0, 3))
+
+
+# ------------------------------------------------------------------------------------- checkpoints, manifest
+def semsim_dir() -> Path:
+    """Where SemSim checkpoints and their manifest live: $BENCH_HOME/weights/semsim."""
+    return weights.weights_dir() / "semsim"
+
+
+def manifest_path() -> Path:
+    return semsim_dir() / MANIFEST_NAME
+
+
+def read_manifest() -> list[dict[str, Any]]:
+    """The manifest's checkpoint entries, oldest first ([] when there is none); a damaged manifest is an error."""
+    path = manifest_path()
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text())
+        entries = list(data["checkpoints"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BenchError(f"the SemSim manifest {path} is damaged ({exc}); delete it and run {TRAIN_FIX}") from None
+    return sorted(entries, key=lambda e: (e.get("created_ns", 0), e.get("file", "")))
+
+
+def newest() -> dict[str, Any] | None:
+    entries = read_manifest()
+    return entries[-1] if entries else None
+
+
+def _write_manifest(entries: list[dict[str, Any]]) -> None:
+    path = manifest_path()
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+    tmp.write_text(json.dumps({"format": "bench-semsim-manifest", "format_version": FORMAT_VERSION,
+                               "checkpoints": entries}, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def save_checkpoint(ann: AnnotationSet, settings: TrainSettings, result: TrainResult) -> dict[str, Any]:
+    """Write the checkpoint atomically into the SemSim folder and register it in the manifest; its entry."""
+    from bench.run.locks import file_lock
+
+    folder = semsim_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    training = {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr,
+                "margin": settings.margin, "p": 2, "size": settings.size, "seed": settings.seed,
+                "device": settings.device, "optimizer": "Adam", "loss": "TripletMarginLoss",
+                "triplets_per_epoch": result.triplets_per_epoch, "torch": str(torch.__version__)}
+    ckpt = {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION, "config": model_config(settings.size),
+            "state_dict": result.state_dict, "annotations": ann.description, "training": training,
+            "final_loss": float(result.final_loss), "losses": [float(v) for v in result.losses]}
+    part = folder / f".semsim-{uuid.uuid4().hex}.part"
+    try:
+        buf = io.BytesIO()  # a buffer, not the file: the archive's inner folder name would carry the file name
+        torch.save(ckpt, buf)
+        part.write_bytes(buf.getvalue())
+        del buf
+        torch.load(part, map_location="cpu", weights_only=True)  # what the metric will do: fail here, not there
+        sha = weights.sha256_of(part)
+        name = f"semsim-{ann.description['hash'][:12]}-{sha[:8]}.pt"
+        dest = folder / name
+        entry = {"file": name, "sha256": sha, "size": part.stat().st_size, "annotations": ann.description,
+                 "training": training, "config": ckpt["config"], "final_loss": float(result.final_loss),
+                 "wall_s": result.wall_s, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                 "created_ns": time.time_ns()}
+        with file_lock(folder / f"{MANIFEST_NAME}.lock"):
+            os.replace(part, dest)
+            entries = [e for e in read_manifest() if e.get("file") != name]
+            _write_manifest(entries + [entry])
+    finally:
+        part.unlink(missing_ok=True)
+    return {**entry, "path": str(dest)}
+
+
+def load_checkpoint(entry: dict[str, Any]) -> dict[str, Any]:
+    """A manifest entry's checkpoint, verified by size and sha256 and loaded with torch.load(weights_only=True)."""
+    path = semsim_dir() / str(entry["file"])
+    wf = weights.WeightFile(name=f"semsim:{entry['file']}", filename=str(entry["file"]), url="", size=entry.get("size"),
+                            sha256=str(entry["sha256"]), licence="trained locally by `bench semsim train`",
+                            used_by="metric semsim")
+    if not path.is_file():
+        raise BenchError(f"SemSim checkpoint {path} (listed in {manifest_path()}) is missing")
+    if not weights.verify(path, wf, full=True):
+        raise BenchError(f"SemSim checkpoint {path} fails verification: {weights.diagnose(path, wf)}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        why = f"it references {found.group(1)}" if found else (str(exc).splitlines() or [""])[0]
+        raise BenchError(f"refusing to load SemSim checkpoint {path} with weights_only=True: {why}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise BenchError(f"{path} is not a SemSim checkpoint written by `bench semsim train`")
+    if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
+        raise BenchError(f"{path} was written by a newer bench (format {ckpt.get('format_version')}); upgrade bench")
+    return ckpt
+
+
+def embedder(ckpt: dict[str, Any], device: torch.device | str = "cpu",
+             dtype: torch.dtype = torch.float32) -> Callable[[torch.Tensor], torch.Tensor]:
+    """images in [0, 1] -> embeddings, with the checkpoint's network, size and normalisation (eval mode)."""
+    config = ckpt["config"]
+    model = build_model(config)
+    model.load_state_dict(ckpt["state_dict"], strict=True)
+    model = model.to(device=device, dtype=dtype).eval()
+
+    def embed(images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(normalise(images.to(device=device, dtype=dtype), config))
+
+    return embed

@@ -1,0 +1,232 @@
+"""SemSim: the CIFAR ResNet-18, training from a SemSim-layout folder and from the store's annotations, the
+checkpoint manifest (sha256, weights_only), the metric before and after training, determinism and user errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from bench import semsim_train as st
+from bench.cli.semsim import semsim_group
+from bench.nn.resnet_cifar import parameter_count, resnet18_cifar
+from bench.run.plan import RunRequest
+from bench.run.runner import execute
+
+N_IDS = 6
+
+
+def _save(arr: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(path)
+
+
+def make_layout(root: Path, n_ids: int = N_IDS, seed: int = 0) -> Path:
+    """A tiny SemSim release: smooth random originals, noisy copies (recognisable), noise and other ids' copies."""
+    rng = np.random.default_rng(seed)
+    originals = []
+    for _ in range(n_ids):
+        base = rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)
+        originals.append(np.asarray(Image.fromarray(base).resize((32, 32), Image.BICUBIC), dtype=np.float64))
+    for i, o in enumerate(originals):
+        _save(o, root / str(i) / f"{i}_ori.png")
+        for k in range(2):
+            _save(o + rng.normal(0, 30, o.shape), root / str(i) / f"{i}_rec{k}.png")
+        _save(rng.normal(128, 80, o.shape), root / f"-{i}" / f"{i}_noise.png")
+        _save(originals[(i + 1) % n_ids] + rng.normal(0, 30, o.shape), root / f"-{i}" / f"{i}_other.png")
+    return root
+
+
+def _request(results: Path) -> RunRequest:
+    return RunRequest(attack="mean-image", profile="smoke", n_train=6, n_test=4, metrics=("semsim", "psnr"),
+                      results=results, progress=False)
+
+
+def _train_cli(*args: str) -> object:
+    return CliRunner().invoke(semsim_group, ["train", *args, "--quiet"])
+
+
+# ---------------------------------------------------------------------------------------------- the network
+def test_resnet18_cifar_architecture() -> None:
+    net = resnet18_cifar()
+    assert parameter_count(net) == 11_168_832  # the standard CIFAR ResNet-18 without its fc layer
+    assert parameter_count(resnet18_cifar(num_classes=10)) == 11_168_832 + 512 * 10 + 10
+    assert isinstance(net.fc, torch.nn.Identity)
+    assert net.conv1.kernel_size == (3, 3) and net.conv1.stride == (1, 1)
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in net.modules())
+    assert [len(layer) for layer in (net.layer1, net.layer2, net.layer3, net.layer4)] == [2, 2, 2, 2]
+    with torch.no_grad():
+        assert net.eval()(torch.rand(2, 3, 32, 32)).shape == (2, 512)
+
+
+# -------------------------------------------------------------------------------------- training and metric
+def test_train_then_metric_available(bench_home: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    # Before training: unavailable with the command that trains it; the other metrics go on.
+    before = execute(_request(results))
+    sem = before.set_metrics["semsim"]
+    assert sem["status"] == "unavailable" and "bench semsim train --annotations" in sem["detail"]
+    assert before.set_metrics["psnr"]["status"] == "ok"
+
+    # Train from the store's annotations (2 recognisable, 2 not) ...
+    with sqlite3.connect(results / "bench.sqlite") as db:
+        ids = [r[0] for r in db.execute("SELECT sample_id FROM sample_metrics WHERE run_id = ? AND metric = 'psnr' "
+                                        "ORDER BY sample_index", (before.run_id,))]
+        db.executemany("INSERT INTO annotations (run_id, sample_index, sample_id, kind, label, annotator, created) "
+                       "VALUES (?, ?, ?, 'recognisable', ?, 'tester', ?)",
+                       [(before.run_id, i, s, float(i < 2), time.time()) for i, s in enumerate(ids)])
+    ann = st.load_store(results, 32)
+    assert (ann.description["ids"], ann.description["positives"], ann.description["negatives"]) == (2, 2, 0)
+    out = _train_cli("--annotations", "store", "--results", str(results), "--epochs", "1", "--batch-size", "2")
+    assert out.exit_code == 0, out.output
+    assert "store: 2 ids" in out.output
+
+    # ... then from a SemSim-layout folder (the newest checkpoint is the one the metric uses).
+    layout = make_layout(tmp_path / "layout")
+    out = _train_cli("--annotations", str(layout), "--epochs", "4", "--batch-size", "4", "--seed", "3")
+    assert out.exit_code == 0, out.output
+    assert "checkpoint:" in out.output and "--metrics semsim" in out.output
+
+    entries = st.read_manifest()
+    assert len(entries) == 2
+    entry = entries[-1]
+    path = st.semsim_dir() / entry["file"]
+    assert path.is_file() and str(path) in out.output
+    assert st.weights.sha256_of(path) == entry["sha256"] and path.stat().st_size == entry["size"]
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    assert ckpt["format"] == st.CHECKPOINT_FORMAT and ckpt["config"]["input_size"] == 32
+    ann = entry["annotations"]
+    assert (ann["source"], ann["ids"], ann["positives"], ann["negatives"]) == ("folder", N_IDS, 12, 12)
+    assert len(ann["hash"]) == 64 and ann["hash"] == ckpt["annotations"]["hash"]
+    assert entry["training"]["seed"] == 3 and math.isfinite(entry["final_loss"])
+    torch.manual_seed(3)
+    init = resnet18_cifar().state_dict()
+    assert any(not torch.equal(init[k], v) for k, v in ckpt["state_dict"].items()), "training changed nothing"
+
+    # The trained embedding puts recognisable reconstructions nearer their original than unrecognisable ones.
+    data = st.load_folder(layout, 32)
+    emb = st.embedder(st.load_checkpoint(entry))(data.images)
+    pos = [float((emb[g.anchor] - emb[i]).norm()) for g in data.groups for i in g.positives]
+    neg = [float((emb[g.anchor] - emb[i]).norm()) for g in data.groups for i in g.negatives]
+    assert np.mean(pos) < np.mean(neg)
+
+    # After training: the same command fills the value in, naming the checkpoint and its annotation set.
+    after = execute(_request(results))
+    assert after.run_id == before.run_id
+    sem = after.set_metrics["semsim"]
+    assert sem["status"] == "ok" and math.isfinite(sem["value"]) and sem["value"] >= 0
+    assert ann["hash"] in sem["convention"] and entry["file"] in (sem["detail"] or "")
+    assert after.set_metrics["psnr"]["value"] == before.set_metrics["psnr"]["value"]
+
+
+def test_metric_refuses_a_tampered_checkpoint(bench_home: Path, tmp_path: Path) -> None:
+    from bench.metrics.semsim import SemSim
+    from bench.plugins import MetricUnavailable
+
+    with pytest.raises(MetricUnavailable, match="bench semsim train --annotations SOURCE"):
+        SemSim().load()
+    data = st.load_folder(make_layout(tmp_path / "layout", n_ids=2), 32)
+    settings = st.TrainSettings(epochs=1, batch_size=4)
+    entry = st.save_checkpoint(data, settings, st.train(data, settings, progress=False))
+    metric = SemSim().load()
+    same = metric.per_sample(data.images[:2], data.images[:2])
+    assert same.dtype == torch.float64 and torch.all(same == 0)
+    assert metric.version.endswith(entry["sha256"][:12])
+    from bench.contract import check_plugin
+
+    failed = [(c, d) for c, ok, d in check_plugin("semsim", "metrics") if not ok]
+    assert not failed, failed  # with a trained checkpoint: range, batch independence, identical images best
+    with open(entry["path"], "r+b") as fh:  # flip one byte
+        fh.seek(1000)
+        byte = fh.read(1)
+        fh.seek(1000)
+        fh.write(bytes([byte[0] ^ 1]))
+    st.weights.forget_verifications()
+    with pytest.raises(MetricUnavailable, match="sha256 mismatch"):
+        SemSim().load()
+
+
+def test_same_seed_same_weights(bench_home: Path, tmp_path: Path) -> None:
+    data = st.load_folder(make_layout(tmp_path / "layout", n_ids=3), 32)
+    settings = st.TrainSettings(epochs=2, batch_size=2, seed=7)
+    a = st.train(data, settings, progress=False)
+    b = st.train(data, settings, progress=False)
+    assert a.losses == b.losses
+    assert a.state_dict.keys() == b.state_dict.keys()
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+    first, second = st.save_checkpoint(data, settings, a), st.save_checkpoint(data, settings, b)
+    assert first["sha256"] == second["sha256"]  # byte-identical checkpoints: one manifest entry
+    assert len(st.read_manifest()) == 1
+
+
+# --------------------------------------------------------------------------------------------------- errors
+def _error(result: object) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+def test_layout_errors(bench_home: Path, tmp_path: Path) -> None:
+    assert "no such folder" in _error(_train_cli("--annotations", str(tmp_path / "missing")))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no usable triplet" in _error(_train_cli("--annotations", str(empty)))
+
+    no_neg = tmp_path / "no-negatives"  # originals and positives, but nothing unrecognisable anywhere
+    make_layout(no_neg, n_ids=2)
+    for d in no_neg.glob("-*"):
+        for f in d.iterdir():
+            f.unlink()
+        d.rmdir()
+    msg = _error(_train_cli("--annotations", str(no_neg)))
+    assert "no usable triplet" in msg and "2 originals" in msg and "4 recognisable" in msg
+
+    (no_neg / "others").mkdir()  # extra negatives make it usable
+    _save(np.zeros((32, 32, 3)), no_neg / "others" / "x.png")
+    data = st.load_folder(no_neg, 32)
+    assert data.description["ids"] == 2 and data.description["extra_negatives"] == 1
+
+    no_ori = tmp_path / "no-originals"
+    make_layout(no_ori, n_ids=2)
+    for f in no_ori.rglob("*_ori.png"):
+        f.unlink()
+    assert "0 originals" in _error(_train_cli("--annotations", str(no_ori)))
+
+    two = tmp_path / "two-originals"
+    make_layout(two, n_ids=2)
+    _save(np.zeros((32, 32, 3)), two / "0" / "copy_ori.png")
+    assert "2 originals" in _error(_train_cli("--annotations", str(two)))
+
+    assert ">= 1" in _error(_train_cli("--annotations", str(no_neg), "--epochs", "0"))
+    assert st.read_manifest() == []
+
+
+def test_store_errors(bench_home: Path, tmp_path: Path) -> None:
+    from bench.store import Store
+
+    msg = _error(_train_cli("--annotations", "store", "--results", str(tmp_path / "nowhere")))
+    assert "no results store" in msg
+    Store(tmp_path / "r" / "bench.sqlite").close()
+    msg = _error(_train_cli("--annotations", "store", "--results", str(tmp_path / "r")))
+    assert "no annotations of kind 'recognisable'" in msg
+
+
+def test_manifest_is_json_with_the_documented_fields(bench_home: Path, tmp_path: Path) -> None:
+    data = st.load_folder(make_layout(tmp_path / "layout", n_ids=2), 32)
+    settings = st.TrainSettings(epochs=1, batch_size=4)
+    st.save_checkpoint(data, settings, st.train(data, settings, progress=False))
+    doc = json.loads(st.manifest_path().read_text())
+    (entry,) = doc["checkpoints"]
+    assert {"file", "sha256", "size", "annotations", "training", "config", "final_loss", "created"} <= set(entry)
+    assert {"epochs", "batch_size", "lr", "margin", "size", "seed"} <= set(entry["training"])
+    out = CliRunner().invoke(semsim_group, ["list"])
+    assert out.exit_code == 0 and entry["file"] in out.output

@@ -254,7 +254,19 @@ def defense_checks(cls: type[Defense]) -> Iterator[Result]:
     if not candidates:
         yield "can protect a registered feature kind", False, f"accepts {cls.accepts}"
         return
-    data = smoke_data(extractor=candidates[0].name)
+    # The project's default victim first (cheapest), then the others; an extractor whose optional library is
+    # missing (e.g. dlib) is passed over, and if none can run the check says what to install.
+    candidates.sort(key=lambda e: (e.name != "sift", e.name))
+    data, missing = None, []
+    for cand in candidates:
+        try:
+            data = smoke_data(extractor=cand.name)
+            break
+        except BenchError as exc:
+            missing.append(f"{cand.name}: {exc}")
+    if data is None:
+        yield "smoke data from an extractor it protects", False, "; ".join(missing)
+        return
     feats: FeatureSet = data["features"]
 
     def spec() -> str:

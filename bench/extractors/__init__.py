@@ -1,5 +1,6 @@
 """Built-in plugins of this kind register themselves on import."""
 
 from bench.extractors.sift import SiftExtractor
+from bench.extractors.face import DlibFaceExtractor
 
-__all__ = ["SiftExtractor"]
+__all__ = ["SiftExtractor", "DlibFaceExtractor"]

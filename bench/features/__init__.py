@@ -3,3 +3,4 @@
 from bench.features.base import (FeatureSet, FeatureSpec, Requirement, feature_kinds,  # noqa: F401
                                  register_feature_kind)
 from bench.features import sift  # noqa: F401,E402  (registers the "sift" kind)
+from bench.features import embeddings  # noqa: F401,E402  (registers "embeddings" and "bit-patterns")

@@ -1,0 +1,306 @@
+"""INV: the cascaded U-Net inversion of Pittaluga et al. (CVPR 2019), CFGAN's "INV" row, on dense SIFT maps.
+
+Pittaluga et al. rebuild a scene image from sparse, irregular projected SfM points (depth, colour, SIFT, any of them
+possibly missing) with a cascade of U-Nets: CoarseNet on the sparse multichannel point image, then RefineNet on the
+coarse image together with that input. CoarseNet is trained with L1 + perceptual (VGG) loss, then RefineNet, with
+CoarseNet fixed, with L1 + perceptual + adversarial loss. Single-image SIFT has no depth or colour, so the sparse
+input here is the family's compressed dense SIFT map (128 channels, the same keypoint per cell as CFGAN's) plus a
+binary keypoint mask channel (`keypoint_maps(..., extras=("presence",))`), which tells the nets an empty cell from
+a descriptor that happens to be near zero. Networks are in inv_nets.py; per-profile hyper-parameters below.
+
+Batch norm is used in training; reconstruction runs in evaluation mode with running statistics re-estimated after
+each stage as plain averages over `bn_batches` batches (as in cfgan.py), so a reconstruction never depends on the
+batch around it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from bench.attacks.sift_inversion.inv_nets import CoarseNet, Discriminator, INVConfig, RefineNet
+from bench.attacks.sift_inversion.ivr import check_training_inputs, keypoint_maps, seeded_batches
+from bench.errors import BenchError
+from bench.features import FeatureSet, Requirement
+from bench.features.sift import SiftSet
+from bench.nn.measure import count_flops, count_parameters
+from bench.plugins import Attack, FitContext, register_attack
+
+CL = torch.channels_last
+
+# Per-profile hyper-parameters, the one place they are set.
+# - smoke: seconds, for tests; L1 only.
+# - cpu: about 3 minutes on 2 CPU cores at 64×64 (1500 auxiliary images); reduced widths, L1 only (no ImageNet VGG19
+#   weights offline, and no adversarial term in a budget of a few hundred steps), learning rate 1e-3 cosine.
+# - paper: sized like CFGAN's Table II INV row (88 M parameters, 150 G multiply-accumulates at 256×256); L1 +
+#   perceptual (VGG19) for CoarseNet, L1 + perceptual + adversarial for RefineNet; Adam 1e-4, β (0.9, 0.999),
+#   batch 8. Loss weights and steps are our choices (see docs/baselines.md).
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "map_size": 32, "image_size": 32, "coarse": [8, 16, 16], "refine": [8, 16, 16], "disc": [8, 16],
+        "batch_size": 4, "coarse_steps": 4, "refine_steps": 4, "eval_batch": 16,
+        "lr": 1e-3, "betas": [0.9, 0.999], "lr_decay": "none",
+        "lambda_pix": 1.0, "lambda_per": 0.01, "lambda_adv": 0.01,
+        "perceptual": False, "adversarial": False, "mask_channel": True, "bn_batches": 4,
+    },
+    "cpu": {
+        "map_size": 64, "image_size": 64, "coarse": [24, 48, 96, 128], "refine": [16, 32, 64, 96],
+        "disc": [32, 64, 128],
+        "batch_size": 8, "coarse_steps": 400, "refine_steps": 200, "eval_batch": 50,
+        "lr": 1e-3, "betas": [0.9, 0.999], "lr_decay": "cosine",
+        "lambda_pix": 1.0, "lambda_per": 0.01, "lambda_adv": 0.01,
+        "perceptual": False, "adversarial": False, "mask_channel": True, "bn_batches": 40,
+    },
+    "paper": {
+        "map_size": 128, "image_size": 256, "coarse": [96, 192, 256, 512, 512, 512],
+        "refine": [112, 224, 384, 512, 512, 512, 512], "disc": [64, 128, 256, 512],
+        "batch_size": 8, "coarse_steps": 90_000, "refine_steps": 90_000, "eval_batch": 16,
+        "lr": 1e-4, "betas": [0.9, 0.999], "lr_decay": "none",
+        "lambda_pix": 1.0, "lambda_per": 0.01, "lambda_adv": 0.01,
+        "perceptual": True, "adversarial": True, "mask_channel": True, "bn_batches": 0,
+    },
+}
+
+
+def net_config(profile: str) -> INVConfig:
+    p = PROFILES[profile]
+    return INVConfig(map_size=p["map_size"], image_size=p["image_size"], coarse=tuple(p["coarse"]),
+                     refine=tuple(p["refine"]), disc=tuple(p["disc"]), in_channels=128 + int(p["mask_channel"]))
+
+
+def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+@register_attack
+class INV(Attack):
+    """INV (Pittaluga et al.): CoarseNet then RefineNet U-Nets on the sparse SIFT map with a keypoint mask."""
+
+    name = "inv"
+    default_extractor = "sift"
+    consumes = Requirement("sift", {"has_coordinates": True, "has_descriptors": True})
+    paper = ("Pittaluga, Koppal, Kang, Sinha: Revealing scenes by inverting structure from motion reconstructions, "
+             "CVPR 2019, arXiv:1904.03303 (the INV baseline of CFGAN, IEEE TCSVT 2024, Tables I-II)")
+    profiles = ("smoke", "cpu", "paper")
+
+    def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
+                 params: Mapping[str, Any] | None = None) -> None:
+        super().__init__(profile, image_size, device, seed, params)
+        self.hp: dict[str, Any] = PROFILES[profile]
+        if self.image_size != self.hp["image_size"]:
+            raise BenchError(f"inv profile {profile!r} reconstructs at {self.hp['image_size']}px, but image_size "
+                             f"{self.image_size} was asked for (use the run profile of the same name)")
+        self.net_cfg = net_config(profile)
+        self.coarse: CoarseNet | None = None
+        self.refine: RefineNet | None = None
+        self.history: dict[str, list[float]] = {"coarse": [], "refine": []}
+        self.stage_seconds: dict[str, float] = {}
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "hyper": dict(self.hp), "nets": self.net_cfg.to_dict(),
+                "map": {"compress": True, "mask_channel": bool(self.hp["mask_channel"])}}
+
+    def preflight(self) -> None:
+        """The paper profile's perceptual loss needs ImageNet VGG19 weights; refuse to start without them."""
+        if self.hp["perceptual"]:
+            from bench import weights
+
+            weights.require("vgg19")
+
+    def _build(self) -> None:
+        self.coarse = CoarseNet(self.net_cfg).to(self.device, memory_format=CL)
+        self.refine = RefineNet(self.net_cfg).to(self.device, memory_format=CL)
+
+    def _maps(self, features: SiftSet, idx: np.ndarray) -> torch.Tensor:
+        extras = ("presence",) if self.hp["mask_channel"] else ()
+        m = keypoint_maps(features, idx, self.hp["map_size"], seed=self.seed, extras=extras)
+        return m.to(self.device, memory_format=CL)
+
+    # ---------------------------------------------------------------------------------------------- training
+    def fit(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:
+        """CoarseNet first, then RefineNet with CoarseNet frozen (as in the paper)."""
+        sift = check_training_inputs("inv", features, images, self.image_size)
+        if images.shape[0] < 2:
+            raise BenchError("inv: needs at least 2 training images (batch norm)")
+        hp = self.hp
+        if not hp["perceptual"]:
+            ctx.notes.append(f"inv: perceptual (VGG19) loss is off in the {self.profile} profile, because ImageNet "
+                             "VGG19 weights cannot be assumed offline; the paper profile uses it")
+        if not hp["adversarial"]:
+            ctx.notes.append(f"inv: adversarial loss is off in the {self.profile} profile (RefineNet trains with "
+                             "L1 only); the paper profile uses it")
+        if self.profile != "paper":
+            ctx.notes.append(f"inv: the {self.profile} profile uses reduced widths (CoarseNet {hp['coarse']}, "
+                             f"RefineNet {hp['refine']}), {hp['coarse_steps']} + {hp['refine_steps']} steps, learning "
+                             f"rate {hp['lr']:g} ({'constant' if hp['lr_decay'] == 'none' else hp['lr_decay'] + ' decay'}) "
+                             "and re-estimated batch-norm statistics")
+        torch.manual_seed(self.seed)
+        self._build()
+        assert self.coarse is not None and self.refine is not None
+        per = None
+        if hp["perceptual"]:
+            from bench import weights
+            from bench.nn.losses import PerceptualLoss
+
+            per = PerceptualLoss(weights.load_state_dict("vgg19")).to(self.device)
+        batches = seeded_batches(images.shape[0], hp["batch_size"], self.seed)
+        self.history = {"coarse": [], "refine": []}
+        coarse, refine = self.coarse, self.refine
+        t0 = time.perf_counter()
+        self._train_stage("coarse", coarse, lambda m: coarse(m), sift, images, batches, per, False, ctx.progress)
+        self.stage_seconds["coarse"] = time.perf_counter() - t0
+        self._recalibrate_bn(coarse, lambda m: coarse(m), sift)
+        coarse.eval().requires_grad_(False)
+
+        def refine_fwd(m: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                rough = coarse(m)
+            return refine(m, rough)
+
+        t0 = time.perf_counter()
+        self._train_stage("refine", refine, refine_fwd, sift, images, batches, per, bool(hp["adversarial"]),
+                          ctx.progress)
+        self.stage_seconds["refine"] = time.perf_counter() - t0
+        self._recalibrate_bn(refine, refine_fwd, sift)
+        refine.eval()
+
+    def _train_stage(self, stage: str, net: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
+                     sift: SiftSet, images: torch.Tensor, batches: Any, per: nn.Module | None, adversarial: bool,
+                     progress: bool) -> None:
+        hp = self.hp
+        steps = int(hp[f"{stage}_steps"])
+        betas = tuple(hp["betas"])
+        opt = torch.optim.Adam(net.parameters(), lr=hp["lr"], betas=betas)  # type: ignore[arg-type]
+        opts = [opt]
+        disc = None
+        if adversarial:
+            disc = Discriminator(self.net_cfg).to(self.device, memory_format=CL).train()
+            opt_d = torch.optim.Adam(disc.parameters(), lr=hp["lr"], betas=betas)  # type: ignore[arg-type]
+            opts.append(opt_d)
+        scheds = ([torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=max(steps, 1)) for o in opts]
+                  if hp["lr_decay"] == "cosine" else [])
+        net.train()
+        bar = tqdm(range(steps), desc=f"INV {stage}", disable=not progress, unit="step")
+        for step in bar:
+            idx = next(batches)
+            maps = self._maps(sift, idx)
+            target = images[torch.from_numpy(idx)].to(self.device, torch.float32, memory_format=CL)
+            fake = forward(maps)
+            loss = hp["lambda_pix"] * F.l1_loss(fake, target)
+            if per is not None:
+                loss = loss + hp["lambda_per"] * per(fake, target)
+            if disc is not None:
+                disc.requires_grad_(False)
+                loss = loss + hp["lambda_adv"] * _bce(disc(fake), 1.0)
+                disc.requires_grad_(True)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if disc is not None:
+                d_loss = _bce(disc(target), 1.0) + _bce(disc(fake.detach()), 0.0)
+                opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                opt_d.step()
+            for sch in scheds:
+                sch.step()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise RuntimeError(f"inv: {stage} training diverged at step {step} (loss {value})")
+            self.history[stage].append(value)
+            if progress and (step % 10 == 0 or step == steps - 1):
+                bar.set_postfix(loss=f"{value:.4f}")
+        bar.close()
+
+    def _recalibrate_bn(self, net: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
+                        sift: SiftSet) -> None:
+        """Running BN statistics of the trained `net` re-estimated as plain averages over `bn_batches` batches."""
+        n_batches = int(self.hp["bn_batches"])
+        if n_batches <= 0:
+            return
+        bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        net.train()
+        n, b = len(sift), min(int(self.hp["batch_size"]), len(sift))
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + 1)).numpy()
+        with torch.no_grad():
+            for k in range(min(n_batches, max(n // b, 1))):
+                forward(self._maps(sift, order[k * b:(k + 1) * b]))
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        net.eval()
+
+    # ------------------------------------------------------------------------------------------ reconstruction
+    def reconstruct(self, features: FeatureSet, progress: bool = True) -> torch.Tensor:
+        if self.coarse is None or self.refine is None:
+            raise RuntimeError("inv: reconstruct() before fit() or load_state_dict()")
+        if not isinstance(features, SiftSet):
+            raise BenchError(f"inv: needs SIFT features, got {type(features).__name__}")
+        self.coarse.eval()
+        self.refine.eval()
+        n, b, s = len(features), int(self.hp["eval_batch"]), self.image_size
+        out = torch.empty((n, 3, s, s), dtype=torch.float32)
+        with torch.no_grad():
+            for start in tqdm(range(0, n, b), desc="INV reconstruct", disable=not progress, unit="batch"):
+                idx = np.arange(start, min(start + b, n))
+                maps = self._maps(features, idx)
+                rec = self.refine(maps, self.coarse(maps))
+                out[start:start + len(idx)] = rec.float().cpu().clamp_(0, 1)
+        return out
+
+    # ------------------------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        if self.coarse is None or self.refine is None:
+            raise RuntimeError("inv: state_dict() before fit() or load_state_dict()")
+
+        def cpu(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {k: v.detach().cpu() for k, v in sd.items()}
+
+        return {"config": self.config(), "coarse": cpu(self.coarse.state_dict()),
+                "refine": cpu(self.refine.state_dict())}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        nets = dict(state.get("config", {}).get("nets", {}))
+        if nets != self.net_cfg.to_dict():
+            raise BenchError(f"inv: saved state has networks {nets}, profile {self.profile!r} needs "
+                             f"{self.net_cfg.to_dict()}")
+        self._build()
+        assert self.coarse is not None and self.refine is not None
+        self.coarse.load_state_dict(state["coarse"])
+        self.refine.load_state_dict(state["refine"])
+        self.coarse.eval().requires_grad_(False)
+        self.refine.eval()
+
+    def describe(self) -> dict[str, Any]:
+        cfg = self.net_cfg
+        with torch.device("meta"):
+            coarse, refine, disc = CoarseNet(cfg).eval(), RefineNet(cfg).eval(), Discriminator(cfg).eval()
+            x = torch.zeros(1, cfg.in_channels, cfg.map_size, cfg.map_size)
+        flops = count_flops(lambda m: refine(m, coarse(m)), x)
+        p_c, p_r, p_d = count_parameters(coarse), count_parameters(refine), count_parameters(disc)
+        return {
+            "profile": self.profile,
+            "map_size": cfg.map_size,
+            "image_size": cfg.image_size,
+            "input_channels": cfg.in_channels,
+            "params_coarse_net": p_c,
+            "params_refine_net": p_r,
+            "params_generators": p_c + p_r,
+            "params_discriminator": p_d,
+            "params_total": p_c + p_r + p_d,
+            "inference": f"one {cfg.image_size}x{cfg.image_size} image from a {cfg.map_size}x{cfg.map_size} map, "
+                         "CoarseNet + RefineNet (convolutions and matrix products)",
+            "gflops": round(flops / 1e9, 2),
+            "gmacs": round(flops / 2e9, 2),
+            "paper_table_ii": {"params": "88M", "flops": "150G",
+                               "best_match": "generators only (no discriminator) and MACs"},
+        }

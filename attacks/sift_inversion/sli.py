@@ -1,0 +1,505 @@
+"""SLI attacks: SIFT → LBP → image reconstruction (Wu & Zhou, IEEE TIFS 2021), and its variants SLI-B and SLI-R.
+
+- `sli`: network 1 (U-Net) maps the dense SIFT map (128 channels, descriptors d/127.5 − 1 at their keypoint cells)
+  to a local-binary-pattern structure image (1 channel in [-1, 1], lbp.py); network 2 (same U-Net shape) maps the
+  SIFT map and that LBP image (129 channels) to RGB. Training is sequential: the LBP net is trained first, then
+  frozen, and the image net is trained on the LBP net's *predicted* LBP images, i.e. on exactly the input it gets at
+  reconstruction time (no ground-truth-LBP stage, so no train/test mismatch to fine-tune away).
+- `sli-b`: coordinates only (descriptors dropped): a 1-channel binary keypoint map → the image U-Net (no LBP stage).
+- `sli-r`: descriptors only (coordinates dropped): every released descriptor is matched by cosine similarity to the
+  descriptors of one reference image of the attacker's auxiliary split and placed at the matched reference
+  keypoint; the SLI networks are trained on auxiliary maps built the same way and then applied.
+
+Losses (both nets): relativistic-average GAN against a patch discriminator + 100×L1; the image net adds perceptual
+(VGG19 relu1_1 … relu5_1) and style (Gram matrices of the same layers) losses when ImageNet VGG19 weights are used
+(the paper profile requires them). Networks are in sli_nets.py; per-profile hyper-parameters in PROFILES below.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from bench.attacks.sift_inversion.lbp import lbp_image
+from bench.attacks.sift_inversion.sli_nets import PatchDiscriminator, UNet, UNetConfig
+from bench.errors import BenchError
+from bench.features import FeatureSet, Requirement
+from bench.features.sift import DESCRIPTOR_DIM, SiftSet
+from bench.nn.losses import PerceptualLoss, ragan_d_loss, ragan_g_loss
+from bench.nn.measure import count_flops, count_parameters
+from bench.plugins import Attack, FitContext, ImageSet, register_attack
+
+PAPER = ("Wu, Zhou: Privacy leakage of SIFT features via deep generative model based image reconstruction, "
+         "IEEE TIFS 16, 2021, doi:10.1109/TIFS.2021.3070427")
+
+# Per-profile hyper-parameters of sli, sli-b and sli-r, the one place they are set.
+# - smoke: seconds, for tests (32 px, tiny widths, a few steps).
+# - cpu: about 3-4 minutes of training on 2 CPU cores at 64×64 with 1,500 images. Six stride-2 levels (64 → 1, the
+#   paper's "down to 1×1" at a quarter of its resolution) with widths 32-64-128-128-128-128 instead of eight levels
+#   of 64…512; a 3-level patch discriminator; Adam 1e-3 with cosine decay (in a few hundred steps the usual 2e-4
+#   stays near the mean image); 200 LBP-net steps and 600 image-net steps, batch 8 (measured with 2 threads on a
+#   shared machine: ~0.21 s per LBP step, ~0.26 s per image step, i.e. ~3.5 minutes); the image net, whose output
+#   is scored, gets most of the budget; no perceptual or style loss (VGG19 weights cannot be assumed offline).
+# - paper: the published configuration at 256×256: eight levels 64-128-256-512-512-512-512-512, instance norm,
+#   LeakyReLU 0.2, RaGAN + 100×L1 (+ perceptual + style for the image net). The paper's text does not fix the
+#   optimiser, the loss weights of the perceptual/style terms, the batch size or the number of steps: Adam 2e-4,
+#   β (0.5, 0.999), batch 8, λ_per 1, λ_style 250 (the usual values of the GAN inpainting models SLI builds on)
+#   and 100,000 steps per network are our choices.
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "image_size": 32, "widths": [8, 16, 16, 16, 16], "disc_widths": [8, 16],
+        "batch_size": 4, "lbp_steps": 4, "image_steps": 4, "eval_batch": 16,
+        "lr": 1e-3, "betas": [0.5, 0.999], "lr_decay": "none",
+        "lambda_l1": 100.0, "lambda_adv": 1.0, "lambda_per": 1.0, "lambda_style": 250.0,
+        "adversarial": True, "perceptual": False,
+    },
+    "cpu": {
+        "image_size": 64, "widths": [32, 64, 128, 128, 128, 128], "disc_widths": [32, 64, 128],
+        "batch_size": 8, "lbp_steps": 200, "image_steps": 600, "eval_batch": 50,
+        "lr": 1e-3, "betas": [0.5, 0.999], "lr_decay": "cosine",
+        "lambda_l1": 100.0, "lambda_adv": 1.0, "lambda_per": 1.0, "lambda_style": 250.0,
+        "adversarial": True, "perceptual": False,
+    },
+    "paper": {
+        "image_size": 256, "widths": [64, 128, 256, 512, 512, 512, 512, 512], "disc_widths": [64, 128, 256, 512],
+        "batch_size": 8, "lbp_steps": 100_000, "image_steps": 100_000, "eval_batch": 16,
+        "lr": 2e-4, "betas": [0.5, 0.999], "lr_decay": "none",
+        "lambda_l1": 100.0, "lambda_adv": 1.0, "lambda_per": 1.0, "lambda_style": 250.0,
+        "adversarial": True, "perceptual": True,
+    },
+}
+
+# Paper Table II (SLI): 78 M parameters, 96 G "FLOPs" (multiply-accumulates, as CFGAN counts them), 0.129 s/image.
+PAPER_TABLE_II = {"params": "78M", "flops": "96G", "seconds_per_image": 0.129}
+
+PERCEPTUAL_OFF_NOTE = (
+    "{name}: perceptual and style (VGG19) losses are off in the {profile} profile, because ImageNet VGG19 weights "
+    "cannot be assumed offline; the paper profile uses them"
+)
+
+
+def gram(f: torch.Tensor) -> torch.Tensor:
+    """Gram matrices N×C×C of N×C×H×W features, normalised by C·H·W."""
+    n, c, h, w = f.shape
+    flat = f.reshape(n, c, h * w)
+    return flat @ flat.transpose(1, 2) / float(c * h * w)
+
+
+class PerceptualStyleLoss(nn.Module):
+    """Perceptual loss (bench.nn.losses.PerceptualLoss: Σ_l MSE of VGG19 relu{1..5}_1 features) and style loss
+    (Σ_l L1 distance of the same layers' Gram matrices), from one VGG19 pass per image batch."""
+
+    def __init__(self, vgg_state_dict: Mapping[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.perceptual = PerceptualLoss(vgg_state_dict)
+
+    def forward(self, recon: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f_r = self.perceptual.vgg(recon)
+        with torch.no_grad():
+            f_t = self.perceptual.vgg(target)
+        zero = recon.new_zeros(())
+        per = sum((F.mse_loss(a, b) for a, b in zip(f_r, f_t)), zero)
+        style = sum((F.l1_loss(gram(a), gram(b)) for a, b in zip(f_r, f_t)), zero)
+        return per, style
+
+
+@register_attack
+class SLI(Attack):
+    """SLI: a U-Net predicts the LBP structure image from the dense SIFT map, a second U-Net the RGB image."""
+
+    name = "sli"
+    default_extractor = "sift"
+    consumes = Requirement("sift", {"has_coordinates": True, "has_descriptors": True})
+    paper = PAPER
+    profiles = ("smoke", "cpu", "paper")
+
+    uses_lbp: bool = True  # two stages (SIFT → LBP → RGB); sli-b has only the image net
+
+    def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
+                 params: Mapping[str, Any] | None = None) -> None:
+        super().__init__(profile, image_size, device, seed, params)
+        self.hp: dict[str, Any] = PROFILES[profile]
+        if self.image_size != self.hp["image_size"]:
+            raise BenchError(
+                f"{self.name} profile {profile!r} reconstructs at {self.hp['image_size']}×{self.hp['image_size']}, "
+                f"but image_size {self.image_size} was asked for (use the run profile of the same name)"
+            )
+        self.lbp_net: UNet | None = None
+        self.image_net: UNet | None = None
+        self.history: dict[str, list[float]] = {"lbp": [], "image": []}
+        self.stage_seconds: dict[str, float] = {}
+
+    # ------------------------------------------------------------------------------------------------ shapes
+    @property
+    def map_channels(self) -> int:
+        """Channels of the SIFT map fed to the networks (128 descriptor channels; 1 for the binary map)."""
+        return DESCRIPTOR_DIM
+
+    def net_configs(self) -> dict[str, UNetConfig]:
+        s, widths = self.image_size, tuple(self.hp["widths"])
+        cfgs = {"image": UNetConfig(self.map_channels + (1 if self.uses_lbp else 0), 3, widths, s)}
+        if self.uses_lbp:
+            cfgs["lbp"] = UNetConfig(self.map_channels, 1, widths, s)
+        return cfgs
+
+    def config(self) -> dict[str, Any]:
+        """Profile hyper-parameters and network shapes (the seed is keyed separately)."""
+        return {**super().config(), "hyper": dict(self.hp),
+                "nets": {k: v.to_dict() for k, v in sorted(self.net_configs().items())},
+                "map": {"compress": False, "binary": not self.uses_lbp and self.map_channels == 1}}
+
+    def preflight(self) -> None:
+        """The paper profile needs ImageNet VGG19 weights (perceptual and style losses); refuse to start without."""
+        if self.hp["perceptual"]:
+            from bench import weights
+
+            weights.require("vgg19")
+
+    def _build(self) -> None:
+        cfgs = self.net_configs()
+        self.image_net = UNet(cfgs["image"]).to(self.device)
+        self.lbp_net = UNet(cfgs["lbp"]).to(self.device) if self.uses_lbp else None
+
+    # ------------------------------------------------------------------------------------------- the inputs
+    def _released(self, features: FeatureSet, indices: np.ndarray) -> SiftSet:
+        """The records `indices` as a SiftSet that carries what the map needs (sli-r fills in coordinates)."""
+        assert isinstance(features, SiftSet), f"{self.name} needs SIFT features, got {features.kind!r}"
+        return features.subset(indices)
+
+    def _maps(self, features: FeatureSet, indices: np.ndarray) -> torch.Tensor:
+        """B×C×S×S SIFT maps of records `indices`: keypoints scaled to the S-grid, the first on a cell keeps it."""
+        from bench.attacks.sift_inversion.maps import sift_maps
+
+        sub = self._released(features, np.asarray(indices, dtype=np.int64))
+        m = sift_maps(sub, np.arange(len(sub)), self.image_size, compress=False, seed=self.seed,
+                      binary=self.map_channels == 1)
+        return m.to(self.device)
+
+    def _net_input(self, maps: torch.Tensor) -> torch.Tensor:
+        """What the image net sees: the map and, for SLI, the LBP net's predicted LBP image."""
+        if not self.uses_lbp:
+            return maps
+        assert self.lbp_net is not None
+        with torch.no_grad():
+            lbp = self.lbp_net(maps)
+        return torch.cat([maps, lbp], dim=1)
+
+    # ---------------------------------------------------------------------------------------------- training
+    def _check_fit_inputs(self, features: FeatureSet, images: torch.Tensor) -> None:
+        s = self.image_size
+        if images.dim() != 4 or tuple(images.shape[1:]) != (3, s, s):
+            raise BenchError(f"{self.name}: training images must be N×3×{s}×{s}, got {tuple(images.shape)}")
+        if len(features) != images.shape[0]:
+            raise BenchError(f"{self.name}: {len(features)} feature records for {images.shape[0]} training images")
+        if images.shape[0] < 1:
+            raise BenchError(f"{self.name}: needs at least one training image")
+
+    def _prepare(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:
+        """Anything to set up from the auxiliary split before training (sli-r picks its reference here)."""
+
+    def fit(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:
+        """Train the LBP net (SLI only), freeze it, then train the image net on its predicted LBP images."""
+        self._check_fit_inputs(features, images)
+        if not self.hp["perceptual"]:
+            ctx.notes.append(PERCEPTUAL_OFF_NOTE.format(name=self.name, profile=self.profile))
+        changes = self._departures()
+        if changes:
+            ctx.notes.append(f"{self.name}: the {self.profile} profile departs from the paper: " + "; ".join(changes))
+        self._prepare(features, images, ctx)
+        torch.manual_seed(self.seed)
+        self._build()
+        assert self.image_net is not None
+        gen = torch.Generator().manual_seed(self.seed)
+        self.history = {"lbp": [], "image": []}
+        images = images.float()
+        if self.uses_lbp:
+            assert self.lbp_net is not None
+            lbp_targets = lbp_image(images)
+            t0 = time.perf_counter()
+            self._train_stage("lbp", self.lbp_net, features, lbp_targets, gen, ctx.progress)
+            self.stage_seconds["lbp"] = time.perf_counter() - t0
+            self.lbp_net.eval().requires_grad_(False)
+        t0 = time.perf_counter()
+        self._train_stage("image", self.image_net, features, images, gen, ctx.progress)
+        self.stage_seconds["image"] = time.perf_counter() - t0
+        self.image_net.eval()
+
+    def _departures(self) -> list[str]:
+        hp, paper = self.hp, PROFILES["paper"]
+        out = []
+        if hp["widths"] != paper["widths"]:
+            out.append(f"{len(hp['widths'])} U-Net levels of widths {'-'.join(map(str, hp['widths']))} at "
+                       f"{hp['image_size']} px (paper: 8 levels 64…512 at 256 px)")
+        if hp["lr"] != paper["lr"] or hp["lr_decay"] != paper["lr_decay"]:
+            decay = "constant" if hp["lr_decay"] == "none" else f"{hp['lr_decay']} decay"
+            out.append(f"learning rate {hp['lr']:g} ({decay})")
+        steps = f"{hp['lbp_steps']} LBP-net + {hp['image_steps']} image-net steps" if self.uses_lbp else \
+            f"{hp['image_steps']} image-net steps"
+        if hp["image_steps"] != paper["image_steps"]:
+            out.append(steps)
+        if not hp["adversarial"]:
+            out.append("no adversarial loss")
+        return out
+
+    def _batches(self, n: int, gen: torch.Generator) -> Iterator[np.ndarray]:
+        """Endless epochs of a seeded permutation, in batches of batch_size (last partial batch dropped)."""
+        b = min(int(self.hp["batch_size"]), n)
+        while True:
+            perm = torch.randperm(n, generator=gen).numpy()
+            for i in range(0, n - b + 1, b):
+                yield perm[i:i + b]
+
+    def _train_stage(self, stage: str, net: UNet, features: FeatureSet, targets: torch.Tensor,
+                     gen: torch.Generator, progress: bool) -> None:
+        """One network's training: RaGAN + λ_l1·L1 (+ perceptual and style for the image net, when on).
+
+        The LBP net's outputs and targets live in [-1, 1]; the image net's tanh output is mapped to [0, 1] for the
+        L1 and VGG losses and both real and fake images are fed to the discriminator in [-1, 1].
+        """
+        hp = self.hp
+        steps = int(hp[f"{stage}_steps"])
+        betas = tuple(hp["betas"])
+        is_image = stage == "image"
+        disc = PatchDiscriminator(targets.shape[1], tuple(hp["disc_widths"])).to(self.device)
+        opt_g = torch.optim.Adam(net.parameters(), lr=hp["lr"], betas=betas)  # type: ignore[arg-type]
+        opt_d = torch.optim.Adam(disc.parameters(), lr=hp["lr"], betas=betas)  # type: ignore[arg-type]
+        scheds = []
+        if hp["lr_decay"] == "cosine":
+            scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=max(steps, 1)) for o in (opt_g, opt_d)]
+        vgg = None
+        if is_image and hp["perceptual"]:
+            from bench import weights
+
+            vgg = PerceptualStyleLoss(weights.load_state_dict("vgg19")).to(self.device)
+        net.train()
+        disc.train()
+        batches = self._batches(targets.shape[0], gen)
+        bar = tqdm(range(steps), desc=f"{self.name.upper()} {stage} net", disable=not progress, unit="step")
+        for step in bar:
+            idx = next(batches)
+            maps = self._maps(features, idx)
+            x = self._net_input(maps) if is_image else maps
+            target = targets[torch.from_numpy(idx)].to(self.device, torch.float32)
+            out = net(x)
+            fake = (out + 1.0) * 0.5 if is_image else out
+            loss = hp["lambda_l1"] * F.l1_loss(fake, target)
+            if vgg is not None:
+                per, style = vgg(fake, target)
+                loss = loss + hp["lambda_per"] * per + hp["lambda_style"] * style
+            real_d = target * 2.0 - 1.0 if is_image else target
+            fake_d = out  # already in [-1, 1]
+            if hp["adversarial"]:
+                disc.requires_grad_(False)
+                with torch.no_grad():
+                    real_logits = disc(real_d)
+                loss = loss + hp["lambda_adv"] * ragan_g_loss(real_logits, disc(fake_d))
+                disc.requires_grad_(True)
+            opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_g.step()
+            if hp["adversarial"]:
+                d_loss = ragan_d_loss(disc(real_d), disc(fake_d.detach()))
+                opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                opt_d.step()
+            for sch in scheds:
+                sch.step()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise RuntimeError(f"{self.name}: {stage} training diverged at step {step} (loss {value})")
+            self.history[stage].append(value)
+            if progress and (step % 10 == 0 or step == steps - 1):
+                bar.set_postfix(loss=f"{value:.4f}")
+        bar.close()
+
+    # ------------------------------------------------------------------------------------------ reconstruction
+    def reconstruct(self, features: FeatureSet, progress: bool = True) -> torch.Tensor:
+        """Images (N×3×S×S float32 in [0, 1], CPU): LBP net, then image net, per batch, in eval mode."""
+        if self.image_net is None or (self.uses_lbp and self.lbp_net is None):
+            raise RuntimeError(f"{self.name}: reconstruct() before fit() or load_state_dict()")
+        self.image_net.eval()
+        if self.lbp_net is not None:
+            self.lbp_net.eval()
+        n, b, s = len(features), int(self.hp["eval_batch"]), self.image_size
+        out = torch.empty((n, 3, s, s), dtype=torch.float32)
+        bar = tqdm(range(0, n, b), desc=f"{self.name.upper()} reconstruct", disable=not progress, unit="batch")
+        with torch.no_grad():
+            for start in bar:
+                idx = np.arange(start, min(start + b, n))
+                rec = (self.image_net(self._net_input(self._maps(features, idx))) + 1.0) * 0.5
+                out[start:start + len(idx)] = rec.float().cpu().clamp_(0.0, 1.0)
+        return out
+
+    def predict_lbp(self, features: FeatureSet) -> torch.Tensor:
+        """The LBP net's structure images (N×1×S×S in [-1, 1]) for `features` (SLI only; for inspection)."""
+        if self.lbp_net is None:
+            raise RuntimeError(f"{self.name}: no LBP net (sli-b has none; or not fitted)")
+        with torch.no_grad():
+            return self.lbp_net.eval()(self._maps(features, np.arange(len(features)))).cpu()
+
+    # ------------------------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """{'config': plain dict, 'image': ..., 'lbp': ... (SLI)}; discriminators are not kept."""
+        if self.image_net is None:
+            raise RuntimeError(f"{self.name}: state_dict() before fit() or load_state_dict()")
+
+        def cpu(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {k: v.detach().cpu() for k, v in sd.items()}
+
+        state: dict[str, Any] = {"config": self.config(), "image": cpu(self.image_net.state_dict())}
+        if self.lbp_net is not None:
+            state["lbp"] = cpu(self.lbp_net.state_dict())
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the generators saved by `state_dict` (their shapes must match this profile)."""
+        nets = dict(state.get("config", {}).get("nets", {}))
+        want = {k: v.to_dict() for k, v in sorted(self.net_configs().items())}
+        if nets != want:
+            raise BenchError(f"{self.name}: saved state has networks {nets}, profile {self.profile!r} needs {want}")
+        self._build()
+        assert self.image_net is not None
+        self.image_net.load_state_dict(state["image"])
+        self.image_net.eval()
+        if self.lbp_net is not None:
+            self.lbp_net.load_state_dict(state["lbp"])
+            self.lbp_net.eval().requires_grad_(False)
+
+    # ---------------------------------------------------------------------------------------------- describe
+    def describe(self) -> dict[str, Any]:
+        """Parameter counts and FLOPs/MACs of one inference (LBP net + image net) at this profile's size."""
+        cfgs = self.net_configs()
+        s = self.image_size
+        with torch.device("meta"):
+            nets = {k: UNet(c).eval() for k, c in cfgs.items()}
+            discs = {k: PatchDiscriminator(c.out_channels, tuple(self.hp["disc_widths"])) for k, c in cfgs.items()}
+            sift_map = torch.zeros(1, self.map_channels, s, s)
+
+        def infer(m: torch.Tensor) -> torch.Tensor:
+            if "lbp" in nets:
+                m = torch.cat([m, nets["lbp"](m)], dim=1)
+            return nets["image"](m)
+
+        flops = count_flops(infer, sift_map)
+        params = {k: count_parameters(n) for k, n in nets.items()}
+        p_gen = sum(params.values())
+        p_disc = sum(count_parameters(d) for d in discs.values())
+        out: dict[str, Any] = {"profile": self.profile, "image_size": s, "map_channels": self.map_channels,
+                               "unet_levels": len(self.hp["widths"]), "unet_widths": "-".join(map(str, self.hp["widths"]))}
+        if "lbp" in params:
+            out["params_lbp_generator"] = params["lbp"]
+        out.update({
+            "params_image_generator": params["image"],
+            "params_generators": p_gen,
+            "params_discriminators": p_disc,
+            "params_total": p_gen + p_disc,
+            "inference": f"one {s}x{s} image from a {s}x{s} map, "
+                         + ("LBP net + image net" if "lbp" in nets else "image net")
+                         + " (convolutions and matrix products)",
+            "gflops": round(flops / 1e9, 2),
+            "gmacs": round(flops / 2e9, 2),
+            "paper_table_ii_sli": {**PAPER_TABLE_II, "best_match": "generators only; MACs (see docs/sli.md)"},
+        })
+        return out
+
+
+@register_attack
+class SLIB(SLI):
+    """SLI-B: the image U-Net rebuilds the image from a binary keypoint map (coordinates only, no descriptors)."""
+
+    name = "sli-b"
+    consumes = Requirement("sift", {"has_coordinates": True})
+    uses_lbp = False
+
+    @property
+    def map_channels(self) -> int:
+        return 1
+
+
+@register_attack
+class SLIR(SLI):
+    """SLI-R: descriptors without coordinates are placed at the matched keypoints of an auxiliary reference image."""
+
+    name = "sli-r"
+    consumes = Requirement("sift", {"has_descriptors": True})
+
+    def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
+                 params: Mapping[str, Any] | None = None) -> None:
+        super().__init__(profile, image_size, device, seed, params)
+        self.reference: dict[str, Any] | None = None
+        self._ref_unit: np.ndarray | None = None  # unit-norm float32 reference descriptors (M×128)
+
+    def _set_reference(self, ref: dict[str, Any]) -> None:
+        self.reference = ref
+        d = np.asarray(ref["descriptors"].numpy() if torch.is_tensor(ref["descriptors"]) else ref["descriptors"],
+                       dtype=np.float32)
+        self._ref_unit = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+
+    def _prepare(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:
+        """Pick the reference among the auxiliary images (ctx.rng) and extract its SIFT with the victim's extractor.
+
+        The released auxiliary features carry no coordinates, so the attacker runs the (public) extractor
+        configuration recorded in the features' meta on its own auxiliary image, upsampled from the attack's image
+        size to the extraction size. Candidates without any keypoint are skipped.
+        """
+        from bench.extractors.sift import SiftExtractor
+        from bench.images import resize
+
+        assert isinstance(features, SiftSet), f"{self.name} needs SIFT features, got {features.kind!r}"
+        cfg = dict(features.meta.get("extractor", {}))
+        keys = ("contrast_threshold", "n_features", "n_octave_layers", "edge_threshold", "sigma")
+        extractor = SiftExtractor(**{k: cfg[k] for k in keys if k in cfg})
+        size = features.image_size
+        order = ctx.rng("sli-r-reference").permutation(images.shape[0])
+        ids = list(ctx.ids) if len(ctx.ids) == images.shape[0] else [f"aux-{i}" for i in range(images.shape[0])]
+        for i in order[:64]:
+            img = resize(images[int(i):int(i) + 1].float(), size)
+            ref = extractor.extract(ImageSet(ids=[ids[int(i)]], images=img), progress=False)
+            if ref.counts()[0] > 0:
+                self._set_reference({
+                    "id": ids[int(i)], "index": int(i), "image_size": int(size),
+                    "xy": torch.from_numpy(np.array(ref.keypoints[:, :2], dtype=np.float32)),
+                    "descriptors": torch.from_numpy(np.array(ref.descriptors, dtype=np.uint8)),
+                })
+                ctx.notes.append(f"{self.name}: reference image {ids[int(i)]!r} of the auxiliary split "
+                                 f"({int(ref.counts()[0])} keypoints, extracted by the attacker at {size} px)")
+                return
+        raise BenchError(f"{self.name}: no auxiliary image among those tried has a SIFT keypoint to serve as reference")
+
+    def _released(self, features: FeatureSet, indices: np.ndarray) -> SiftSet:
+        """Records `indices` with every descriptor placed at its best cosine match among the reference keypoints."""
+        assert isinstance(features, SiftSet), f"{self.name} needs SIFT features, got {features.kind!r}"
+        if self.reference is None or self._ref_unit is None:
+            raise RuntimeError(f"{self.name}: no reference image (fit() or load_state_dict() first)")
+        sub = features.subset(indices)
+        kp = np.array(sub.keypoints, dtype=np.float32, copy=True)
+        ref_xy = self.reference["xy"].numpy().astype(np.float64) * (sub.image_size / float(self.reference["image_size"]))
+        for i in range(len(sub)):  # one matrix product per image (rows never mix across images)
+            a, b = int(sub.offsets[i]), int(sub.offsets[i + 1])
+            if a == b:
+                continue
+            q = sub.descriptors[a:b].astype(np.float32)
+            q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+            best = np.argmax(q @ self._ref_unit.T, axis=1)
+            kp[a:b, :2] = ref_xy[best]
+        return SiftSet(kp, sub.descriptors, sub.offsets, flags={**sub.flags, "has_coordinates": True}, meta=sub.meta)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        if self.reference is None:
+            raise RuntimeError(f"{self.name}: state_dict() before fit()")
+        state["reference"] = dict(self.reference)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        ref = dict(state["reference"])
+        self._set_reference({"id": str(ref["id"]), "index": int(ref["index"]), "image_size": int(ref["image_size"]),
+                             "xy": ref["xy"].float(), "descriptors": ref["descriptors"].to(torch.uint8)})

@@ -1,0 +1,136 @@
+"""ShuffleBits benchmark: the vectorised bit permutation vs a plain per-element Python loop (target >= 1000x).
+
+    python benchmarks/shufflebits_bench.py [--rows 4096] [--dim 128] [--repeats 7]
+
+Both modes are timed (fixed: one permutation for all values; one-time-pad: one per vector) on N×D float32 values.
+The loop runs on a small sample of rows and is scaled per element (ns per value). Two loops are timed:
+
+- `plain`: the obvious per-element code (read u[r, c] as an int, set its 32 output bits, write out[r, c]);
+- `tight`: the same bit loop on Python ints from `.tolist()` (no numpy element access), the fastest plain loop.
+
+Each figure is repeated; the ratio is reported as min and median over repeats (vectorised times against the loop's
+median), under each thread setting (numpy's elementwise code is single-threaded, so the thread budget should not
+matter; it is applied through bench.threads and threadpoolctl when installed). Every result is checked bit-exact
+against the loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from contextlib import nullcontext
+from typing import Any, Callable
+
+import numpy as np
+
+from bench.defenses.shufflebits import permute_bits, shufflebits_keys
+from bench.threads import apply_threads, available_cores
+
+
+def plain_loop(u: np.ndarray, perms: np.ndarray) -> np.ndarray:
+    """Output bit j = input bit perm[j], one element and one bit at a time (numpy element access)."""
+    out = np.zeros_like(u)
+    per_row = perms.ndim == 2
+    for r in range(u.shape[0]):
+        p = perms[r] if per_row else perms
+        for c in range(u.shape[1]):
+            v = int(u[r, c])
+            o = 0
+            for j in range(32):
+                o |= ((v >> int(p[j])) & 1) << j
+            out[r, c] = o
+    return out
+
+
+def tight_loop(u: np.ndarray, perms: np.ndarray) -> np.ndarray:
+    """The same per-element bit loop on Python ints (rows via .tolist()): the fastest plain-Python version."""
+    per_row = perms.ndim == 2
+    rows = []
+    for r, values in enumerate(u.tolist()):
+        p = (perms[r] if per_row else perms).tolist()
+        row = []
+        for v in values:
+            o = 0
+            for j in range(32):
+                o |= ((v >> p[j]) & 1) << j
+            row.append(o)
+        rows.append(row)
+    return np.array(rows, dtype=np.uint32).reshape(u.shape)
+
+
+def _times(fn: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return times, result
+
+
+def _thread_limit(n: int) -> Any:
+    apply_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return nullcontext()
+    return threadpool_limits(n)
+
+
+def measure(rows: int = 4096, dim: int = 128, loop_rows: int = 8, repeats: int = 7,
+            threads: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
+    """One record per (mode, thread setting): ns per value of the vectorised code and both loops, and the ratios."""
+    rng = np.random.default_rng(0)
+    values = rng.standard_normal((rows, dim)).astype(np.float32)
+    u = values.view(np.uint32)
+    sample = np.ascontiguousarray(u[:loop_rows])
+    threads = threads or tuple(sorted({1, available_cores()}))
+    records = []
+    for mode in ("fixed", "one-time-pad"):
+        perms = shufflebits_keys(rng, rows, mode)
+        sample_perms = perms if mode == "fixed" else perms[:loop_rows]
+        loops = {}
+        for name, loop in (("plain", plain_loop), ("tight", tight_loop)):
+            t, expected = _times(lambda: loop(sample, sample_perms), max(3, repeats // 2))
+            loops[name] = [s / sample.size * 1e9 for s in t]
+        for n in threads:
+            with _thread_limit(n):
+                t, got = _times(lambda: permute_bits(u, perms), repeats)
+            if not np.array_equal(got[:loop_rows], expected):
+                raise AssertionError(f"{mode}: vectorised result differs from the loop")
+            fast = [s / u.size * 1e9 for s in t]
+            record = {"mode": mode, "threads": n, "values": int(u.size), "loop_values": int(sample.size),
+                      "vector_ns_min": min(fast), "vector_ns_median": statistics.median(fast)}
+            for name, ns in loops.items():
+                record[f"{name}_ns_median"] = statistics.median(ns)
+                record[f"{name}_ratio_min"] = statistics.median(ns) / max(fast)  # slowest vectorised repeat
+                record[f"{name}_ratio_median"] = statistics.median(ns) / statistics.median(fast)
+                record[f"{name}_ratio_best"] = statistics.median(ns) / min(fast)
+            records.append(record)
+    apply_threads(None)
+    return records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=4096)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--loop-rows", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    records = measure(args.rows, args.dim, args.loop_rows, args.repeats)
+    r0 = records[0]
+    print(f"ShuffleBits: {r0['values']:,} float32 values ({args.rows}×{args.dim}); loops on {r0['loop_values']:,} "
+          f"values, scaled per value; ratios = loop median / vectorised (min over repeats = slowest vectorised run)")
+    print(f"{'mode':<13}{'threads':>8}{'vector ns/val':>15}{'plain ns/val':>14}{'tight ns/val':>14}"
+          f"{'plain ratio min/median':>25}{'tight ratio min/median':>25}")
+    for r in records:
+        print(f"{r['mode']:<13}{r['threads']:>8}{r['vector_ns_median']:>15.2f}{r['plain_ns_median']:>14.0f}"
+              f"{r['tight_ns_median']:>14.0f}"
+              f"{r['plain_ratio_min']:>15.0f}x /{r['plain_ratio_median']:>6.0f}x"
+              f"{r['tight_ratio_min']:>15.0f}x /{r['tight_ratio_median']:>6.0f}x")
+    print("target: >= 1000x against the plain per-element loop")
+
+
+if __name__ == "__main__":
+    main()

@@ -45,8 +45,8 @@ PAPER = ("Wu, Zhou: Privacy leakage of SIFT features via deep generative model b
 #   paper's "down to 1×1" at a quarter of its resolution) with widths 32-64-128-128-128-128 instead of eight levels
 #   of 64…512; a 3-level patch discriminator; Adam 1e-3 with cosine decay (in a few hundred steps the usual 2e-4
 #   stays near the mean image); 200 LBP-net steps and 600 image-net steps, batch 8 (measured with 2 threads on a
-#   shared machine: ~0.21 s per LBP step, ~0.26 s per image step, i.e. ~3.5 minutes); the image net, whose output
-#   is scored, gets most of the budget; no perceptual or style loss (VGG19 weights cannot be assumed offline).
+#   shared machine: ~0.21 s per LBP step, ~0.26 s per image step, i.e. ~3.5 minutes on idle cores; 624 s on UTKFace
+#   under a load average of 3-4.6); the image net, whose output is scored, gets most of the budget; no perceptual or style loss (VGG19 weights cannot be assumed offline).
 # - paper: the published configuration at 256×256: eight levels 64-128-256-512-512-512-512-512, instance norm,
 #   LeakyReLU 0.2, RaGAN + 100×L1 (+ perceptual + style for the image net). The paper's text does not fix the
 #   optimiser, the loss weights of the perceptual/style terms, the batch size or the number of steps: Adam 2e-4,

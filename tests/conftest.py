@@ -46,3 +46,58 @@ def bench_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "bench-home"
     monkeypatch.setenv("BENCH_HOME", str(home))
     return home
+
+
+# ------------------------------------------------------------------------------------------------- browser tests
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
+
+
+def _chromium_path() -> str | None:
+    import shutil
+
+    explicit = os.environ.get("BENCH_CHROMIUM")
+    if explicit:
+        return explicit if Path(explicit).is_file() else None
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium driven by Playwright, or a skip naming what is missing.
+
+    Browser tests skip on a machine without Chromium or Playwright; CI sets BENCH_REQUIRE_BROWSER=1 (after
+    installing Debian's chromium) so that there a missing browser fails instead of skipping.
+    """
+    required = os.environ.get("BENCH_REQUIRE_BROWSER") == "1"
+    path = _chromium_path()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if required:
+            pytest.fail("BENCH_REQUIRE_BROWSER=1 but playwright is not installed (pip install leakbench[test])")
+        pytest.skip("browser test: playwright is not installed (pip install leakbench[test])")
+    if path is None:
+        if required:
+            pytest.fail("BENCH_REQUIRE_BROWSER=1 but no Chromium was found (apt-get install chromium, or BENCH_CHROMIUM)")
+        pytest.skip("browser test: no Chromium found (apt-get install chromium, or set BENCH_CHROMIUM)")
+    with sync_playwright() as pw:
+        instance = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture()
+def page(browser, tmp_path: Path):
+    """A fresh browser page (its own context, so no cookies or storage leak between tests)."""
+    context = browser.new_context()
+    try:
+        yield context.new_page()
+    finally:
+        context.close()

@@ -52,24 +52,6 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-# ------------------------------------------------------------------------------------------------ leaderboard
-@main.command("leaderboard")
-@click.option("--results", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True,
-              help="Results folder whose store is read.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Where to write the tables [RESULTS/leaderboards].")
-@user_errors
-def leaderboard_cmd(results: Path, out_dir: Path | None) -> None:
-    """Regenerate the leaderboard CSVs (one per dataset) from the results store."""
-    from bench.report.leaderboard import refresh_all
-
-    paths = refresh_all(results, out_dir)
-    if not paths:
-        click.echo("no finished runs in the store yet")
-    for path in paths:
-        click.echo(str(path))
-
-
 # ----------------------------------------------------------------------------------------------------- plugin
 @main.group("plugin")
 def plugin_group() -> None:
@@ -96,6 +78,7 @@ def plugin_check(name: str, kind: str | None) -> None:
 
 # Command modules register last: they import `main`'s helpers from this package.
 from bench.cli.grid import grid_cmd  # noqa: E402
+from bench.cli.leaderboard import leaderboard_cmd  # noqa: E402
 from bench.cli.lists import list_cmd  # noqa: E402
 from bench.cli.run import run_cmd  # noqa: E402
 from bench.cli.semsim import semsim_group  # noqa: E402
@@ -104,6 +87,7 @@ from bench.cli.weights import weights_group  # noqa: E402
 main.add_command(list_cmd, "list")
 main.add_command(run_cmd, "run")
 main.add_command(grid_cmd, "grid")
+main.add_command(leaderboard_cmd, "leaderboard")
 main.add_command(weights_group, "weights")
 main.add_command(semsim_group, "semsim")
 

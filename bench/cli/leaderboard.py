@@ -1,0 +1,51 @@
+"""`bench leaderboard`: regenerate leaderboard tables (CSV, Markdown, LaTeX, HTML) and figures from the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bench.cli.common import user_errors
+from bench.report.figures import DEFAULT_METRIC
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    """Repeatable options that also take comma-separated lists, in order, without duplicates."""
+    out: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            if part.strip() and part.strip() not in out:
+                out.append(part.strip())
+    return out
+
+
+@click.command("leaderboard")
+@click.option("--results", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True,
+              help="Results folder whose store is read (and whose runs/<id>/grid.png the HTML page embeds).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Where to write the tables [RESULTS/leaderboards].")
+@click.option("--format", "formats", multiple=True, metavar="csv|md|tex|html",
+              help="Formats to write, repeatable or comma-separated [csv]: <dataset>.csv (one row per "
+                   "configuration), .md and .tex (one table per defense), .html (one sortable page).")
+@click.option("--dataset", "datasets", multiple=True, help="Only these datasets (repeatable) [every dataset].")
+@click.option("--defense", "defenses", multiple=True,
+              help="Only these defenses, by name or full label such as subsample(keep=0.25) (repeatable; labels "
+                   "hold commas, so give one per option).")
+@click.option("--metrics", "metrics", multiple=True, help="Only these metric columns, comma-separated, in order.")
+@click.option("--figures", is_flag=True, default=False,
+              help="Also write <dataset>-leakage-utility.png/.pdf and <dataset>-attacks.png/.pdf.")
+@click.option("--figure-metric", default=DEFAULT_METRIC, show_default=True,
+              help="The leakage metric the figures plot (the best attack per defense is chosen by its direction).")
+@user_errors
+def leaderboard_cmd(results: Path, out_dir: Path | None, formats: tuple[str, ...], datasets: tuple[str, ...],
+                    defenses: tuple[str, ...], metrics: tuple[str, ...], figures: bool, figure_metric: str) -> None:
+    """Regenerate leaderboard tables and figures from the results store (CSV by default, one file per dataset)."""
+    from bench.report.publish import publish
+
+    paths = publish(results, out_dir, _split(formats) or ["csv"], _split(datasets), list(dict.fromkeys(d.strip() for d in defenses if d.strip())),
+                    _split(metrics), figures, figure_metric)
+    if not paths:
+        click.echo("no finished runs in the store yet")
+    for path in paths:
+        click.echo(str(path))

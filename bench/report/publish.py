@@ -1,0 +1,119 @@
+"""`bench leaderboard`: write the chosen formats (CSV, Markdown, LaTeX, HTML) and figures for each dataset.
+
+Each file names the command that regenerates it; the CSV keeps the layout `bench run` refreshes
+(bench/report/leaderboard.py), filtered when --defense or --metrics is given.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.report import html, latex, markdown
+from bench.report.leaderboard import _write_csv_atomically, leaderboard_frame
+from bench.report.tables import Board, defense_name, load_board, select
+from bench.store.db import Store
+
+FORMATS = ("csv", "md", "tex", "html")
+_RENDER: dict[str, Callable[[Board, str], str]] = {"md": markdown.render, "tex": latex.render, "html": html.render}
+
+
+def regenerate_command(results: Path, out_dir: Path | None, formats: Sequence[str], dataset: str,
+                       defenses: Sequence[str], metrics: Sequence[str], figures: bool = False,
+                       figure_metric: str | None = None) -> str:
+    """The `bench leaderboard` line that writes this dataset's files again from the same store."""
+    args = ["bench", "leaderboard", "--results", str(results)]
+    if out_dir is not None:
+        args += ["--out", str(out_dir)]
+    args += ["--format", ",".join(formats), "--dataset", dataset]
+    for d in defenses:
+        args += ["--defense", d]
+    if metrics:
+        args += ["--metrics", ",".join(metrics)]
+    if figures:
+        args.append("--figures")
+        if figure_metric:
+            args += ["--figure-metric", figure_metric]
+    return shlex.join(args)
+
+
+def _write_text(text: str, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def filtered_csv_frame(store: Store, dataset: str, defenses: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """The CSV leaderboard of `dataset`, restricted to the given defenses' rows and metrics' columns."""
+    frame = leaderboard_frame(store, dataset)
+    if defenses:
+        wanted = set(defenses)
+        frame = frame[frame["defense"].astype(str).map(lambda d: d in wanted or defense_name(d) in wanted)]
+    if metrics:
+        names = {c for c in frame.columns if f"{c}_std" in frame.columns}
+        frame = frame.drop(columns=[f"{m}{suffix}" for m in names - set(metrics) for suffix in ("", "_std", "_note")
+                                    if f"{m}{suffix}" in frame.columns])
+    return frame.reset_index(drop=True)
+
+
+def publish(results: Path, out_dir: Path | None = None, formats: Sequence[str] = ("csv",),
+            datasets: Sequence[str] = (), defenses: Sequence[str] = (), metrics: Sequence[str] = (),
+            figures: bool = False, figure_metric: str = "ssim") -> list[Path]:
+    """Write <out>/<dataset>.<format> for every chosen format and dataset (and the figures); return the paths."""
+    from bench.report.figures import write_figures
+
+    results = Path(results)
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise BenchError(f"unknown --format {', '.join(bad)}; choose from {', '.join(FORMATS)}")
+    if results.exists() and not results.is_dir():
+        raise BenchError(f"--results {results} is a file, not a folder")
+    db = results / "bench.sqlite"
+    if not db.is_file():
+        raise BenchError(f"no results store at {db}; run `bench run` first or pass --results DIR")
+    out = Path(out_dir) if out_dir is not None else results / "leaderboards"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise BenchError(f"cannot write leaderboards to {out}: it or a parent of it is a file, not a folder") from None
+    except PermissionError:
+        raise BenchError(f"cannot write leaderboards to {out}: the folder is not writable") from None
+    paths: list[Path] = []
+    with Store(db) as store:
+        have = sorted({r["dataset"] for r in store.runs(status="done")})
+        unknown = [d for d in datasets if d not in have]
+        if unknown:
+            raise BenchError(f"no finished runs on dataset {', '.join(unknown)}; the store has "
+                             f"{', '.join(have) or 'none'}")
+        boards = []
+        for d in list(datasets) or have:
+            board = load_board(store, d, results / "runs")
+            if defenses and not datasets:  # over every dataset: skip those without the chosen defenses
+                if not any(x == k or x == defense_name(k) for x in defenses for k in set(board.frame["defense"])):
+                    continue
+            boards.append(select(board, defenses, metrics))
+        if defenses and not boards:
+            raise BenchError(f"no finished runs of defense {', '.join(defenses)} on any dataset")
+        for board in boards:
+            command = regenerate_command(results, out_dir, formats, board.dataset, defenses, metrics, figures,
+                                         figure_metric if figures else None)
+            for fmt in formats:
+                path = out / f"{board.dataset}.{fmt}"
+                if fmt == "csv":
+                    _write_csv_atomically(filtered_csv_frame(store, board.dataset, defenses, metrics), path)
+                else:
+                    _write_text(_RENDER[fmt](board, command), path)
+                paths.append(path)
+            if figures:
+                paths += write_figures(board, figure_metric, out)
+    return paths

@@ -150,7 +150,7 @@ def attack_bars_figure(board: Board, metric: str, stem: Path) -> list[Path]:
     ax.set_title(f"{board.dataset}: {metric} per attack and defense (error bars: std over n seeds; none for n=1)",
                  fontsize=9)
     if rows:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, stem)
 

@@ -73,6 +73,62 @@ def test_leaderboard_regenerates_from_the_store(smoke_results: tuple[Path, str],
     assert out.exit_code != 0 and "no results store" in out.output
 
 
+def test_leaderboard_writes_every_format_and_the_figures(smoke_results: tuple[Path, str], tmp_path: Path) -> None:
+    from bench.store import Store
+
+    results, _ = smoke_results
+    out = invoke("leaderboard", "--results", str(results), "--out", str(tmp_path), "--format", "csv,md",
+                 "--format", "tex,html", "--figures")
+    assert out.exit_code == 0, out.output
+    names = {Path(line).name for line in out.output.split()}
+    assert names == {f"synthetic-faces{s}" for s in (".csv", ".md", ".tex", ".html", "-leakage-utility.png",
+                                                     "-leakage-utility.pdf", "-attacks.png", "-attacks.pdf")}
+    with Store(results / "bench.sqlite") as store:
+        ssim = {r["attack"]: store.set_metrics(r["run_id"])["ssim"]["value"] for r in store.runs(status="done")}
+    md = (tmp_path / "synthetic-faces.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| attack"))
+    col = [c.strip() for c in header.strip("|").split("|")].index("ssim ↑")
+    for line in md.splitlines():
+        cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
+        if cells[0] in ssim:
+            assert float(cells[col]) == pytest.approx(ssim.pop(cells[0]), abs=5e-5)
+    assert not ssim  # both attacks were rows
+    tex = (tmp_path / "synthetic-faces.tex").read_text()
+    assert r"\toprule" in tex and r"ssim $\uparrow$" in tex
+    page = (tmp_path / "synthetic-faces.html").read_text()
+    assert page.count("data:image/png;base64,") == 2  # one grid per run, embedded
+    assert (tmp_path / "synthetic-faces-attacks.pdf").read_bytes().startswith(b"%PDF-")
+    only = invoke("leaderboard", "--results", str(results), "--out", str(tmp_path / "f"), "--defense", "none",
+                  "--metrics", "ssim,psnr")
+    assert only.exit_code == 0, only.output
+    rows = list(csv.DictReader((tmp_path / "f" / "synthetic-faces.csv").open()))
+    assert [c for c in rows[0] if c in ("ssim", "psnr", "mse", "ssim-sift-compat")] == ["psnr", "ssim"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--format", "pdf"), "unknown --format pdf"),
+    (("--defense", "nope"), "defense nope"),
+    (("--metrics", "ssimm"), "metric ssimm"),
+    (("--dataset", "utkface"), "no finished runs on dataset utkface"),
+    (("--figures", "--figure-metric", "nope"), "metric nope"),
+])
+def test_leaderboard_user_errors(smoke_results: tuple[Path, str], tmp_path: Path, args: tuple[str, ...],
+                                 message: str) -> None:
+    results, _ = smoke_results
+    out = invoke("leaderboard", "--results", str(results), "--out", str(tmp_path), *args)
+    assert out.exit_code == 2 and message in out.output and "Traceback" not in out.output
+    assert len(out.output.strip().splitlines()) == 1
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # an error is found before anything is written
+
+
+def test_leaderboard_html_shows_the_real_grids(smoke_results: tuple[Path, str], tmp_path: Path, page) -> None:
+    results, _ = smoke_results
+    assert invoke("leaderboard", "--results", str(results), "--out", str(tmp_path), "--format", "html").exit_code == 0
+    page.goto((tmp_path / "synthetic-faces.html").resolve().as_uri())
+    widths = page.locator("table.board img").evaluate_all("imgs => imgs.map(i => i.complete && i.naturalWidth)")
+    assert len(widths) == 2 and all(w > 100 for w in widths)
+
+
 def test_describe_prints_figures_beside_the_paper() -> None:
     out = invoke("describe", "--attack", "cfgan", "--profile", "smoke")
     assert out.exit_code == 0, out.output

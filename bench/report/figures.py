@@ -19,7 +19,8 @@ from bench.report.tables import Board, by_defense, defense_name, row_labels, var
 DEFAULT_METRIC = "ssim"
 
 
-def _direction(board: Board, metric: str) -> bool:
+def check_metric(board: Board, metric: str) -> bool:
+    """The stored direction of `metric` (True: higher is better), or a BenchError when the figures cannot use it."""
     if metric not in board.metrics:
         raise BenchError(f"metric {metric} has no values on {board.dataset}; it has "
                          f"{', '.join(board.metrics) or 'none'} (choose one with --figure-metric)")
@@ -48,7 +49,7 @@ def leakage_utility_points(board: Board, metric: str = DEFAULT_METRIC) -> pd.Dat
     """Per defense (and setting) and per utility figure: the best attack's mean and std of `metric` and the utility.
 
     Defenses without a utility figure appear once with utility NaN (drawn as reference lines)."""
-    hib = _direction(board, metric)
+    hib = check_metric(board, metric)
     rows = []
     for defense, setting, group in _groups(board):
         have = group[group[f"{metric}_k"] > 0]
@@ -71,7 +72,7 @@ def leakage_utility_points(board: Board, metric: str = DEFAULT_METRIC) -> pd.Dat
 
 def attack_bars(board: Board, metric: str = DEFAULT_METRIC) -> pd.DataFrame:
     """Per defense and row (attack and its distinguishing settings): mean and std of `metric` over seeds."""
-    _direction(board, metric)
+    check_metric(board, metric)
     rows = []
     for defense, sub_board in by_defense(board):
         sub = sub_board.frame

@@ -24,13 +24,25 @@ FORMATS = ("csv", "md", "tex", "html")
 _RENDER: dict[str, Callable[[Board, str], str]] = {"md": markdown.render, "tex": latex.render, "html": html.render}
 
 
+def _shown(path: Path) -> str:
+    """A path as the command should show it: relative to the working folder when it lies inside it (a committed
+    table never names this machine's folders), else as given."""
+    path = Path(path)
+    if path.is_absolute():
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
+    return str(path)
+
+
 def regenerate_command(results: Path, out_dir: Path | None, formats: Sequence[str], dataset: str,
                        defenses: Sequence[str], metrics: Sequence[str], figures: bool = False,
                        figure_metric: str | None = None) -> str:
     """The `bench leaderboard` line that writes this dataset's files again from the same store."""
-    args = ["bench", "leaderboard", "--results", str(results)]
+    args = ["bench", "leaderboard", "--results", _shown(results)]
     if out_dir is not None:
-        args += ["--out", str(out_dir)]
+        args += ["--out", _shown(out_dir)]
     args += ["--format", ",".join(formats), "--dataset", dataset]
     for d in defenses:
         args += ["--defense", d]
@@ -70,7 +82,7 @@ def publish(results: Path, out_dir: Path | None = None, formats: Sequence[str] =
             datasets: Sequence[str] = (), defenses: Sequence[str] = (), metrics: Sequence[str] = (),
             figures: bool = False, figure_metric: str = "ssim") -> list[Path]:
     """Write <out>/<dataset>.<format> for every chosen format and dataset (and the figures); return the paths."""
-    from bench.report.figures import write_figures
+    from bench.report.figures import check_metric, write_figures
 
     results = Path(results)
     bad = [f for f in formats if f not in FORMATS]
@@ -104,6 +116,9 @@ def publish(results: Path, out_dir: Path | None = None, formats: Sequence[str] =
             boards.append(select(board, defenses, metrics))
         if defenses and not boards:
             raise BenchError(f"no finished runs of defense {', '.join(defenses)} on any dataset")
+        if figures:  # every problem is reported before any file is written
+            for board in boards:
+                check_metric(board, figure_metric)
         for board in boards:
             command = regenerate_command(results, out_dir, formats, board.dataset, defenses, metrics, figures,
                                          figure_metric if figures else None)

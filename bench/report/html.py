@@ -22,7 +22,7 @@ th{cursor:pointer;user-select:none;background:#f4f4f4;white-space:nowrap}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.best{font-weight:bold}
-td.grid img{height:160px;margin-right:4px;cursor:zoom-in}
+td.grid img{height:180px;margin-right:4px;cursor:zoom-in}
 td.grid img.big{height:auto;max-width:90vw;cursor:zoom-out}
 .notes{font-size:.9em;color:#444;max-width:70em}
 code{background:#f4f4f4;padding:0 .2em}
@@ -78,7 +78,7 @@ def _num_sort(value: object) -> str:
 
 
 def table(board: Board, table_id: str) -> str:
-    """One sortable table of one defense's board, with the grids of each row's runs in the last column."""
+    """One sortable table of one defense's board, with the grids of each row's runs beside its name."""
     e = html.escape
     frame = board.frame
     settings = varying_settings(frame)
@@ -88,12 +88,12 @@ def table(board: Board, table_id: str) -> str:
     wins = {m: winner(frame, m, info.higher_is_better, places[m]) for m, info in board.metrics.items()}
     head = ["<th data-type=text>attack</th>"]
     head += [f"<th data-type={'num' if s in ('n_train', 'n_test') else 'text'}>{e(s)}</th>" for s in settings]
+    head.append("<th data-type=text title=\"per run: original | released features | reconstruction\">grids</th>")
     head.append("<th data-type=num>seeds</th>")
     for m, info in board.metrics.items():
         direction = {True: "higher is better", False: "lower is better"}.get(info.higher_is_better, "direction not recorded")  # type: ignore[arg-type]
         head.append(f"<th data-type=num data-metric=\"{e(m)}\" title=\"{e(direction)}\">{e(m)} {info.arrow}</th>")
     head += [f"<th data-type=num>utility: {e(u)}</th>" for u in board.utilities]
-    head.append("<th data-type=text>reconstructions (original | released | reconstruction)</th>")
     rows = []
     for i, (_, row) in enumerate(frame.iterrows()):
         cells = [f"<td data-sort=\"{e(str(row['attack']))}\">{e(str(row['attack']))}"
@@ -101,6 +101,14 @@ def table(board: Board, table_id: str) -> str:
         for s in settings:
             sort = _num_sort(row[s]) if s in ("n_train", "n_test") else str(row[s])
             cells.append(f"<td data-sort=\"{e(sort)}\">{e(str(row[s]))}</td>")
+        imgs = []
+        run_ids = str(row["run_ids"]).split()
+        for k, path in enumerate(row.get("grids") or ()):
+            uri = _data_uri(Path(path))
+            rid = run_ids[k] if k < len(run_ids) else ""
+            imgs.append(f"<img src=\"{uri}\" alt=\"grid of run {e(rid)}\" title=\"run {e(rid)}\">" if uri
+                        else f"<span>no grid for run {e(rid)}</span>")
+        cells.append("<td class=grid>" + "".join(imgs) + "</td>")
         cells.append(f"<td class=num data-sort=\"{int(row['seeds'])}\">{int(row['seeds'])}</td>")
         for m in board.metrics:
             sort = _num_sort(row[m]) if int(row[f"{m}_k"]) > 0 else ""
@@ -110,14 +118,6 @@ def table(board: Board, table_id: str) -> str:
             value = row.get(f"utility:{u}")
             text = "" if value is None or pd.isna(value) else f"{float(value):.4g}"
             cells.append(f"<td class=num data-sort=\"{_num_sort(value)}\">{text}</td>")
-        imgs = []
-        run_ids = str(row["run_ids"]).split()
-        for k, path in enumerate(row.get("grids") or ()):
-            uri = _data_uri(Path(path))
-            rid = run_ids[k] if k < len(run_ids) else ""
-            imgs.append(f"<img src=\"{uri}\" alt=\"grid of run {e(rid)}\" title=\"run {e(rid)}\">" if uri
-                        else f"<span>no grid for run {e(rid)}</span>")
-        cells.append("<td class=grid>" + "".join(imgs) + "</td>")
         rows.append(f"<tr title=\"{e(labels[i])}\">" + "".join(cells) + "</tr>")
     return (f"<table class=board id=\"{e(table_id)}\"><thead><tr>{''.join(head)}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")

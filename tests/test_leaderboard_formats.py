@@ -222,6 +222,22 @@ def test_latex_table(paper_store: Path) -> None:
     assert re.search(r"% row cfgan: config_id [0-9a-f]{16}; run_ids( [0-9a-f]{16}){3}", tex)
 
 
+def test_rows_differing_in_settings_share_a_table_with_that_setting_as_a_column(tmp_path: Path) -> None:
+    """Same attack and defense, two private-split sizes: two rows (never merged) and an n_test column."""
+    with Store(tmp_path / "bench.sqlite") as s:
+        _add(s, _spec(n_test=200), {"ssim": 0.41})
+        _add(s, _spec(n_test=8), {"ssim": 0.62})
+        _add(s, _spec(attack="b", n_test=200), {"ssim": 0.30})
+        board = load_board(s, "d")
+    assert len(by_defense(board)) == 1  # one table
+    header, rows = _table_rows(markdown.render(board, "cmd"), "defense none")
+    assert header == ["attack", "n\\_test", "seeds", "ssim ↑"]
+    assert sorted((r[0], r[1], r[3].strip("*")) for r in rows) == [("a", "200", "0.4100"), ("a", "8", "0.6200"),
+                                                                   ("b", "200", "0.3000")]
+    md = markdown.render(board, "cmd")
+    assert "8 private" not in md and "20 auxiliary (attacker) images per run" in md  # only what all rows share
+
+
 def test_latex_escapes_specials() -> None:
     assert latex.escape("a_b%c&d#e$f{g}h~i^j\\k") == (r"a\_b\%c\&d\#e\$f\{g\}h\textasciitilde{}i"
                                                        r"\textasciicircum{}j\textbackslash{}k")

@@ -16,7 +16,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.report import html, latex, markdown
-from bench.report.leaderboard import _write_csv_atomically, leaderboard_frame
+from bench.report.leaderboard import FIRST_COLUMNS, _write_csv_atomically, leaderboard_frame
 from bench.report.tables import Board, defense_name, load_board, select
 from bench.store.db import Store
 
@@ -71,10 +71,13 @@ def filtered_csv_frame(store: Store, dataset: str, defenses: Sequence[str], metr
     if defenses:
         wanted = set(defenses)
         frame = frame[frame["defense"].astype(str).map(lambda d: d in wanted or defense_name(d) in wanted)]
-    if metrics:
+    if metrics:  # only these metrics' columns (mean, std, note), in the order given
         names = {c for c in frame.columns if f"{c}_std" in frame.columns}
-        frame = frame.drop(columns=[f"{m}{suffix}" for m in names - set(metrics) for suffix in ("", "_std", "_note")
-                                    if f"{m}{suffix}" in frame.columns])
+        groups = {c for m in names for c in (m, f"{m}_std", f"{m}_note")}
+        first = [c for c in frame.columns if c not in groups and c in FIRST_COLUMNS]
+        chosen = [c for m in metrics for c in (m, f"{m}_std", f"{m}_note") if c in frame.columns]
+        rest = [c for c in frame.columns if c not in groups and c not in first]
+        frame = frame[first + chosen + rest]
     return frame.reset_index(drop=True)
 
 

@@ -317,6 +317,8 @@ def notes(board: Board, command: str) -> Notes:
         parts.append(f"{common['n_train']} auxiliary (attacker) / {common['n_test']} private (scored) images per run")
     elif "n_test" in common:
         parts.append(f"{common['n_test']} private (scored) images per run")
+    elif "n_train" in common:
+        parts.append(f"{common['n_train']} auxiliary (attacker) images per run")
     for key in ("profile", "extractor", "aux_dataset"):
         if key in common and not (key == "aux_dataset" and str(common[key]) == board.dataset):
             parts.append(f"{key} {common[key]}")

@@ -242,6 +242,7 @@ def test_latex_escapes_specials() -> None:
     assert latex.escape("a_b%c&d#e$f{g}h~i^j\\k") == (r"a\_b\%c\&d\#e\$f\{g\}h\textasciitilde{}i"
                                                        r"\textasciicircum{}j\textbackslash{}k")
     assert latex.escape("0.5 ± 0.1 ↑") == r"0.5 $\pm$ 0.1 $\uparrow$"
+    assert latex.escape("bench weights pull --all ---") == r"bench weights pull -{}-all -{}-{}-"
 
 
 def test_source_column_is_shown_when_present(paper_store: Path) -> None:

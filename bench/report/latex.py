@@ -13,12 +13,15 @@ _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": 
             "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
             ">": r"\textgreater{}", "|": r"\textbar{}"}
 _UNICODE = {"±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "†": r"$^\dagger$", "×": r"$\times$",
-            "—": "---", "–": "--", "≥": r"$\geq$", "≤": r"$\leq$", "σ": r"$\sigma$", "²": r"$^2$", "√": r"$\surd$"}
+            "—": "---", "–": "--", "≥": r"$\geq$", "≤": r"$\leq$", "σ": r"$\sigma$", "²": r"$^2$", "√": r"$\surd$",
+            "≈": r"$\approx$", "→": r"$\rightarrow$", "·": r"$\cdot$", "…": r"\ldots{}", "−": r"$-$",
+            "³": r"$^3$", "µ": r"$\mu$", "μ": r"$\mu$"}
 
 
 def escape(text: object) -> str:
     """Text safe in LaTeX: special characters escaped, the few Unicode signs we print mapped to macros."""
     out = "".join(_SPECIAL.get(ch, ch) for ch in str(text))
+    out = out.replace("--", "-{}-").replace("--", "-{}-")  # `--format` stays two hyphens, not an en dash
     for sign, macro in _UNICODE.items():
         out = out.replace(sign, macro)
     return out

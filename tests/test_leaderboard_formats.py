@@ -222,6 +222,23 @@ def test_latex_table(paper_store: Path) -> None:
     assert re.search(r"% row cfgan: config_id [0-9a-f]{16}; run_ids( [0-9a-f]{16}){3}", tex)
 
 
+def test_caveats_and_sample_counts_of_ok_values_are_said(tmp_path: Path) -> None:
+    """A caveat stored with an ok value (FID's small-sample bias) and a metric scored on another count are noted."""
+    with Store(tmp_path / "bench.sqlite") as s:
+        for attack, v in (("a", 40.0), ("b", 80.0)):
+            spec = _spec(attack=attack)
+            s.start_run(spec.run_id, spec.to_dict())
+            s.set_set_metric(spec.run_id, "fid", v, 6, "c", detail="biased: computed on 6 < 2048 images",
+                             higher_is_better=False)
+            s.set_set_metric(spec.run_id, "ssim", 0.5, 8, "c", higher_is_better=True)
+            s.finish_run(spec.run_id, {})
+        board = load_board(s, "d")
+    for text in (markdown.render(board, "cmd"), html.render(board, "cmd")):
+        assert "biased: computed on 6 \\< 2048 images" in text or "biased: computed on 6 &lt; 2048 images" in text
+        assert "fid on 6" in text
+    assert r"Caveat on fid: biased: computed on 6 \textless{} 2048 images." in latex.render(board, "cmd")
+
+
 def test_rows_differing_in_settings_share_a_table_with_that_setting_as_a_column(tmp_path: Path) -> None:
     """Same attack and defense, two private-split sizes: two rows (never merged) and an n_test column."""
     with Store(tmp_path / "bench.sqlite") as s:

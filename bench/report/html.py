@@ -141,6 +141,7 @@ def render(board: Board, command: str) -> str:
         if n.dataset_note:
             items.append(f"Data: {e(n.dataset_note)}.")
         items += [f"Missing <code>{e(m)}</code>: {e(d)}." for m, d in n.missing]
+        items += [f"Caveat on <code>{e(m)}</code>: {e(d)}." for m, d in n.caveats]
         items += [f"† {e(label)}: imported from a submitted bundle ({e(s)})." for label, s in n.sources]
         items += [f"<code>{e(m)}</code>: {e(c)}" for m, c in n.conventions]
         items += [f"{e(label)}: configuration <code>{e(cid)}</code>, runs <code>{e(runs)}</code>"

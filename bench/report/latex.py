@@ -73,6 +73,7 @@ def render(board: Board, command: str) -> str:
         if n.dataset_note:
             foot.append(f"Data: {escape(n.dataset_note)}.")
         foot += [f"Missing {escape(m)}: {escape(d)}." for m, d in n.missing]
+        foot += [f"Caveat on {escape(m)}: {escape(d)}." for m, d in n.caveats]
         foot += [f"$^\\dagger${escape(label)}: imported from a submitted bundle ({escape(s)})." for label, s in n.sources]
         foot += [f"{escape(m)}: {escape(c)}." for m, c in n.conventions]
         if foot:

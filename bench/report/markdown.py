@@ -58,6 +58,8 @@ def render(board: Board, command: str) -> str:
             out += ["", f"Data: {escape(n.dataset_note)}."]
         for metric, detail in n.missing:
             out += ["", f"Missing `{metric}`: {escape(detail)}."]
+        for metric, detail in n.caveats:
+            out += ["", f"Caveat on `{metric}`: {escape(detail)}."]
         for label, source in n.sources:
             out += ["", f"† {escape(label)}: imported from a submitted bundle ({escape(source)})."]
         if n.conventions:

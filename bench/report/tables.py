@@ -41,6 +41,7 @@ class MetricInfo:
     conventions: tuple[str, ...] = ()
     sample_counts: tuple[int, ...] = ()
     details: tuple[str, ...] = ()  # status details of non-ok values ("unavailable: bench weights pull lpips-alex")
+    caveats: tuple[str, ...] = ()  # details recorded with ok values ("biased: computed on 200 < 2048 images")
 
     @property
     def arrow(self) -> str:
@@ -86,7 +87,8 @@ def _metric_stats(entries: list[dict[str, Any] | None]) -> tuple[float, float, i
 
 
 def _merge_info(info: dict[str, dict[str, Any]], name: str, entry: dict[str, Any]) -> None:
-    slot = info.setdefault(name, {"hib": None, "lo": None, "hi": None, "conv": [], "n": set(), "details": []})
+    slot = info.setdefault(name, {"hib": None, "lo": None, "hi": None, "conv": [], "n": set(), "details": [],
+                                  "caveats": []})
     if slot["hib"] is None and entry.get("higher_is_better") is not None:
         slot["hib"] = bool(entry["higher_is_better"])
     if slot["lo"] is None and entry.get("lo") is not None:
@@ -97,6 +99,8 @@ def _merge_info(info: dict[str, dict[str, Any]], name: str, entry: dict[str, Any
         slot["conv"].append(str(entry["convention"]))
     if entry.get("status", "ok") == "ok":
         slot["n"].add(int(entry.get("n") or 0))
+        if entry.get("detail") and str(entry["detail"]) not in slot["caveats"]:
+            slot["caveats"].append(str(entry["detail"]))
     else:
         text = f"{entry['status']}: {entry['detail']}" if entry.get("detail") else str(entry["status"])
         if text not in slot["details"]:
@@ -157,9 +161,10 @@ def metric_infos(frame: pd.DataFrame, names: Sequence[str]) -> dict[str, MetricI
             for e in (entries or {}).get(name, []):
                 if e is not None:
                     _merge_info(info, name, e)
-        s = info.get(name) or {"hib": None, "lo": None, "hi": None, "conv": [], "n": set(), "details": []}
+        s = info.get(name) or {"hib": None, "lo": None, "hi": None, "conv": [], "n": set(), "details": [],
+                               "caveats": []}
         out[name] = MetricInfo(name, s["hib"], s["lo"], s["hi"], tuple(s["conv"]), tuple(sorted(s["n"])),
-                               tuple(s["details"]))
+                               tuple(s["details"]), tuple(s["caveats"]))
     return out
 
 
@@ -302,6 +307,7 @@ class Notes:
     samples: str
     conventions: list[tuple[str, str]]
     missing: list[tuple[str, str]]
+    caveats: list[tuple[str, str]]
     dataset_note: str
     sources: list[tuple[str, str]]
     provenance: list[tuple[str, str, str]]  # (row label, config id, run ids)
@@ -329,11 +335,12 @@ def notes(board: Board, command: str) -> Notes:
         parts.append("metrics scored on other counts: " + "; ".join(odd))
     conv = [(m, " | ".join(i.conventions)) for m, i in board.metrics.items() if i.conventions]
     missing = [(m, "; ".join(i.details)) for m, i in board.metrics.items() if i.details]
+    caveats = [(m, "; ".join(i.caveats)) for m, i in board.metrics.items() if i.caveats]
     dnotes = sorted({str(v) for v in frame.get("dataset_note", pd.Series(dtype=str)) if str(v) not in ("", "nan")})
     labels = row_labels(frame)
     src = [(lab, s) for lab, s in zip(labels, sources(frame)) if s]
     prov = [(lab, str(r["config_id"]), str(r["run_ids"])) for lab, (_, r) in zip(labels, frame.iterrows())]
-    return Notes("; ".join(parts), conv, missing, "; ".join(dnotes), src, prov, command)
+    return Notes("; ".join(parts), conv, missing, caveats, "; ".join(dnotes), src, prov, command)
 
 
 BEST_RULE = ("best value in bold only when it is not tied with the runner-up at the shown precision and its "

@@ -73,7 +73,7 @@ class SemSim(Metric):
         from bench import semsim_train as st
 
         fix = (f"{st.TRAIN_FIX} (SOURCE: `store` or a folder in the SemSim release layout; "
-               f"no trained checkpoint in {st.semsim_dir()})")
+               "no trained checkpoint in $BENCH_HOME/weights/semsim)")
         try:
             entries = st.read_manifest()
         except BenchError as exc:

@@ -1,0 +1,56 @@
+"""`bench correlate`: how well each metric agrees with the human annotations in a results store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bench.cli.common import user_errors
+
+
+@click.command("correlate")
+@click.option("--results", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True,
+              help="Results folder whose store holds the runs, their metric values and the annotations.")
+@click.option("--level", type=click.Choice(["config", "sample"]), default="config", show_default=True,
+              help="config: one point per configuration (attack × defense × dataset; seeds pooled), human score = "
+                   "share judged recognisable (SemSim's protocol); sample: one point per reconstruction.")
+@click.option("--metrics", multiple=True, metavar="NAME[,NAME...]", help="Metrics to correlate [all with values].")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder for the CSVs and plots [RESULTS/correlation].")
+@click.option("--resamples", type=click.IntRange(100, 1_000_000), default=2000, show_default=True,
+              help="Bootstrap resamples for the 95 % intervals.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--no-plots", is_flag=True, help="Write the CSVs only.")
+@user_errors
+def correlate_cmd(results: Path, level: str, metrics: tuple[str, ...], out_dir: Path | None, resamples: int,
+                  seed: int, no_plots: bool) -> None:
+    """Spearman, Pearson and Kendall (p-values, bootstrap 95 % CIs) of each metric against the annotations,
+    oriented so that positive means "agrees with humans"; inter-annotator agreement beside them."""
+    from bench.report.correlation import correlate
+
+    names = [m.strip() for value in metrics for m in value.split(",") if m.strip()] or None
+    rep = correlate(results, level, names, out_dir, n_resamples=resamples, seed=seed, plots=not no_plots)
+    if rep.constructed:
+        click.echo("NOTE: constructed annotations, not human judgements (annotator ids beginning 'constructed')")
+    click.echo(f"{len(rep.annotators)} annotator(s): {', '.join(rep.annotators)}")
+    ag = rep.agreement
+    click.echo(f"agreement: Krippendorff's alpha (nominal) = {ag.alpha:.3f} over {ag.units} item(s) with two or more "
+               f"answers" if ag.status == "ok" else f"agreement: {ag.reason}")
+    click.echo(f"{level} level; positive = agrees with humans; 95 % percentile bootstrap ({resamples} resamples)")
+    click.echo(f"{'metric':<18} {'n':>4} {'spearman':>26} {'pearson':>26} {'kendall':>26}")
+    for metric in rep.points:
+        cells = []
+        for method in ("spearman", "pearson", "kendall"):
+            r = next(x for x in rep.rows if x["metric"] == metric and x["method"] == method)
+            cells.append(f"{r['r']} [{r['ci_low']}, {r['ci_high']}]" if r["status"] == "ok" else "undefined")
+        n = next(x for x in rep.rows if x["metric"] == metric)["n"]
+        line = f"{metric:<18} {n:>4} " + " ".join(f"{c:>26}" for c in cells)
+        problem = next((x["note"] for x in rep.rows if x["metric"] == metric and x["status"] != "ok"), "")
+        click.echo(line + (f"  ({problem})" if problem else ""))
+    for note in rep.notes:
+        click.echo(f"note: {note}")
+    click.echo(f"table:  {rep.csv_path}")
+    click.echo(f"points: {rep.points_path}")
+    for p in rep.plots:
+        click.echo(f"plot:   {p}")

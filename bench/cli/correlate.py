@@ -27,7 +27,7 @@ def correlate_cmd(results: Path, level: str, metrics: tuple[str, ...], out_dir: 
                   seed: int, no_plots: bool) -> None:
     """Spearman, Pearson and Kendall (p-values, bootstrap 95 % CIs) of each metric against the annotations,
     oriented so that positive means "agrees with humans"; inter-annotator agreement beside them."""
-    from bench.report.correlation import correlate
+    from bench.report.correlation import correlate, fmt
 
     names = [m.strip() for value in metrics for m in value.split(",") if m.strip()] or None
     rep = correlate(results, level, names, out_dir, n_resamples=resamples, seed=seed, plots=not no_plots)
@@ -38,16 +38,14 @@ def correlate_cmd(results: Path, level: str, metrics: tuple[str, ...], out_dir: 
     click.echo(f"agreement: Krippendorff's alpha (nominal) = {ag.alpha:.3f} over {ag.units} item(s) with two or more "
                f"answers" if ag.status == "ok" else f"agreement: {ag.reason}")
     click.echo(f"{level} level; positive = agrees with humans; 95 % percentile bootstrap ({resamples} resamples)")
-    click.echo(f"{'metric':<18} {'n':>4} {'spearman':>26} {'pearson':>26} {'kendall':>26}")
-    for metric in rep.points:
-        cells = []
-        for method in ("spearman", "pearson", "kendall"):
-            r = next(x for x in rep.rows if x["metric"] == metric and x["method"] == method)
-            cells.append(f"{r['r']} [{r['ci_low']}, {r['ci_high']}]" if r["status"] == "ok" else "undefined")
-        n = next(x for x in rep.rows if x["metric"] == metric)["n"]
-        line = f"{metric:<18} {n:>4} " + " ".join(f"{c:>26}" for c in cells)
-        problem = next((x["note"] for x in rep.rows if x["metric"] == metric and x["status"] != "ok"), "")
-        click.echo(line + (f"  ({problem})" if problem else ""))
+    click.echo(f"{'metric':<18} {'method':<9} {'n':>4} {'r':>7} {'p':>8}  95 % CI")
+    for r in rep.rows:
+        head = f"{r['metric']:<18} {r['method']:<9} {r['n']:>4} "
+        if r["status"] == "ok":
+            click.echo(head + f"{fmt(r['r']):>7} {fmt(r['p']):>8}  [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]"
+                       + (f"  ({r['note']})" if r["note"] else ""))
+        else:
+            click.echo(head + f"{'undefined':>7}  ({r['note']})")
     for note in rep.notes:
         click.echo(f"note: {note}")
     click.echo(f"table:  {rep.csv_path}")

@@ -151,8 +151,16 @@ def collect(store: Any, level: str, metrics: Sequence[str] | None) -> tuple[dict
     return out, answers, notes, from_sources
 
 
-def _fmt(v: float | None, digits: int = 4) -> str:
-    return UNDEFINED if v is None else f"{v:.{digits}g}" if abs(v) < 1e-3 and v != 0 else f"{v:.{digits}f}"
+def _cell(v: float | None) -> float | str:
+    """A table cell: the value at full precision, or the word 'undefined' (never NaN)."""
+    return UNDEFINED if v is None else float(v)
+
+
+def fmt(v: float | str, digits: int = 3) -> str:
+    """A cell for reading: 3 decimals (p-values below 0.001 in e-notation), or 'undefined'."""
+    if isinstance(v, str):
+        return v
+    return f"{v:.1e}" if 0 < abs(v) < 1e-3 else f"{v:.{digits}f}"
 
 
 def correlate(results: Path, level: str = "config", metrics: Sequence[str] | None = None,
@@ -196,8 +204,8 @@ def correlate(results: Path, level: str = "config", metrics: Sequence[str] | Non
                 if c.status == "ok" and ci.dropped:
                     note = (note + "; " if note else "") + f"{ci.dropped} constant bootstrap resample(s) dropped"
                 row.update(status=c.status, note=note)
-            row.update(r=_fmt(c.r if c else None), p=_fmt(c.p if c else None),
-                       ci_low=_fmt(ci.lo if ci else None), ci_high=_fmt(ci.hi if ci else None),
+            row.update(r=_cell(c.r if c else None), p=_cell(c.p if c else None),
+                       ci_low=_cell(ci.lo if ci else None), ci_high=_cell(ci.hi if ci else None),
                        ci_resamples=ci.n_resamples if ci else 0, ci_dropped=ci.dropped if ci else 0)
             rows.append(row)
     out_dir = Path(out_dir) if out_dir is not None else results / "correlation"
@@ -242,10 +250,9 @@ def scatter(p: Points, level: str, rows: list[dict[str, Any]], out_dir: Path, la
     sign = "" if p.higher_is_better else "−"
     ax.set_xlabel(f"{sign}{p.metric} ({'higher' if p.higher_is_better else 'lower'} is better; oriented)")
     ax.set_ylabel("share judged recognisable")
-    rho = sp["r"] if sp["status"] == "ok" else UNDEFINED
-    title = f"{p.metric}, {level} level: Spearman {rho}"
+    title = f"{p.metric}, {level} level: Spearman {fmt(sp['r'])}"
     if sp["status"] == "ok":
-        title += f" [{sp['ci_low']}, {sp['ci_high']}]"
+        title += f" [{fmt(sp['ci_low'])}, {fmt(sp['ci_high'])}]"
     ax.set_title(f"{title}, n={len(p.x)}", fontsize=9)
     if label != "human":
         fig.text(0.5, 0.005, label, ha="center", va="bottom", fontsize=8, color="#b00")

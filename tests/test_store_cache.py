@@ -232,7 +232,8 @@ def test_newer_schema_is_a_clear_error(tmp_path: Path) -> None:
     raw.execute("INSERT INTO schema_version VALUES (99)")
     raw.commit()
     raw.close()
-    with pytest.raises(BenchError, match=rf"newer bench \(schema 99 > {SCHEMA_VERSION}\); upgrade leakbench or use another --results"):
+    with pytest.raises(BenchError, match=rf"newer bench \(schema 99 > {SCHEMA_VERSION}\); upgrade leakbench or use"
+                                         rf" another --results"):
         Store(path)
 
 

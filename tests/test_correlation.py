@@ -61,8 +61,9 @@ def test_constant_columns_and_tiny_samples_are_undefined_not_nan(method: str) ->
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_bootstrap_equals_scipy_percentile_bootstrap(method: str) -> None:
-    x, y = _data(n=25, seed=3)
+@pytest.mark.parametrize("ties", [False, True])
+def test_bootstrap_equals_scipy_percentile_bootstrap(method: str, ties: bool) -> None:
+    x, y = _data(n=25, seed=3, ties=ties)
     got = bootstrap_interval(x, y, method, n_resamples=300, seed=7)
     ref = stats.bootstrap((x, y), lambda a, b: SCIPY[method](a, b)[0], paired=True, vectorized=False,
                           method="percentile", n_resamples=300, confidence_level=0.95,
@@ -77,12 +78,12 @@ def test_bootstrap_coverage_is_near_nominal() -> None:
     rng = np.random.default_rng(11)
     cov = [[1, 0.5], [0.5, 1]]
     hits = 0
-    trials = 60
+    trials = 200
     for t in range(trials):
         xy = rng.multivariate_normal([0, 0], cov, size=60)
         ci = bootstrap_interval(xy[:, 0], xy[:, 1], "pearson", n_resamples=300, level=0.9, seed=t)
         hits += ci.lo <= 0.5 <= ci.hi
-    assert 0.75 <= hits / trials <= 1.0
+    assert 0.8 <= hits / trials <= 0.97
 
 
 def test_bootstrap_drops_constant_resamples_and_counts_them() -> None:

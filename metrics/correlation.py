@@ -176,3 +176,39 @@ def krippendorff_alpha_nominal(answers: Mapping[Hashable, Mapping[Hashable, Hash
                          reason="undefined (every answer is the same value)")
     observed = o.sum() - np.trace(o)
     return Agreement("ok", float(1 - observed / expected), len(annotators), pairable)
+
+
+# ------------------------------------------------------------------------------- two-alternative forced choice
+@dataclass(frozen=True)
+class ForcedChoice:
+    """How often a metric picks the reconstruction an annotator judged closer (ties in the metric count half)."""
+
+    status: str
+    rate: float | None = None
+    n: int = 0
+    ties: int = 0
+    p: float | None = None  # two-sided binomial test against chance (0.5) over the untied answers
+    lo: float | None = None
+    hi: float | None = None
+    reason: str = ""
+
+
+def forced_choice_agreement(metric_diff: Sequence[float], human: Sequence[int], n_resamples: int = 2000,
+                            level: float = 0.95, seed: int = 0) -> ForcedChoice:
+    """`metric_diff[i]` = oriented metric of reconstruction a minus that of b, `human[i]` = +1 when the annotator
+    chose a, -1 for b. Agreement per answer is 1 when the signs match, 0.5 on a metric tie, else 0; the rate is its
+    mean, with a percentile bootstrap interval over answers and scipy's binomial test on the untied answers."""
+    d, h = np.asarray(metric_diff, dtype=float), np.asarray(human, dtype=float)
+    if d.shape != h.shape or d.ndim != 1 or not np.isin(h, (-1, 1)).all() or not np.isfinite(d).all():
+        raise ValueError("metric_diff must be finite and human must be +1/-1, both 1-d of one length")
+    if len(d) == 0:
+        return ForcedChoice("undefined", reason="undefined: no pair answers with values of this metric")
+    score = np.where(d == 0, 0.5, (np.sign(d) == h).astype(float))
+    ties = int((d == 0).sum())
+    untied = score[d != 0]
+    p = float(stats.binomtest(int(untied.sum()), len(untied), 0.5).pvalue) if len(untied) else None
+    idx = np.random.default_rng(seed).integers(0, len(score), (n_resamples, len(score)))
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(score[idx].mean(axis=1), [alpha, 1 - alpha])
+    return ForcedChoice("ok", float(score.mean()), len(score), ties, p, float(lo), float(hi),
+                        "" if untied.size else "every answer is a metric tie: no binomial test")

@@ -131,7 +131,8 @@ def test_correlate_user_errors(tmp_path: Path) -> None:
     assert out.exit_code == 2 and out.output.startswith("error: no results store")
     Store(tmp_path / "r" / "bench.sqlite").close()
     out = CliRunner().invoke(main, ["correlate", "--results", str(tmp_path / "r")])
-    assert out.exit_code == 2 and "no 'recognisable' annotations" in out.output and "Traceback" not in out.output
+    assert out.exit_code == 2 and "no 'recognisable' or pair annotations" in out.output
+    assert "Traceback" not in out.output
 
 
 def test_human_labels_say_human(tmp_path: Path) -> None:
@@ -141,3 +142,31 @@ def test_human_labels_say_human(tmp_path: Path) -> None:
     assert out.exit_code == 0 and "constructed" not in out.output
     table = _table(results / "correlation" / "correlation-config.csv")
     assert {r["annotations"] for r in table.values()} == {"human"}
+
+
+def test_pair_answers_give_forced_choice_agreement(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    truth = _build(results)
+    keys = sorted(truth["sample"])
+    rng = np.random.default_rng(2)
+    expected = {"psnr": [], "mse": []}
+    with Store(results / "bench.sqlite") as st:
+        for k in range(12):
+            a, b = keys[k], keys[-1 - k]  # two reconstructions (different runs); same original not needed here
+            for ann in ANNOTATORS:
+                choice = "a" if rng.random() < 0.7 else "b"
+                st.set_pair_annotation(a, b, f"s{a[1]}", choice, ann)
+                want = 1 if choice == "a" else -1
+                for metric, sign in (("psnr", 1), ("mse", -1)):
+                    d = sign * (truth["sample"][a][metric] - truth["sample"][b][metric])
+                    expected[metric].append(0.5 if d == 0 else float(np.sign(d) == want))
+    out = CliRunner().invoke(main, ["correlate", "--results", str(results), "--no-plots", "--resamples", "200"])
+    assert out.exit_code == 0, out.output
+    assert "pairs (two-alternative forced choice): 2 annotator(s)" in out.output
+    rows = {r["metric"]: r for r in csv.DictReader((results / "correlation" / "pairs.csv").open())}
+    for metric, scores in expected.items():
+        row = rows[metric]
+        assert int(row["answers"]) == 24 and int(row["pairs"]) == 12
+        assert float(row["agreement"]) == pytest.approx(np.mean(scores))
+        assert float(row["p"]) == pytest.approx(stats.binomtest(int(sum(scores)), 24, 0.5).pvalue)
+        assert row["annotations"] == "constructed annotations, not human judgements"

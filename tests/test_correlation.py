@@ -127,3 +127,21 @@ def test_krippendorff_alpha_worked_cases() -> None:
     assert disjoint.status == "undefined" and "two annotators" in disjoint.reason
     same = krippendorff_alpha_nominal({u: {"a": 1, "b": 1} for u in range(4)})
     assert same.status == "undefined" and "same value" in same.reason
+
+
+def test_forced_choice_agreement_by_hand_and_binomial_test() -> None:
+    from bench.metrics.correlation import forced_choice_agreement
+
+    diff = [0.3, -0.2, 0.1, 0.0, 0.5, -0.4, 0.2, 0.7]
+    human = [1, -1, -1, 1, 1, 1, 1, 1]
+    got = forced_choice_agreement(diff, human, n_resamples=500, seed=1)
+    # agreements: yes, yes, no, tie (0.5), yes, no, yes, yes -> (5 + 0.5) / 8
+    assert got.rate == pytest.approx(5.5 / 8) and got.n == 8 and got.ties == 1
+    assert got.p == pytest.approx(stats.binomtest(5, 7, 0.5).pvalue)
+    rng = np.random.default_rng(1)
+    score = np.array([1, 1, 0, 0.5, 1, 0, 1, 1])
+    boot = score[rng.integers(0, 8, (500, 8))].mean(axis=1)
+    assert (got.lo, got.hi) == pytest.approx(tuple(np.quantile(boot, [0.025, 0.975])))
+    assert forced_choice_agreement([], []).status == "undefined"
+    with pytest.raises(ValueError):
+        forced_choice_agreement([0.1], [0])

@@ -31,7 +31,7 @@ def correlate_cmd(results: Path, level: str, metrics: tuple[str, ...], out_dir: 
 
     names = [m.strip() for value in metrics for m in value.split(",") if m.strip()] or None
     rep = correlate(results, level, names, out_dir, n_resamples=resamples, seed=seed, plots=not no_plots)
-    if rep.constructed:
+    if rep.constructed or any(r["annotations"] != "human" for r in rep.pair_rows):
         click.echo("NOTE: constructed annotations, not human judgements (annotator ids beginning 'constructed')")
     click.echo(f"{len(rep.annotators)} annotator(s): {', '.join(rep.annotators)}")
     ag = rep.agreement
@@ -46,9 +46,24 @@ def correlate_cmd(results: Path, level: str, metrics: tuple[str, ...], out_dir: 
                        + (f"  ({r['note']})" if r["note"] else ""))
         else:
             click.echo(head + f"{'undefined':>7}  ({r['note']})")
+    if rep.pair_rows:
+        first = rep.pair_rows[0]
+        click.echo(f"pairs (two-alternative forced choice): {first['annotators']} annotator(s); "
+                   + (f"agreement: Krippendorff's alpha (nominal) = {first['agreement_alpha']:.3f}"
+                      if first["agreement_alpha"] != "undefined" else first["agreement_note"]))
+        click.echo(f"{'metric':<18} {'answers':>7} {'agrees':>7} {'p':>8}  95 % CI   (chance = 0.5)")
+        for r in rep.pair_rows:
+            head = f"{r['metric']:<18} {r['answers']:>7} "
+            if r["status"] == "ok":
+                click.echo(head + f"{fmt(r['agreement']):>7} {fmt(r['p']):>8}  [{fmt(r['ci_low'])}, "
+                           f"{fmt(r['ci_high'])}]" + (f"  ({r['note']})" if r["note"] else ""))
+            else:
+                click.echo(head + f"{'undefined':>7}  ({r['note']})")
     for note in rep.notes:
         click.echo(f"note: {note}")
     click.echo(f"table:  {rep.csv_path}")
     click.echo(f"points: {rep.points_path}")
+    if rep.pairs_path:
+        click.echo(f"pairs:  {rep.pairs_path}")
     for p in rep.plots:
         click.echo(f"plot:   {p}")

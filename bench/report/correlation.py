@@ -18,10 +18,13 @@ from typing import Any, Sequence
 
 from bench.annotations.transfer import CONSTRUCTED_NOTE, is_constructed
 from bench.errors import BenchError
-from bench.metrics.correlation import METHODS, Agreement, bootstrap_interval, correlation, krippendorff_alpha_nominal
+from bench.metrics.correlation import (METHODS, Agreement, bootstrap_interval, correlation, forced_choice_agreement,
+                                      krippendorff_alpha_nominal)
 
 LEVELS = ("config", "sample")
 UNDEFINED = "undefined"
+PAIR_COLUMNS = ("metric", "orientation", "answers", "pairs", "agreement", "ci_low", "ci_high", "p", "metric_ties",
+                "status", "note", "annotators", "agreement_alpha", "agreement_note", "annotations")
 STAT_COLUMNS = ("level", "metric", "orientation", "method", "n", "r", "p", "ci_low", "ci_high", "ci_level",
                 "ci_resamples", "ci_dropped", "status", "note", "annotators", "agreement_alpha", "agreement_note",
                 "annotations")
@@ -52,6 +55,8 @@ class CorrelationReport:
     points_path: Path
     plots: list[Path]
     notes: list[str]
+    pair_rows: list[dict[str, Any]] = field(default_factory=list)
+    pairs_path: Path | None = None
 
 
 def _human_scores(store: Any) -> tuple[dict[tuple[str, int], float], dict[tuple[str, int], dict[str, float]], int]:
@@ -151,6 +156,59 @@ def collect(store: Any, level: str, metrics: Sequence[str] | None) -> tuple[dict
     return out, answers, notes, from_sources
 
 
+def forced_choice_rows(store: Any, metrics: Sequence[str] | None, n_resamples: int, seed: int) -> list[dict[str, Any]]:
+    """Two-alternative forced choice: per metric, how often it prefers the reconstruction annotators chose."""
+    answers = [p for p in store.pair_annotations() if p["run_a"] and p["run_b"] and p["source"] is None]
+    if not answers:
+        return []
+    runs = sorted({p["run_a"] for p in answers} | {p["run_b"] for p in answers})
+    values: dict[tuple[str, int], dict[str, float]] = {}
+    dirs: dict[str, set[bool | None]] = {}
+    for rid in runs:
+        for row in store.sample_metrics(rid):
+            if row["status"] == "ok" and row["value"] is not None:
+                values.setdefault((rid, int(row["sample_index"])), {})[row["metric"]] = float(row["value"])
+        for m, v in store.set_metrics(rid).items():
+            dirs.setdefault(m, set()).add(v["higher_is_better"])
+    units: dict[tuple, dict[str, str]] = {}
+    for p in answers:
+        units.setdefault((p["run_a"], p["index_a"], p["run_b"], p["index_b"]), {})[p["annotator"]] = p["choice"]
+    annotators = sorted({p["annotator"] for p in answers})
+    agreement = krippendorff_alpha_nominal(units)
+    label = CONSTRUCTED_NOTE if any(is_constructed(a) for a in annotators) else "human"
+    names = sorted({m for v in values.values() for m in v})
+    out = []
+    for metric in (list(metrics) if metrics else names):
+        hib, why = _direction(metric, dirs.get(metric, set()))
+        row: dict[str, Any] = {
+            "metric": metric, "annotators": len(annotators), "annotations": label,
+            "agreement_alpha": UNDEFINED if agreement.alpha is None else agreement.alpha,
+            "agreement_note": ("Krippendorff's alpha (nominal) over pairs answered by two or more annotators"
+                               if agreement.status == "ok" else f"agreement: {agreement.reason}"),
+            "orientation": ("" if hib is None else
+                            "as stored (higher is better)" if hib else "negated (lower is better)")}
+        diffs: list[float] = []
+        human: list[int] = []
+        pairs = set()
+        if hib is not None:
+            sign = 1.0 if hib else -1.0
+            for p in answers:
+                va = values.get((p["run_a"], int(p["index_a"])), {}).get(metric)
+                vb = values.get((p["run_b"], int(p["index_b"])), {}).get(metric)
+                if va is not None and vb is not None:
+                    diffs.append(sign * (va - vb))
+                    human.append(1 if p["choice"] == "a" else -1)
+                    pairs.add((p["run_a"], p["index_a"], p["run_b"], p["index_b"]))
+        fc = forced_choice_agreement(diffs, human, n_resamples, seed=seed)
+        ok = hib is not None and fc.status == "ok"
+        note = f"undefined: {why}, so it cannot be oriented" if hib is None else fc.reason
+        row.update(answers=fc.n, pairs=len(pairs), agreement=_cell(fc.rate if ok else None),
+                   ci_low=_cell(fc.lo if ok else None), ci_high=_cell(fc.hi if ok else None),
+                   p=_cell(fc.p if ok else None), metric_ties=fc.ties, status="ok" if ok else UNDEFINED, note=note)
+        out.append(row)
+    return out
+
+
 def _cell(v: float | None) -> float | str:
     """A table cell: the value at full precision, or the word 'undefined' (never NaN)."""
     return UNDEFINED if v is None else float(v)
@@ -175,9 +233,12 @@ def correlate(results: Path, level: str = "config", metrics: Sequence[str] | Non
         raise BenchError(f"no results store at {db}; give --results DIR, a folder `bench run` wrote")
     with Store(db) as store:
         points, answers, notes, _ = collect(store, level, metrics)
-    if not answers:
-        raise BenchError(f"{db}: no 'recognisable' annotations of runs in this store; collect some with "
+        choice_rows = forced_choice_rows(store, metrics, n_resamples, seed)
+    if not answers and not choice_rows:
+        raise BenchError(f"{db}: no 'recognisable' or pair annotations of runs in this store; collect some with "
                          f"`bench annotate serve` or `bench annotate import`")
+    if not answers:
+        notes.append("no 'recognisable' answers: only the pair (forced-choice) table is meaningful")
     annotators = sorted({a for unit in answers.values() for a in unit})
     constructed = any(is_constructed(a) for a in annotators)
     agreement = krippendorff_alpha_nominal(answers)
@@ -229,8 +290,16 @@ def correlate(results: Path, level: str = "config", metrics: Sequence[str] | Non
                 w.writerow({"metric": p.metric, **lab, "value": raw, "oriented": x, "human_score": y,
                             "annotations": label})
     made = [scatter(p, level, rows, out_dir, label) for p in points.values() if p.x] if plots else []
-    return CorrelationReport(level, rows, points, agreement, annotators, constructed, csv_path, points_path, made,
-                             notes)
+    report = CorrelationReport(level, rows, points, agreement, annotators, constructed, csv_path, points_path, made,
+                               notes)
+    report.pair_rows = choice_rows
+    if report.pair_rows:
+        report.pairs_path = out_dir / "pairs.csv"
+        with report.pairs_path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=PAIR_COLUMNS, lineterminator="\n")
+            w.writeheader()
+            w.writerows(report.pair_rows)
+    return report
 
 
 def _safe(name: str) -> str:

@@ -23,8 +23,9 @@ from PIL import Image
 
 from bench.annotations.items import Catalogue
 from bench.annotations.server import AnnotationServer
-from bench.annotations.transfer import COLUMNS, export_rows, import_csv, import_semsim_layout, to_csv
+from bench.annotations.transfer import COLUMNS, export_rows, import_csv, to_csv
 from bench.cli import main
+from bench.errors import BenchError
 from bench.run.plan import RunRequest
 from bench.run.runner import execute
 from bench.store import Store
@@ -173,10 +174,14 @@ def test_semsim_layout_import_carries_its_source(tmp_path: Path) -> None:
         ("1/1_rec.png", 1.0, "1/1_ori.png"), ("-1/1_bad.png", 0.0, "1/1_ori.png")}
     exported = CliRunner().invoke(main, ["annotate", "export", "--results", str(results)])
     assert exported.exit_code == 0 and exported.output.count("semsim-release:release") == 4
+    exported = CliRunner().invoke(main, ["annotate", "export", "--results", str(results), "--out",
+                                         str(tmp_path / "out" / "a.csv")])
+    assert exported.exit_code == 0 and "4 answer(s) written" in exported.output
+    assert len(list(csv.DictReader((tmp_path / "out" / "a.csv").open()))) == 4
     # and `bench semsim train --annotations store` reads only run annotations, so it says there are none
     from bench import semsim_train
 
-    with pytest.raises(Exception, match="no annotations of kind 'recognisable'"):
+    with pytest.raises(BenchError, match="no annotations of kind 'recognisable'"):
         semsim_train.load_store(results, 32)
 
 

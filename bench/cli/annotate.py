@@ -52,6 +52,9 @@ def serve_cmd(results: Path, runs: tuple[str, ...], task: str, host: str, port: 
     server = serve(results, _runs(runs), task, host, port)
     cat = server.service.catalogue
     click.echo(f"annotating {len(cat.items)} {task} item(s) from {len(cat.runs)} run(s): {', '.join(cat.runs)}")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: listening on {host}: other machines that can reach it may open the page (the token "
+                   f"is still required; the connection is plain http)", err=True)
     click.echo(f"open: {server.url}")
     click.echo("answers are saved as they are given; Ctrl-C stops the server")
     sys.stdout.flush()

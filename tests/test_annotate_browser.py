@@ -20,16 +20,20 @@ ANN = "constructed-browser"
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """Two smoke runs of the floor attack (4 private images each): one to annotate alone, both for pairs."""
     out = tmp_path_factory.mktemp("browser-results")
-    execute(RunRequest(attack="mean-image", profile="smoke", n_train=6, n_test=4, metrics=("psnr",), results=out,
-                       progress=False))
+    ids = [execute(RunRequest(attack="mean-image", defense=d, profile="smoke", n_train=6, n_test=4,
+                              metrics=("psnr",), results=out, progress=False)).run_id
+           for d in ("none", "descriptor-noise")]
     shutil.rmtree(out / "cache", ignore_errors=True)
-    return out
+    return out, ids
 
 
-def test_annotate_in_the_browser_reload_resumes_and_exports(page, results: Path, tmp_path: Path) -> None:
-    server = AnnotationServer(Catalogue(results)).start()
+def test_annotate_in_the_browser_reload_resumes_and_exports(page, smoke: tuple[Path, list[str]],
+                                                            tmp_path: Path) -> None:
+    results, (run_id, _) = smoke
+    server = AnnotationServer(Catalogue(results, [run_id])).start()
     try:
         page.goto(server.url)
         page.fill("#annotator", ANN)
@@ -81,3 +85,32 @@ def test_annotate_in_the_browser_reload_resumes_and_exports(page, results: Path,
         server.stop()
     with Store(results / "bench.sqlite") as st:
         assert len(st.annotations(annotator=ANN)) == 4
+
+
+def test_pairs_in_the_browser(page, smoke: tuple[Path, list[str]]) -> None:
+    results, ids = smoke
+    server = AnnotationServer(Catalogue(results, ids, task="pair")).start()
+    try:
+        page.goto(server.url + "&annotator=" + ANN)  # an id in the URL starts at once
+        progress = page.locator("#progress")
+        progress.filter(has_text="0 / 4 answered").wait_for()
+        assert page.locator("#question").text_content() == "Which reconstruction is closer to the original?"
+        page.wait_for_function("['original', 'left', 'right'].every("
+                               "n => document.getElementById('img-' + n).naturalWidth > 0)")
+        sides = []
+        for how in ("ArrowLeft", "click-right"):
+            left = page.locator("#img-left").get_attribute("src").split("?")[0].split("/")
+            right = page.locator("#img-right").get_attribute("src").split("?")[0].split("/")
+            chosen = left if how == "ArrowLeft" else right
+            sides.append((chosen[2], int(chosen[3])))
+            if how == "ArrowLeft":
+                page.keyboard.press("ArrowLeft")
+            else:
+                page.click("#answer-right")
+            progress.filter(has_text=f"{len(sides)} / 4 answered").wait_for()
+    finally:
+        server.stop()
+    with Store(results / "bench.sqlite") as st:
+        rows = st.pair_annotations(annotator=ANN)
+    closer = [(p["run_a"], p["index_a"]) if p["choice"] == "a" else (p["run_b"], p["index_b"]) for p in rows]
+    assert sorted(closer) == sorted(sides)

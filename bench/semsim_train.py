@@ -5,7 +5,8 @@ loss (margin 1, p=2): anchor = an original image, positive = a reconstruction of
 recognisable, negative = one judged unrecognisable. Annotations come from one of two sources:
 
 - `store`: the `annotations` table of a results store (kind "recognisable", label 1/0 per reconstruction of a
-  run; several annotators are merged by majority, ties are left out). The original is loaded from the run's
+  run; several annotators are merged by majority, ties are left out; imported rows that belong to no run, such as
+  the SemSim release's, are read from their folder instead). The original is loaded from the run's
   dataset; the reconstruction is the run's saved PNG. An original with no unrecognisable reconstruction takes
   its negative from the unrecognisable reconstructions of other originals.
 - a folder in the SemSim release layout: `<id>/` holds the original `*_ori.png` and recognisable reconstructions,
@@ -221,7 +222,7 @@ def load_store(results: Path, size: int) -> AnnotationSet:
         kinds = {r["kind"]: r["n"] for r in
                  st._query("SELECT kind, COUNT(*) AS n FROM annotations GROUP BY kind")}
         rows = st._query("SELECT run_id, sample_index, sample_id, AVG(label) AS label, COUNT(*) AS n "
-                         "FROM annotations WHERE kind = 'recognisable' "
+                         "FROM annotations WHERE kind = 'recognisable' AND run_id IS NOT NULL "
                          "GROUP BY run_id, sample_index, sample_id ORDER BY run_id, sample_index")
         specs = {r["run_id"]: st.run(r["run_id"]) for r in rows}
     if not rows:

@@ -43,7 +43,8 @@ def test_wheel_maps_folders_under_bench(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("leakbench-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("bench/attacks/sift_inversion/cfgan.py", "bench/defenses/none.py", "bench/metrics/ssim.py",
-                       "bench/cli/__init__.py", "bench/run/runner.py", "bench/store/db.py"):
+                       "bench/cli/__init__.py", "bench/run/runner.py", "bench/store/db.py", "bench/annotations/page.py",
+                       "bench/metrics/correlation.py"):
         assert module in names, module
     assert not any(n.split("/")[0] in ("attacks", "defenses", "metrics", "tests") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

@@ -27,11 +27,11 @@ def _spec(**kw) -> dict:
 def test_store_schema_wal_and_reopen(tmp_path: Path) -> None:
     db = tmp_path / "s.sqlite"
     with Store(db) as s:
-        assert s.schema_version() == SCHEMA_VERSION == 2
+        assert s.schema_version() == SCHEMA_VERSION >= 3
     raw = sqlite3.connect(db)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"runs", "sample_metrics", "set_metrics", "annotations", "attributes", "utility",
+    assert {"runs", "sample_metrics", "set_metrics", "annotations", "pair_annotations", "attributes", "utility",
             "schema_version"} <= tables
     raw.close()
     with Store(db) as s:  # reopening migrates nothing and keeps one version row
@@ -192,7 +192,7 @@ CREATE INDEX sample_metrics_run ON sample_metrics(run_id, metric);
 """
 
 
-def test_v1_store_migrates_to_v2(tmp_path: Path) -> None:
+def test_v1_store_migrates_to_current(tmp_path: Path) -> None:
     path = tmp_path / "bench.sqlite"
     spec = _spec(seed=5)
     raw = sqlite3.connect(path)
@@ -208,7 +208,7 @@ def test_v1_store_migrates_to_v2(tmp_path: Path) -> None:
     raw.commit()
     raw.close()
     with Store(path) as s:
-        assert s.schema_version() == 2
+        assert s.schema_version() == SCHEMA_VERSION  # through every migration since v1
         run = s.run("old")
         assert run["status"] == "done" and run["config_id"] == config_id(spec)
         rows = s.sample_metrics("old")
@@ -222,7 +222,7 @@ def test_v1_store_migrates_to_v2(tmp_path: Path) -> None:
         s.add_sample_metrics("old", [(2, "c", "psnr", 5.0, "ok", "2")])
         assert s.utility("old")["u"]["value"] == 1.0 and len(s.attributes("old")) == 1
     with Store(path) as s:  # and reopening it is a no-op
-        assert s.schema_version() == 2 and len(s.sample_metrics("old")) == 3
+        assert s.schema_version() == SCHEMA_VERSION and len(s.sample_metrics("old")) == 3
 
 
 def test_newer_schema_is_a_clear_error(tmp_path: Path) -> None:
@@ -232,7 +232,8 @@ def test_newer_schema_is_a_clear_error(tmp_path: Path) -> None:
     raw.execute("INSERT INTO schema_version VALUES (99)")
     raw.commit()
     raw.close()
-    with pytest.raises(BenchError, match=r"newer bench \(schema 99 > 2\); upgrade leakbench or use another --results"):
+    with pytest.raises(BenchError, match=rf"newer bench \(schema 99 > {SCHEMA_VERSION}\); upgrade leakbench or use"
+                                         rf" another --results"):
         Store(path)
 
 

@@ -77,6 +77,8 @@ def plugin_check(name: str, kind: str | None) -> None:
 
 
 # Command modules register last: they import `main`'s helpers from this package.
+from bench.cli.annotate import annotate_group  # noqa: E402
+from bench.cli.correlate import correlate_cmd  # noqa: E402
 from bench.cli.grid import grid_cmd  # noqa: E402
 from bench.cli.leaderboard import leaderboard_cmd  # noqa: E402
 from bench.cli.lists import list_cmd  # noqa: E402
@@ -90,6 +92,8 @@ main.add_command(grid_cmd, "grid")
 main.add_command(leaderboard_cmd, "leaderboard")
 main.add_command(weights_group, "weights")
 main.add_command(semsim_group, "semsim")
+main.add_command(annotate_group, "annotate")
+main.add_command(correlate_cmd, "correlate")
 
 if __name__ == "__main__":  # pragma: no cover
     main()

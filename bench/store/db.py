@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from bench.errors import BenchError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 METRIC_STATUSES = ("ok", "unavailable", "undefined", "not-applicable", "failed")
 
@@ -122,8 +122,54 @@ def _v1_to_v2(db: sqlite3.Connection) -> None:
         db.execute("UPDATE runs SET config_id = ? WHERE run_id = ?", (cid, run_id))
 
 
+# v3: annotations keyed so that an annotator's answer is updated, never duplicated (run id, or the source of an
+# imported set that belongs to no run); pairwise (two-alternative forced choice) answers in a table of their own.
+_V3 = """
+    CREATE TABLE annotations_v3 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT,
+        source TEXT,
+        sample_index INTEGER NOT NULL,
+        sample_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        label REAL NOT NULL,
+        annotator TEXT NOT NULL,
+        created REAL NOT NULL,
+        updated REAL,
+        original TEXT,
+        item TEXT,
+        CHECK ((run_id IS NULL) != (source IS NULL))
+    );
+    INSERT INTO annotations_v3 (run_id, sample_index, sample_id, kind, label, annotator, created, updated)
+        SELECT a.run_id, a.sample_index, a.sample_id, a.kind, a.label, a.annotator,
+            (SELECT MIN(c.created) FROM annotations c WHERE c.run_id = a.run_id AND c.sample_index = a.sample_index
+             AND c.kind = a.kind AND c.annotator = a.annotator), a.created
+        FROM annotations a WHERE a.id = (
+            SELECT b.id FROM annotations b WHERE b.run_id = a.run_id AND b.sample_index = a.sample_index
+            AND b.kind = a.kind AND b.annotator = a.annotator ORDER BY b.created DESC, b.id DESC LIMIT 1);
+    DROP TABLE annotations;
+    ALTER TABLE annotations_v3 RENAME TO annotations;
+    CREATE UNIQUE INDEX annotations_key ON annotations
+        (IFNULL(run_id, ''), IFNULL(source, ''), sample_index, kind, annotator);
+    CREATE TABLE pair_annotations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_a TEXT,
+        index_a INTEGER NOT NULL,
+        run_b TEXT,
+        index_b INTEGER NOT NULL,
+        source TEXT,
+        sample_id TEXT NOT NULL,
+        choice TEXT NOT NULL CHECK (choice IN ('a', 'b')),
+        annotator TEXT NOT NULL,
+        created REAL NOT NULL,
+        updated REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX pair_annotations_key ON pair_annotations
+        (IFNULL(source, ''), IFNULL(run_a, ''), index_a, IFNULL(run_b, ''), index_b, annotator);
+"""
+
 # Migrations: index i brings the schema from version i to i + 1 (inside the transaction that opens the store).
-_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_sql(_V1), _v1_to_v2]
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_sql(_V1), _v1_to_v2, _sql(_V3)]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -462,6 +508,88 @@ class Store:
     def utility(self, run_id: str) -> dict[str, dict[str, Any]]:
         rows = self._query("SELECT name, value, detail FROM utility WHERE run_id = ? ORDER BY name", (run_id,))
         return {r["name"]: {"value": r["value"], "detail": r["detail"]} for r in rows}
+
+    # ------------------------------------------------------------------------------------------ annotations
+    def set_annotation(self, run_id: str | None, sample_index: int, sample_id: str, kind: str, label: float,
+                       annotator: str, source: str | None = None, original: str | None = None,
+                       item: str | None = None, when: float | None = None) -> None:
+        """One annotator's answer about one reconstruction (kind 'recognisable': label 1 yes, 0 no).
+
+        Keyed by (run id or source, sample index, kind, annotator): answering again updates the answer and its
+        `updated` time, never adds a second row. Imported sets that belong to no run give `source` instead of a run
+        id, with the reconstruction's and the original's names (`item`, `original`) inside that source.
+        """
+        if (run_id is None) == (source is None):
+            raise ValueError("an annotation has a run id or a source, not both and not neither")
+        now = time.time() if when is None else float(when)
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE annotations SET label = ?, sample_id = ?, updated = ?, original = COALESCE(?, original),"
+                " item = COALESCE(?, item) WHERE run_id IS ? AND source IS ? AND sample_index = ? AND kind = ?"
+                " AND annotator = ?",
+                (float(label), str(sample_id), now, original, item, run_id, source, int(sample_index), kind,
+                 annotator))
+            if cur.rowcount == 0:
+                db.execute(
+                    "INSERT INTO annotations (run_id, source, sample_index, sample_id, kind, label, annotator,"
+                    " created, updated, original, item) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, source, int(sample_index), str(sample_id), kind, float(label), annotator, now, now,
+                     original, item))
+
+    def annotations(self, kind: str | None = None, run_ids: Sequence[str] | None = None,
+                    annotator: str | None = None) -> list[dict[str, Any]]:
+        """Annotation rows (run_id or source, sample_index, sample_id, kind, label, annotator, created, updated,
+        original, item), optionally only of `kind`, of the runs `run_ids` and of one annotator."""
+        sql, args = ("SELECT run_id, source, sample_index, sample_id, kind, label, annotator, created,"
+                     " COALESCE(updated, created) AS updated, original, item FROM annotations WHERE 1=1", [])
+        if kind is not None:
+            sql, args = sql + " AND kind = ?", args + [kind]
+        if annotator is not None:
+            sql, args = sql + " AND annotator = ?", args + [annotator]
+        if run_ids is not None:
+            ids = list(run_ids)
+            sql, args = sql + f" AND run_id IN ({','.join('?' * len(ids))})", args + ids
+        sql += " ORDER BY IFNULL(run_id, ''), IFNULL(source, ''), sample_index, kind, annotator"
+        return [dict(r) for r in self._query(sql, args)]
+
+    def set_pair_annotation(self, a: tuple[str, int], b: tuple[str, int], sample_id: str, closer: str,
+                            annotator: str, source: str | None = None, when: float | None = None) -> None:
+        """A two-alternative forced choice: which of reconstructions a = (run id, index) and b (of the same original
+        `sample_id`) is closer to the original (`closer` is 'a' or 'b'). The pair is stored in a canonical order
+        (a < b), so showing it the other way round updates the same row."""
+        if closer not in ("a", "b"):
+            raise ValueError(f"closer must be 'a' or 'b', got {closer!r}")
+        (ra, ia), (rb, ib) = (str(a[0]), int(a[1])), (str(b[0]), int(b[1]))
+        if (ra, ia) == (rb, ib):
+            raise ValueError("a pair needs two different reconstructions")
+        if (rb, ib) < (ra, ia):
+            (ra, ia), (rb, ib), closer = (rb, ib), (ra, ia), "b" if closer == "a" else "a"
+        now = time.time() if when is None else float(when)
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE pair_annotations SET choice = ?, sample_id = ?, updated = ? WHERE source IS ? AND run_a = ?"
+                " AND index_a = ? AND run_b = ? AND index_b = ? AND annotator = ?",
+                (closer, str(sample_id), now, source, ra, ia, rb, ib, annotator))
+            if cur.rowcount == 0:
+                db.execute(
+                    "INSERT INTO pair_annotations (run_a, index_a, run_b, index_b, source, sample_id, choice,"
+                    " annotator, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (ra, ia, rb, ib, source, str(sample_id), closer, annotator, now, now))
+
+    def pair_annotations(self, run_ids: Sequence[str] | None = None,
+                         annotator: str | None = None) -> list[dict[str, Any]]:
+        """Pair rows (run_a, index_a, run_b, index_b, source, sample_id, choice, annotator, created, updated), with
+        both runs among `run_ids` when given."""
+        sql, args = ("SELECT run_a, index_a, run_b, index_b, source, sample_id, choice, annotator, created, updated"
+                     " FROM pair_annotations WHERE 1=1", [])
+        if annotator is not None:
+            sql, args = sql + " AND annotator = ?", args + [annotator]
+        if run_ids is not None:
+            ids = list(run_ids)
+            marks = ",".join("?" * len(ids))
+            sql, args = sql + f" AND run_a IN ({marks}) AND run_b IN ({marks})", args + ids + ids
+        sql += " ORDER BY run_a, index_a, run_b, index_b, annotator"
+        return [dict(r) for r in self._query(sql, args)]
 
 
 def _matches(index: int, sample_id: str, ids: Sequence[str]) -> bool:

@@ -186,3 +186,20 @@ def test_landmarks_on_real_faces(shared_data: Path) -> None:
         eyes_y, nose_y, mouth_y = m[36:48, 1].mean(), m[30, 1], m[48:68, 1].mean()
         assert eyes_y < nose_y < mouth_y
         assert m[36:42, 0].mean() < m[42:48, 0].mean()  # the subject's right eye is on the image's left
+
+
+@needs_faces
+def test_grid_file_plans_six_runs(shared_data: Path) -> None:
+    """leaderboards/sift-utkface-sli-l.toml: sli-l against none, drop-coordinates and subsample(keep=0.25), two
+    seeds, cpu profile, nothing skipped (planning only, no training)."""
+    from bench.run.grid import GridSpec, load_grid_file, plan_grid
+
+    path = Path(__file__).resolve().parent.parent / "leaderboards" / "sift-utkface-sli-l.toml"
+    fields = load_grid_file(path)
+    if not fields["datasets"][0].data_root.is_dir():
+        pytest.skip(f"UTKFace not found at {fields['datasets'][0].data_root}")
+    runs, skipped = plan_grid(GridSpec(**fields))
+    assert not skipped, skipped
+    assert sorted((r.defense, r.seed) for r in runs) == sorted(
+        (d, s) for d in ("none", "drop-coordinates", "subsample(keep=0.25)") for s in (0, 1))
+    assert {r.spec["attack"] for r in runs} == {"sli-l"} and {r.spec["profile"] for r in runs} == {"cpu"}

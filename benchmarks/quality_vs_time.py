@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import platform
 import sys
 import time
@@ -44,7 +45,7 @@ from bench.threads import apply_threads, thread_record
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = {"cfgan": ("coarse", "fine"), "sli": ("lbp", "image")}
 COLUMNS = ["attack", "budget_min", "steps", "train_s", "train_min", "ssim", "psnr", "n_train", "n_test", "profile",
-           "seed", "torch_threads", "opencv_threads", "cpu_count", "load_avg_start", "load_avg_end", "sec_per_step"]
+           "seed", "torch_threads", "opencv_threads", "cpu_count", "load_avg_start", "load_avg_end", "sec_per_step", "hp_overrides"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,6 +59,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--n-test", type=int, default=None, help="private split size [cpu profile: 200]")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--calibration-steps", type=int, default=20, help="steps per stage of the timing fit")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="ablation: override a cpu-profile hyper-parameter on the attack instances (JSON value, e.g. "
+                         "sift_loss=false or lambda_adv=0); repeatable; recorded in the CSV")
+    ap.add_argument("--tag", default="", help="suffix of the output names (quality-vs-time-<dataset>-<tag>.*)")
     ap.add_argument("--out", type=Path, default=ROOT / "leaderboards", help="folder for the CSV and the PNG")
     ap.add_argument("--quiet", action="store_true")
     return ap.parse_args(argv)
@@ -90,16 +95,36 @@ def score(recon: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
     return out
 
 
-def set_steps(attack: Any, steps: dict[str, int]) -> Any:
-    """`attack` with its own copy of its hyper-parameters, `<stage>_steps` replaced (the profile stays as it is)."""
-    attack.hp = {**attack.hp, **{f"{stage}_steps": int(n) for stage, n in steps.items()}}
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """--set KEY=VALUE items as a dict (values parsed as JSON, else kept as text)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            sys.exit(f"error: --set {item!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def set_steps(attack: Any, steps: dict[str, int], overrides: dict[str, Any] | None = None) -> Any:
+    """`attack` with its own copy of its hyper-parameters, `<stage>_steps` (and any `overrides`) replaced; the
+    profile itself stays as it is."""
+    unknown = sorted(set(overrides or {}) - set(attack.hp))
+    if unknown:
+        sys.exit(f"error: --set {', '.join(unknown)}: not a hyper-parameter of {attack.name} "
+                 f"({', '.join(sorted(attack.hp))})")
+    attack.hp = {**attack.hp, **(overrides or {}), **{f"{stage}_steps": int(n) for stage, n in steps.items()}}
     return attack
 
 
-def fit_with_steps(name: str, steps: dict[str, int], data: dict[str, Any], seed: int, progress: bool) -> Any:
+def fit_with_steps(name: str, steps: dict[str, int], data: dict[str, Any], seed: int, progress: bool,
+                   overrides: dict[str, Any] | None = None) -> Any:
     """A fresh attack of the cpu profile trained with `steps` per stage (set on the instance only)."""
     cls = registry.attacks.get(name).obj
-    attack = set_steps(cls(profile="cpu", image_size=data["image_size"], device="cpu", seed=seed), steps)
+    attack = set_steps(cls(profile="cpu", image_size=data["image_size"], device="cpu", seed=seed), steps, overrides)
     ctx = FitContext(defense=data["defense"], seed=seed, device=torch.device("cpu"), progress=progress,
                      ids=list(data["aux_ids"]))
     attack.fit(data["aux_f"], data["aux_images"], ctx)
@@ -128,13 +153,14 @@ def study(args: argparse.Namespace) -> list[dict[str, Any]]:
     threads = thread_record()
     print(f"threads: torch {threads['torch_threads']}, OpenCV {threads['opencv_threads']} "
           f"(cores available {threads.get('cores_available')}); load average {load_average()}", flush=True)
+    overrides = parse_overrides(args.overrides)
     data = load_data(args)
     rows: list[dict[str, Any]] = []
     floor = score(data["aux_images"].mean(0, keepdim=True).expand_as(data["private_images"]).contiguous(),
                   data["private_images"])
     base = {"n_train": data["n_train"], "n_test": data["n_test"], "profile": "cpu", "seed": args.seed,
             "torch_threads": threads["torch_threads"], "opencv_threads": threads["opencv_threads"],
-            "cpu_count": threads.get("cores_available")}
+            "cpu_count": threads.get("cores_available"), "hp_overrides": json.dumps(overrides, sort_keys=True)}
     rows.append({**base, "attack": "mean-image", "budget_min": 0, "steps": "", "train_s": 0.0, "train_min": 0.0,
                  **floor, "load_avg_start": load_average(), "load_avg_end": load_average(), "sec_per_step": ""})
     budgets = [float(m) for m in args.minutes.split(",") if m.strip()]
@@ -144,7 +170,7 @@ def study(args: argparse.Namespace) -> list[dict[str, Any]]:
         profile_hp = registry.attacks.get(name).obj("cpu", data["image_size"]).hp
         ratio = {s: int(profile_hp[f"{s}_steps"]) for s in STAGES[name]}
         k = args.calibration_steps
-        calib = fit_with_steps(name, {s: k for s in ratio}, data, args.seed, False)
+        calib = fit_with_steps(name, {s: k for s in ratio}, data, args.seed, False, overrides)
         # The mean over k steps (the first steps' warm-up included, so budgets err on the short side; the rows
         # record the time really taken). A difference of two fits cancels warm-up but is noise on a loaded machine.
         sec_per_step = {s: calib.stage_seconds[s] / k for s in ratio}
@@ -153,7 +179,7 @@ def study(args: argparse.Namespace) -> list[dict[str, Any]]:
             steps = steps_for(minutes * 60.0, ratio, sec_per_step)
             load0 = load_average()
             t0 = time.perf_counter()
-            attack = fit_with_steps(name, steps, data, args.seed, not args.quiet)
+            attack = fit_with_steps(name, steps, data, args.seed, not args.quiet, overrides)
             train_s = time.perf_counter() - t0
             values = score(attack.reconstruct(data["priv_f"], progress=False), data["private_images"])
             row = {**base, "attack": name, "budget_min": minutes,
@@ -175,7 +201,7 @@ def write_outputs(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple
     import matplotlib.pyplot as plt
 
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"quality-vs-time-{args.dataset}"
+    stem = args.out / (f"quality-vs-time-{args.dataset}" + (f"-{args.tag}" if args.tag else ""))
     with open(stem.with_suffix(".csv"), "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=COLUMNS)
         w.writeheader()
@@ -196,7 +222,8 @@ def write_outputs(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple
     r0 = rows[0]
     fig.suptitle(f"{args.dataset}, cpu profile (64 px), {r0['n_train']} aux / {r0['n_test']} private images, seed "
                  f"{r0['seed']}; torch {r0['torch_threads']} threads, OpenCV {r0['opencv_threads']}; "
-                 f"{platform.machine()}", fontsize=8)
+                 f"{platform.machine()}" + (f"; overrides {r0['hp_overrides']}" if r0["hp_overrides"] != "{}" else ""),
+                 fontsize=8)
     fig.tight_layout()
     fig.savefig(stem.with_suffix(".png"), dpi=120)
     plt.close(fig)

@@ -35,3 +35,13 @@ def test_set_steps_leaves_the_profiles_alone(qvt) -> None:
     assert (a.hp["lbp_steps"], a.hp["image_steps"]) == (3, 5)
     assert (c.hp["coarse_steps"], c.hp["fine_steps"]) == (2, 7)
     assert ({k: dict(v) for k, v in sli.PROFILES.items()}, {k: dict(v) for k, v in cfgan.PROFILES.items()}) == before
+
+
+def test_overrides_apply_to_the_instance_and_unknown_keys_stop(qvt) -> None:
+    assert qvt.parse_overrides(["sift_loss=false", "lambda_adv=0", "lr_decay=none"]) == {
+        "sift_loss": False, "lambda_adv": 0, "lr_decay": "none"}
+    before = dict(cfgan.PROFILES["cpu"])
+    c = qvt.set_steps(cfgan.CFGAN("cpu", 64), {"coarse": 2, "fine": 7}, {"sift_loss": False})
+    assert c.hp["sift_loss"] is False and cfgan.PROFILES["cpu"] == before
+    with pytest.raises(SystemExit, match="no_such_key"):
+        qvt.set_steps(cfgan.CFGAN("cpu", 64), {"coarse": 1, "fine": 1}, {"no_such_key": 1})

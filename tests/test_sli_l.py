@@ -203,3 +203,9 @@ def test_grid_file_plans_six_runs(shared_data: Path) -> None:
     assert sorted((r.defense, r.seed) for r in runs) == sorted(
         (d, s) for d in ("none", "drop-coordinates", "subsample(keep=0.25)") for s in (0, 1))
     assert {r.spec["attack"] for r in runs} == {"sli-l"} and {r.spec["profile"] for r in runs} == {"cpu"}
+
+
+def test_describe_counts_the_classifier_in_the_total() -> None:
+    d, base = SLIL("cpu", 64).describe(), SLI("cpu", 64).describe()
+    assert d["params_total"] == base["params_total"] + d["params_classifier"]
+    assert d["params_generators"] == base["params_generators"]

@@ -97,7 +97,7 @@ def require_landmarks() -> Path:
     return path
 
 
-def detect_landmarks(images: torch.Tensor, model: Path) -> tuple[np.ndarray, np.ndarray]:
+def detect_landmarks(images: torch.Tensor, model: Path, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """68 landmarks per image as fractions of the image side (N×68×2, x then y; NaN where no face) and the mask of
     images where the frontal detector found a face (the largest one is used). Square images are assumed."""
     import dlib
@@ -109,7 +109,7 @@ def detect_landmarks(images: torch.Tensor, model: Path) -> tuple[np.ndarray, np.
     arrays = detector_input(images, REFERENCE_SIZE)
     out = np.full((len(arrays), 68, 2), np.nan, dtype=np.float64)
     found = np.zeros(len(arrays), dtype=bool)
-    for i, img in enumerate(arrays):
+    for i, img in enumerate(tqdm(arrays, desc="SLI-L landmarks", disable=not progress, unit="image")):
         faces = list(detector(img, 0))
         if not faces:
             continue
@@ -198,7 +198,7 @@ class SLIL(SLI):
         assert isinstance(features, SiftSet), f"{self.name} needs SIFT features, got {features.kind!r}"
         model = require_landmarks()
         own = self._attacker_sift(features, images)
-        landmarks, found = detect_landmarks(images, model)
+        landmarks, found = detect_landmarks(images, model, ctx.progress)
         n, n_found = int(images.shape[0]), int(found.sum())
         if n_found == 0:
             raise BenchError(f"{self.name}: dlib found no face in any of the {n} auxiliary images, so there are no "
@@ -348,6 +348,7 @@ class SLIL(SLI):
         clf = DescriptorClassifier()
         macs = sum(m.in_features * m.out_features for m in clf.modules() if isinstance(m, nn.Linear))
         out["params_classifier"] = count_parameters(clf)
+        out["params_total"] = out["params_total"] + out["params_classifier"]  # every network SLI-L trains
         out["classifier"] = "MLP " + "→".join(map(str, (DESCRIPTOR_DIM, *CLASSIFIER_WIDTHS, N_CLASSES))) + \
             " (batch norm + ReLU)"
         out["classifier_macs_per_descriptor"] = int(macs)

@@ -2,7 +2,9 @@
 
 Each attack keeps its own per-profile hyper-parameters beside its code (one file per attack), under the same
 three names; this module holds what is shared by every run: the victim's resolution, the resolution that
-reconstructions are produced and scored at, and the default split sizes.
+reconstructions are produced and scored at, the default split sizes, and the caveat that every output of a profile
+carries (run.json notes, the `bench run` and `bench grid` summaries, the leaderboard's `profile_note` column). The
+caveat is not part of the run spec: rewording it never changes a run id.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class RunProfile:
     n_test: int  # default size of the private split that is reconstructed and scored
     eval_batch: int  # batch size for reconstruction and metrics
     purpose: str
+    caveat: str = ""  # what every output of this profile must say about its numbers (empty: nothing to say)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -33,7 +36,10 @@ PROFILES: dict[str, RunProfile] = {
     "smoke": RunProfile("smoke", extract_size=64, image_size=32, n_train=24, n_test=8, eval_batch=8,
                         purpose="seconds, for tests: tiny images and networks, a few steps"),
     "cpu": RunProfile("cpu", extract_size=128, image_size=64, n_train=1500, n_test=200, eval_batch=50,
-                      purpose="the default: minutes on a 2-core laptop at 64x64, reduced widths"),
+                      purpose="the default: minutes on a 2-core laptop at 64x64, reduced widths",
+                      caveat="cpu profile: 64x64 images, reduced network widths and minutes of training; its numbers "
+                             "under-state what the attacks reach at the paper profile (256x256, the published "
+                             "networks, losses and training schedules)"),
     "paper": RunProfile("paper", extract_size=256, image_size=256, n_train=24000, n_test=3000, eval_batch=16,
                         purpose="the published configuration (256x256, full widths, all losses), for a GPU"),
 }

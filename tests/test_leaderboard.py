@@ -89,11 +89,12 @@ def test_column_layout(tmp_path: Path) -> None:
         frame = leaderboard_frame(s, "d")
     assert list(frame.columns) == ["attack", "defense", "aux_dataset", "profile", "extractor", "n_train", "n_test",
                                    "seeds", "psnr", "psnr_std", "ssim", "ssim_std", "utility:map", "config_id",
-                                   "run_ids", "dataset_note"]
+                                   "run_ids", "profile_note", "dataset_note"]
     row = frame.iloc[0]
     assert (row["aux_dataset"], row["profile"], row["extractor"], row["n_train"], row["n_test"]) == (
         "aux", "smoke", "sift", 20, 8)
     assert row["psnr_std"] == ""  # one seed: no spread to show
+    assert row["profile_note"] == ""  # the smoke profile has no caveat (the cpu profile's: test_profile_caveat.py)
 
 
 def test_a_metric_present_in_only_one_seed(tmp_path: Path) -> None:

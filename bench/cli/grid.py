@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from bench.cli.common import user_errors
-from bench.profiles import PROFILES
+from bench.profiles import PROFILES, get_profile
 
 
 def _table(rows: list[list[str]], header: list[str]) -> list[str]:
@@ -107,6 +107,9 @@ def grid_cmd(attacks: str | None, defenses: str | None, datasets: str | None, se
     report = run_grid(grid, executor=executor, workers=workers, scheduler=scheduler, progress=not quiet,
                       on_skip=skipped)
     print_report(report)
+    caveat = get_profile(grid.profile).caveat
+    if caveat:
+        click.echo(f"note: {caveat}")
     if report.failed:
         sys.exit(1)
 

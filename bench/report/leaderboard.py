@@ -5,7 +5,8 @@ parameters, profile) are separate rows and never overwrite each other; the finis
 counted, and each metric is the mean (and sample standard deviation) over them. A metric that is not 'ok' shows its
 status and detail (`unavailable: bench weights pull lpips-alex`) instead of disappearing; a caveat recorded with an ok
 value (FID's "biased: computed on 200 < 2048 images; prefer kid") goes to a `<metric>_note` column, present when
-some row has one.
+some row has one. `profile_note` holds the profile's caveat (bench/profiles.py): a cpu-profile row says that it
+under-states what the paper profile reaches.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from bench.params import label
 from bench.store.db import Store
 
 FIRST_COLUMNS = ["attack", "defense", "aux_dataset", "profile", "extractor", "n_train", "n_test", "seeds"]
-LAST_COLUMNS = ["config_id", "run_ids", "dataset_note"]
+LAST_COLUMNS = ["config_id", "run_ids", "profile_note", "dataset_note"]
 
 
 def _spec(run: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +88,14 @@ def _note_cell(entries: list[dict[str, Any] | None]) -> str:
     return "; ".join(notes)
 
 
+def _profile_caveat(name: Any) -> str:
+    """The caveat of profile `name` (bench.profiles, e.g. the cpu profile under-states the paper's), or ''."""
+    from bench.profiles import PROFILES
+
+    prof = PROFILES.get(str(name))
+    return prof.caveat if prof is not None else ""
+
+
 def leaderboard_frame(store: Store, dataset: str) -> pd.DataFrame:
     """One row per configuration with finished runs on `dataset`: its seeds counted, metric means and stds."""
     groups: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
@@ -135,6 +144,7 @@ def leaderboard_frame(store: Store, dataset: str) -> pd.DataFrame:
                 notes.append(str(note))
         row["config_id"] = cid
         row["run_ids"] = " ".join(m[0]["run_id"] for m in members)
+        row["profile_note"] = _profile_caveat(row["profile"])
         row["dataset_note"] = "; ".join(notes)
         rows.append(row)
 

@@ -97,7 +97,7 @@ def default_extractor(attack_cls: type[Attack]) -> str:
     """The victim extractor the attack declares as its default (the engine itself names no feature kind)."""
     if attack_cls.default_extractor:
         return attack_cls.default_extractor
-    fits = [e.name for e in registry.extractors if attack_cls.consumes.kind in ("*", e.obj.produces.kind)]
+    fits = [e.name for e in registry.extractors if attack_cls.consumes.admits_kind(e.obj.produces.kind)]
     raise BenchError(f"attack {attack_cls.name!r} declares no default extractor; pass --extractor NAME "
                      f"({', '.join(fits) or 'no registered extractor produces what it consumes'})")
 

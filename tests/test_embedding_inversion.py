@@ -1,7 +1,7 @@
 """Embedding-inversion (face-cnn, attribute-inference) and feature-inversion (feature-decoder, feature-gan) attacks.
 
-Contract kit, input reading (bits of bit patterns against a loop), the attribute metric against an independent
-confusion-matrix formula, the pairing rules (which attack takes what each defense releases), and end-to-end smoke
+Input reading (bits of bit patterns against a loop), the attribute metric against an independent
+confusion-matrix formula (the contract kit runs in test_contract_builtins.py), the pairing rules (which attack takes what each defense releases), and end-to-end smoke
 runs of every applicable attack x defense pair on the dlib-face victim. dlib extraction is the slow part (about
 0.1 s an image): the runs share one results folder, so each split is extracted once. Needs
 `pip install leakbench[faces]`; the UTKFace runs also need ../shared/data/faces/utkface.
@@ -23,10 +23,8 @@ from bench import registry
 from bench.attacks.embedding_inversion.inputs import VECTOR_KINDS, bits_of, raw_inputs
 from bench.attacks.embedding_inversion.face_cnn import PROFILES as FACE_CNN_PROFILES, upconv_padding
 from bench.cli import main
-from bench.contract import check_plugin
 from bench.embedders import dlib_face
 from bench.errors import BenchError
-from bench.extractors.face import DlibFaceExtractor
 from bench.features import FeatureSpec, Requirement
 from bench.features.embeddings import BitPatternSet, EmbeddingSet
 from bench.metrics.attributes import InferredGenderAccuracy
@@ -48,32 +46,7 @@ needs_faces = pytest.mark.skipif(not _faces_installed(), reason="dlib-bin / face
                                                                 "(pip install leakbench[faces])")
 
 
-@pytest.fixture(scope="module")
-def cached_dlib() -> Any:
-    """dlib-face extraction memoised by image content for this module (the contract kit re-extracts one set)."""
-    original = DlibFaceExtractor.extract
-    memo: dict[bytes, EmbeddingSet] = {}
-
-    def extract(self: DlibFaceExtractor, images: Any, progress: bool = True) -> EmbeddingSet:
-        key = images.images.numpy().tobytes()
-        if key not in memo:
-            memo[key] = original(self, images, progress)
-        return memo[key]
-
-    DlibFaceExtractor.extract = extract  # type: ignore[method-assign]
-    yield
-    DlibFaceExtractor.extract = original  # type: ignore[method-assign]
-
-
-# --------------------------------------------------------------------------------------------- contract kit
-@needs_faces
-@pytest.mark.parametrize("name", NEW_ATTACKS + ("inferred-gender-accuracy",))
-def test_contract_kit(name: str, cached_dlib: Any) -> None:
-    results = check_plugin(name)
-    failed = [(check, detail) for check, ok, detail in results if not ok]
-    assert not failed, failed
-
-
+# The contract kit runs on every new plugin in tests/test_contract_builtins.py (attacks:face-cnn, ...).
 def test_registry_metadata() -> None:
     for name in NEW_ATTACKS:
         meta = registry.attacks.get(name).meta

@@ -163,6 +163,7 @@ def plan(req: RunRequest) -> Plan:
     attack: Attack = attack_cls(profile=profile.name, image_size=profile.image_size, device=device, seed=req.seed,
                                 params=dict(req.attack_params))
     attack.preflight()
+    extractor.preflight()
 
     dataset = _dataset(req.dataset, req.data_root)
     if req.aux_dataset:

@@ -258,3 +258,24 @@ def test_attribute_inference_on_utkface(defense: str, params: tuple, utkface_sma
     assert rows["mse"]["status"] == "not-applicable", rows["mse"]
     assert rows["inferred-gender-accuracy"]["status"] == "ok", rows["inferred-gender-accuracy"]
     assert 0.0 <= rows["inferred-gender-accuracy"]["value"] <= 1.0
+
+
+# --------------------------------------------------------------------------------------------- grid files
+GRID_FILES = ("faces-utkface.toml", "faces-utkface-attributes.toml", "faces-utkface-shufflebits.toml")
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("name", GRID_FILES)
+def test_utkface_grid_files_expand_without_skips(name: str, shared_data: Path) -> None:
+    from bench.run.grid import GridSpec, expand, load_grid_file
+
+    path = Path(__file__).resolve().parents[1] / "leaderboards" / name
+    fields = load_grid_file(path)
+    if not fields["datasets"][0].data_root.is_dir():
+        pytest.skip(f"UTKFace not found at {fields['datasets'][0].data_root}")
+    assert fields["datasets"][0].data_root.resolve() == (shared_data / "faces" / "utkface").resolve()
+    requests, skipped = expand(GridSpec(**fields))
+    assert not skipped, skipped
+    expected = {"faces-utkface.toml": 6, "faces-utkface-attributes.toml": 2, "faces-utkface-shufflebits.toml": 3}
+    assert len(requests) == expected[name]
+    assert {r.profile for r in requests} == {"cpu"} and {r.extractor for r in requests} == {"dlib-face"}

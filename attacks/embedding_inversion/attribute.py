@@ -38,8 +38,9 @@ class AttributeInference(Attack):
     outputs = "attributes"
     attributes = (ATTRIBUTE,)
     default_extractor = "dlib-face"
-    paper = ("soft-biometric leakage of PE-MIU (Terhorst et al., IJCB 2020; WIFS 2023 study) and attribute "
-             "recognition of ShuffleBits (Ni et al., 2021): gender from (protected) feature vectors")
+    paper = ("gender from (protected) feature vectors: the soft-biometric leakage of PE-MIU (Terhörst et al., IEEE "
+             "Access 2020; Osorio-Roig et al., WIFS 2023) and the attribute recognition of Ni, Huttunen, Rahtu: On "
+             "the importance of encrypting deep features, arXiv:2108.07147 (ShuffleBits)")
     params = {"c": Param(float, 1.0, "inverse L2 regularisation strength of the logistic regression", low=1e-6)}
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,

@@ -115,7 +115,8 @@ class FaceCNNAttack(VectorToImageAttack):
     version = "1"
     consumes = Requirement("embeddings", {"float": True})
     paper = ("Shahreza, Hahn, Marcel: Face reconstruction from deep facial embeddings using a convolutional neural "
-             "network, ICIP 2022 (as used in the PE-MIU evaluation, WIFS 2023)")
+             "network, ICIP 2022 (as adapted in Osorio-Roig, Gerlitz, Rathgeb, Busch: Reversing deep face embeddings with "
+             "probable privacy protection, WIFS 2023, against PE-MIU)")
     PROFILES = PROFILES
 
     def make_net(self, in_width: int) -> nn.Module:

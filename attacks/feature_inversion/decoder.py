@@ -33,8 +33,8 @@ from bench.features import FeatureSet
 from bench.features.embeddings import BitPatternSet, EmbeddingSet
 from bench.plugins import register_attack
 
-PAPER = ("Ni et al.: ShuffleBits: shuffling the bits of deep features to protect them against inversion and "
-         "attribute attacks (2021); decoder attacks of its evaluation")
+PAPER = ("Ni, Huttunen, Rahtu: On the importance of encrypting deep features, arXiv:2108.07147 (2021), which "
+         "introduces ShuffleBits; the decoder attacks of its evaluation")
 
 # Per-profile hyper-parameters, the one place they are set.
 # - smoke: seconds, for tests.

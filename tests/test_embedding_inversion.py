@@ -279,3 +279,25 @@ def test_utkface_grid_files_expand_without_skips(name: str, shared_data: Path) -
     expected = {"faces-utkface.toml": 6, "faces-utkface-attributes.toml": 2, "faces-utkface-shufflebits.toml": 3}
     assert len(requests) == expected[name]
     assert {r.profile for r in requests} == {"cpu"} and {r.extractor for r in requests} == {"dlib-face"}
+
+
+# ------------------------------------------------------------------------------------------------ learning
+@pytest.mark.parametrize("name,kind", [("face-cnn", "embeddings"), ("feature-decoder", "embeddings"),
+                                       ("feature-decoder", "bit-patterns")])
+def test_attacks_fit_four_images_below_the_mean_image_floor(name: str, kind: str) -> None:
+    """Trained long enough on four (vector, image) pairs, an attack rebuilds them better than their mean image."""
+    from bench.plugins import FitContext
+
+    ds = registry.datasets.get("synthetic-faces").obj()
+    images = ds.load(ds.item_ids()[:4], 32).images
+    vectors = np.random.default_rng(0).standard_normal((4, 16)).astype(np.float32)
+    feats = EmbeddingSet(vectors) if kind == "embeddings" else BitPatternSet(vectors.view(np.uint32).copy())
+    attack = registry.attacks.get(name).obj(profile="smoke", image_size=32)
+    attack.hp.update(batch_size=4, epochs=60, decay_every=1000)
+    attack.fit(feats, images, FitContext(defense=None, seed=0, device=torch.device("cpu"),  # type: ignore[arg-type]
+                                         progress=False))
+    out = attack.reconstruct(feats, progress=False)
+    mse = float(((out - images) ** 2).mean())
+    floor = float(((images.mean(0, keepdim=True) - images) ** 2).mean())
+    assert mse < 0.5 * floor, (mse, floor)
+    assert attack.history[-1] < attack.history[0]

@@ -20,7 +20,7 @@ import torch
 from click.testing import CliRunner
 
 from bench import registry
-from bench.attacks.embedding_inversion.inputs import VECTOR_KINDS, bits_of, raw_inputs
+from bench.attacks.embedding_inversion.inputs import bits_of, raw_inputs
 from bench.attacks.embedding_inversion.face_cnn import PROFILES as FACE_CNN_PROFILES, upconv_padding
 from bench.cli import main
 from bench.embedders import dlib_face

@@ -2,3 +2,5 @@
 
 from bench.attacks import mean_image  # noqa: F401  (registers "mean-image", the trivial floor)
 from bench.attacks import sift_inversion  # noqa: F401  (registers the SIFT-inversion family: "cfgan", ...)
+from bench.attacks import embedding_inversion  # noqa: F401  (registers "face-cnn", "attribute-inference")
+from bench.attacks import feature_inversion  # noqa: F401  (registers "feature-decoder", "feature-gan")

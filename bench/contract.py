@@ -91,7 +91,7 @@ def _pairing(cls: type[Attack]) -> tuple[str, str]:
     extractors = list(registry.extractors)
     extractors.sort(key=lambda e: e.name != cls.default_extractor)  # stable: the default first, then by name
     for ext in extractors:
-        if cls.consumes.kind not in ("*", ext.obj.produces.kind):
+        if not cls.consumes.admits_kind(ext.obj.produces.kind):
             continue
         for dfn in [registry.defenses.get("none")] + list(registry.defenses):
             d = dfn.obj()
@@ -99,6 +99,24 @@ def _pairing(cls: type[Attack]) -> tuple[str, str]:
                 return ext.name, dfn.name
     raise AssertionError(f"no registered extractor + defense releases what {cls.name!r} consumes "
                          f"({cls.consumes.describe()})")
+
+
+def _stand_in_labels(data: dict[str, Any], names: tuple[str, ...]) -> list[str]:
+    """Give the smoke splits seeded 0/1 labels for attributes the synthetic set lacks (e.g. gender); returns them.
+
+    The contract checks an attribute attack's mechanics (fit, output shapes, batch independence, checkpoint,
+    determinism), not its accuracy, so balanced coin flips are enough; both classes occur in every split.
+    """
+    added = []
+    for name in names:
+        if name in data["aux_labels"]:
+            continue
+        rng = seeded_rng(0, f"stand-in-{name}")
+        for split in ("aux_labels", "private_labels"):
+            n = len(data[split.replace("_labels", "_ids")])
+            data[split][name] = rng.permutation(np.arange(n) % 2).astype(np.int64)
+        added.append(name)
+    return added
 
 
 def _roundtrip(state: dict[str, Any]) -> dict[str, Any]:
@@ -158,6 +176,7 @@ def attack_checks(cls: type[Attack]) -> Iterator[Result]:
     except Exception as exc:
         yield "smoke data", False, f"{type(exc).__name__}: {exc}"
         return
+    stand_ins = [] if images else _stand_in_labels(data, cls.attributes)
     prof = data["profile"]
     private: FeatureSet = data["private"]
     n = len(private)
@@ -207,7 +226,8 @@ def attack_checks(cls: type[Attack]) -> Iterator[Result]:
             assert arr.shape == (n,), f"{k}: shape {arr.shape}, expected ({n},)"
             assert arr.dtype.kind in "biuf", f"{k}: dtype {arr.dtype} is not numeric"
         state["attack"], state["out"] = a, out
-        return f"{n} samples: {', '.join(cls.attributes)}"
+        note = f" (seeded stand-in labels for {', '.join(stand_ins)}: the synthetic set has none)" if stand_ins else ""
+        return f"{n} samples: {', '.join(cls.attributes)}{note}"
 
     yield _run("declared parameters", lambda: _declared_params(cls, lambda: make({"no-such-param": 1})))
     yield _run("config is JSON", lambda: _json_config(make().config()))

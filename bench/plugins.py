@@ -117,6 +117,9 @@ class Extractor(Plugin, ABC):
     def registry_meta(cls) -> dict[str, Any]:
         return {**super().registry_meta(), "produces": cls.produces.describe()}
 
+    def preflight(self) -> None:
+        """Raise a BenchError before any work if something the extractor needs is missing (e.g. weights)."""
+
     @abstractmethod
     def extract(self, images: ImageSet, progress: bool = True) -> FeatureSet:
         """Features for every image of `images`, in order."""

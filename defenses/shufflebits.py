@@ -53,27 +53,35 @@ def _checked_perms(perms: np.ndarray, n: int) -> np.ndarray:
     return p
 
 
-def _spread_tables(perms: np.ndarray, chunk_bits: int) -> np.ndarray:
-    """Lookup tables T[v, g] (2^chunk_bits × m·G uint32, G = 32 / chunk_bits) for m permutations (m × 32).
+def _spread_weights(perms: np.ndarray) -> np.ndarray:
+    """m × 32 uint32 with entry [r, i] = 2^inv_r[i], where input bit i lands (inv the inverse of permutation r).
+
+    Computed for all rows at once: output bit j = input bit perm[j], so inv = argsort(perm) (inv[perm[j]] = j);
+    one sort of m short rows is much cheaper than a fancy-indexed scatter.
+    """
+    inv = np.argsort(perms, axis=-1).astype(np.uint32)
+    return np.left_shift(np.uint32(1), inv)
+
+
+def _spread_tables(weights: np.ndarray, chunk_bits: int) -> np.ndarray:
+    """Lookup tables T[v, g] (2^chunk_bits × m·G uint32, G = 32 / chunk_bits) from `_spread_weights` (m × 32).
 
     Column r·G + g maps the value v of input bits g·c .. g·c + c − 1 (c = chunk_bits) to where permutation r puts
-    them: input bit i goes to output position inv[i] (inv the inverse permutation, since output bit j = input bit
-    perm[j]). Built by doubling: T[v + 2^k] = T[v] | 2^inv[g·c + k] for v < 2^k, one vectorised step per k.
+    them: input bit i goes to output position inv[i]. Built by doubling: T[v + 2^k] = T[v] | 2^inv[g·c + k] for
+    v < 2^k, one vectorised step per k.
     """
-    m, groups = len(perms), BITS // chunk_bits
-    inv = np.empty(perms.shape, dtype=np.uint32)
-    np.put_along_axis(inv, perms, np.arange(BITS, dtype=np.uint32)[None, :], axis=1)  # inv[perm[j]] = j
-    weights = np.left_shift(np.uint32(1), inv).reshape(m * groups, chunk_bits).T.copy()  # (c, m·G)
+    m, groups = len(weights), BITS // chunk_bits
+    w = weights.reshape(m * groups, chunk_bits).T.copy()  # (c, m·G)
     table = np.empty((1 << chunk_bits, m * groups), dtype=np.uint32)
     table[0] = 0
     for k in range(chunk_bits):
-        np.bitwise_or(table[: 1 << k], weights[k], out=table[1 << k: 2 << k])
+        np.bitwise_or(table[: 1 << k], w[k], out=table[1 << k: 2 << k])
     return table
 
 
 def _permute_fixed(u: np.ndarray, perm: np.ndarray) -> np.ndarray:
     """One permutation for every value: two lookups per value in 65,536-entry tables (low and high 16 bits)."""
-    table = _spread_tables(perm[None, :], 16)
+    table = _spread_tables(_spread_weights(perm[None, :]), 16)
     low, high = np.ascontiguousarray(table[:, 0]), np.ascontiguousarray(table[:, 1])
     flat = u.reshape(-1)
     out = np.empty(flat.shape, dtype=np.uint32)
@@ -89,10 +97,11 @@ def _permute_per_row(u: np.ndarray, perms: np.ndarray) -> np.ndarray:
     """A permutation per row: per-row 256-entry tables for each of the 4 bytes, four lookups per value."""
     n, dim = u.shape
     out = np.empty_like(u)
+    weights = _spread_weights(perms)  # all rows at once (a per-block inverse costs as much as the lookups)
     for lo in range(0, n, _ROW_BLOCK):
         hi = min(lo + _ROW_BLOCK, n)
         m = hi - lo
-        table = _spread_tables(perms[lo:hi], 8).reshape(-1)  # entry v·4m + 4r + b
+        table = _spread_tables(weights[lo:hi], 8).reshape(-1)  # entry v·4m + 4r + b
         # Byte b of each value (bits 8b .. 8b+7) from its explicitly little-endian layout, as m×4×D indices.
         as_bytes = u[lo:hi].astype("<u4", copy=False).view(np.uint8).reshape(m, dim, 4).transpose(0, 2, 1)
         index = np.array(as_bytes, dtype=np.intp, order="C")

@@ -160,7 +160,8 @@ def test_console_script_is_installed_and_reports_errors(tmp_path: Path) -> None:
     assert exe.exists(), "the `bench` console script is not installed beside this python"
     proc = subprocess.run([str(exe), "run", "--attack", "cfgann", "--results", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and proc.stderr.strip() == "error: unknown attack 'cfgann'; did you mean cfgan?"
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr  # one line
+    assert proc.stderr.startswith("error: unknown attack 'cfgann'; did you mean cfgan"), proc.stderr
     assert "Traceback" not in proc.stderr
 
 

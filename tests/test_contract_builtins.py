@@ -14,6 +14,8 @@ PLUGINS = [(k, e.name) for k in ("attacks", "defenses", "metrics") for e in regi
 def test_builtin_plugin_passes_contract(kind: str, name: str) -> None:
     results = check_plugin(name, kind)
     failed = [(check, detail) for check, ok, detail in results if not ok]
+    if failed and all("pip install leakbench[faces]" in detail for _, detail in failed):
+        pytest.skip(f"{name}: its smoke data needs the optional face extractor: {failed[0][1]}")
     assert results and not failed, failed
 
 

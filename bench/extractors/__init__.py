@@ -2,5 +2,6 @@
 
 from bench.extractors.sift import SiftExtractor
 from bench.extractors.face import DlibFaceExtractor
+from bench.extractors.torch_embedding import TorchEmbeddingExtractor
 
-__all__ = ["SiftExtractor", "DlibFaceExtractor"]
+__all__ = ["SiftExtractor", "DlibFaceExtractor", "TorchEmbeddingExtractor"]

@@ -45,20 +45,35 @@ class FeatureSpec:
 
 @dataclass(frozen=True)
 class Requirement:
-    """What an attack consumes: a feature kind ('*' for any) and flags that must be true (or false)."""
+    """What an attack consumes: a feature kind ('*' for any), or a tuple of accepted kinds, and flags that must be
+    true (or false).
 
-    kind: str
+    A tuple names alternatives: ``Requirement(("embeddings", "bit-patterns"))`` takes either kind (an attack that
+    reads float vectors as numbers and bit patterns as bits); the flags apply to whichever kind is released.
+    """
+
+    kind: str | tuple[str, ...]
     flags: Mapping[str, bool] = field(default_factory=dict)
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The accepted kinds as a tuple (('*',) for any)."""
+        return (self.kind,) if isinstance(self.kind, str) else tuple(self.kind)
+
+    def admits_kind(self, kind: str) -> bool:
+        """Whether features of `kind` can reach the attack at all (flags aside)."""
+        return "*" in self.kinds or kind in self.kinds
+
     def accepts(self, spec: FeatureSpec) -> bool:
-        if self.kind != "*" and spec.kind != self.kind:
+        if not self.admits_kind(spec.kind):
             return False
         return all(spec.flags.get(k, False) == v for k, v in self.flags.items())
 
     def describe(self) -> str:
+        kind = " or ".join(self.kinds)
         if not self.flags:
-            return self.kind
-        return self.kind + " with " + ", ".join(f"{k}={v}" for k, v in sorted(self.flags.items()))
+            return kind
+        return kind + " with " + ", ".join(f"{k}={v}" for k, v in sorted(self.flags.items()))
 
 
 class FeatureSet(ABC):

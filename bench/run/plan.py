@@ -97,7 +97,7 @@ def default_extractor(attack_cls: type[Attack]) -> str:
     """The victim extractor the attack declares as its default (the engine itself names no feature kind)."""
     if attack_cls.default_extractor:
         return attack_cls.default_extractor
-    fits = [e.name for e in registry.extractors if attack_cls.consumes.kind in ("*", e.obj.produces.kind)]
+    fits = [e.name for e in registry.extractors if attack_cls.consumes.admits_kind(e.obj.produces.kind)]
     raise BenchError(f"attack {attack_cls.name!r} declares no default extractor; pass --extractor NAME "
                      f"({', '.join(fits) or 'no registered extractor produces what it consumes'})")
 
@@ -163,6 +163,7 @@ def plan(req: RunRequest) -> Plan:
     attack: Attack = attack_cls(profile=profile.name, image_size=profile.image_size, device=device, seed=req.seed,
                                 params=dict(req.attack_params))
     attack.preflight()
+    extractor.preflight()
 
     dataset = _dataset(req.dataset, req.data_root)
     if req.aux_dataset:

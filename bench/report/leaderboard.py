@@ -193,15 +193,20 @@ def _write_csv_atomically(frame: pd.DataFrame, path: Path) -> None:
         raise
 
 
-def refresh_leaderboard(store: Store, results: Path, dataset: str, out_dir: Path | None = None) -> Path:
-    """Write <out_dir or results/leaderboards>/<dataset>.csv and return its path."""
-    out = Path(out_dir) if out_dir is not None else Path(results) / "leaderboards"
+def ensure_out_dir(out: Path) -> Path:
+    """Create the leaderboard folder `out`, or a one-line BenchError saying why it cannot be written."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise BenchError(f"cannot write leaderboards to {out}: it or a parent of it is a file, not a folder") from None
     except PermissionError:
         raise BenchError(f"cannot write leaderboards to {out}: the folder is not writable") from None
+    return out
+
+
+def refresh_leaderboard(store: Store, results: Path, dataset: str, out_dir: Path | None = None) -> Path:
+    """Write <out_dir or results/leaderboards>/<dataset>.csv and return its path."""
+    out = ensure_out_dir(Path(out_dir) if out_dir is not None else Path(results) / "leaderboards")
     path = out / f"{dataset}.csv"
     _write_csv_atomically(leaderboard_frame(store, dataset), path)
     return path

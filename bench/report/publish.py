@@ -16,7 +16,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.report import html, latex, markdown
-from bench.report.leaderboard import FIRST_COLUMNS, _write_csv_atomically, leaderboard_frame
+from bench.report.leaderboard import FIRST_COLUMNS, _write_csv_atomically, ensure_out_dir, leaderboard_frame
 from bench.report.tables import Board, defense_name, load_board, select
 from bench.store.db import Store
 
@@ -96,13 +96,7 @@ def publish(results: Path, out_dir: Path | None = None, formats: Sequence[str] =
     db = results / "bench.sqlite"
     if not db.is_file():
         raise BenchError(f"no results store at {db}; run `bench run` first or pass --results DIR")
-    out = Path(out_dir) if out_dir is not None else results / "leaderboards"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise BenchError(f"cannot write leaderboards to {out}: it or a parent of it is a file, not a folder") from None
-    except PermissionError:
-        raise BenchError(f"cannot write leaderboards to {out}: the folder is not writable") from None
+    out = ensure_out_dir(Path(out_dir) if out_dir is not None else results / "leaderboards")
     paths: list[Path] = []
     with Store(db) as store:
         have = sorted({r["dataset"] for r in store.runs(status="done")})

@@ -27,7 +27,7 @@ def _spec(**kw) -> dict:
 def test_store_schema_wal_and_reopen(tmp_path: Path) -> None:
     db = tmp_path / "s.sqlite"
     with Store(db) as s:
-        assert s.schema_version() == SCHEMA_VERSION == 2
+        assert s.schema_version() == SCHEMA_VERSION == 3
     raw = sqlite3.connect(db)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -208,9 +208,10 @@ def test_v1_store_migrates_to_v2(tmp_path: Path) -> None:
     raw.commit()
     raw.close()
     with Store(path) as s:
-        assert s.schema_version() == 2
+        assert s.schema_version() == SCHEMA_VERSION
         run = s.run("old")
         assert run["status"] == "done" and run["config_id"] == config_id(spec)
+        assert run["source"] is None  # v3: computed here, not imported
         rows = s.sample_metrics("old")
         assert [(r["value"], r["status"], r["version"]) for r in rows] == [(10.0, "ok", "1"), (None, "undefined", "1")]
         got = s.set_metrics("old")
@@ -222,7 +223,7 @@ def test_v1_store_migrates_to_v2(tmp_path: Path) -> None:
         s.add_sample_metrics("old", [(2, "c", "psnr", 5.0, "ok", "2")])
         assert s.utility("old")["u"]["value"] == 1.0 and len(s.attributes("old")) == 1
     with Store(path) as s:  # and reopening it is a no-op
-        assert s.schema_version() == 2 and len(s.sample_metrics("old")) == 3
+        assert s.schema_version() == SCHEMA_VERSION and len(s.sample_metrics("old")) == 3
 
 
 def test_newer_schema_is_a_clear_error(tmp_path: Path) -> None:
@@ -232,7 +233,7 @@ def test_newer_schema_is_a_clear_error(tmp_path: Path) -> None:
     raw.execute("INSERT INTO schema_version VALUES (99)")
     raw.commit()
     raw.close()
-    with pytest.raises(BenchError, match=r"newer bench \(schema 99 > 2\); upgrade leakbench or use another --results"):
+    with pytest.raises(BenchError, match=r"newer bench \(schema 99 > 3\); upgrade leakbench or use another --results"):
         Store(path)
 
 

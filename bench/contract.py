@@ -35,7 +35,8 @@ def _run(name: str, fn: Callable[[], str | None]) -> Result:
         return name, False, f"{type(exc).__name__}: {exc}"
 
 
-def _find(name: str, kind: str | None) -> tuple[str, Any]:
+def find_plugin(name: str, kind: str | None = None) -> tuple[str, Any]:
+    """(registry kind, class) of the attack, defense or metric `name`; `kind` picks one when a name is in several."""
     kinds = [kind] if kind else ["attacks", "defenses", "metrics"]
     found = [(k, registry.REGISTRIES[k].get(name).obj) for k in kinds if name in registry.REGISTRIES[k]]
     if not found:
@@ -48,7 +49,7 @@ def _find(name: str, kind: str | None) -> tuple[str, Any]:
 
 def check_plugin(name: str, kind: str | None = None) -> list[Result]:
     """All contract checks for the plugin `name` as (check, passed, detail) triples."""
-    k, cls = _find(name, kind)
+    k, cls = find_plugin(name, kind)
     return list({"attacks": attack_checks, "defenses": defense_checks, "metrics": metric_checks}[k](cls))
 
 

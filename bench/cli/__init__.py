@@ -9,7 +9,6 @@ import click
 
 from bench import registry
 from bench.cli.common import show_plugin_warnings_as_lines, user_errors
-from bench.errors import BenchError
 from bench.profiles import DEFAULT_PROFILE, PROFILES
 
 
@@ -53,14 +52,19 @@ def _fmt(value: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ leaderboard
-@main.command("leaderboard")
+# A group that still runs on its own: `bench leaderboard [--results DIR]` regenerates the tables, and
+# `bench leaderboard import BUNDLE` (bench/cli/plugin.py) adds a verified submission bundle.
+@main.group("leaderboard", invoke_without_command=True)
 @click.option("--results", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True,
               help="Results folder whose store is read.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Where to write the tables [RESULTS/leaderboards].")
+@click.pass_context
 @user_errors
-def leaderboard_cmd(results: Path, out_dir: Path | None) -> None:
-    """Regenerate the leaderboard CSVs (one per dataset) from the results store."""
+def leaderboard_cmd(ctx: click.Context, results: Path, out_dir: Path | None) -> None:
+    """Regenerate the leaderboard CSVs (one per dataset) from the results store; `import BUNDLE` adds submissions."""
+    if ctx.invoked_subcommand is not None:
+        return
     from bench.report.leaderboard import refresh_all
 
     paths = refresh_all(results, out_dir)
@@ -70,33 +74,10 @@ def leaderboard_cmd(results: Path, out_dir: Path | None) -> None:
         click.echo(str(path))
 
 
-# ----------------------------------------------------------------------------------------------------- plugin
-@main.group("plugin")
-def plugin_group() -> None:
-    """Tools for plugin authors."""
-
-
-@plugin_group.command("check")
-@click.argument("name")
-@click.option("--kind", type=click.Choice(["attacks", "defenses", "metrics"]), default=None,
-              help="Which registry NAME is in (found automatically when unique).")
-@user_errors
-def plugin_check(name: str, kind: str | None) -> None:
-    """Run the contract test kit on a registered attack, defense or metric (built-in or installed)."""
-    from bench.contract import check_plugin
-
-    failures = 0
-    for check, ok, detail in check_plugin(name, kind):
-        failures += not ok
-        click.echo(f"  {'PASS' if ok else 'FAIL'}  {check}" + (f": {detail}" if detail else ""))
-    if failures:
-        raise BenchError(f"{name}: {failures} contract check(s) failed")
-    click.echo(f"{name}: all contract checks passed")
-
-
 # Command modules register last: they import `main`'s helpers from this package.
 from bench.cli.grid import grid_cmd  # noqa: E402
 from bench.cli.lists import list_cmd  # noqa: E402
+from bench.cli.plugin import leaderboard_import, plugin_group  # noqa: E402
 from bench.cli.run import run_cmd  # noqa: E402
 from bench.cli.semsim import semsim_group  # noqa: E402
 from bench.cli.weights import weights_group  # noqa: E402
@@ -106,6 +87,8 @@ main.add_command(run_cmd, "run")
 main.add_command(grid_cmd, "grid")
 main.add_command(weights_group, "weights")
 main.add_command(semsim_group, "semsim")
+main.add_command(plugin_group, "plugin")
+leaderboard_cmd.add_command(leaderboard_import, "import")
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -39,21 +39,28 @@ def plugin_new(name: str, kind: str, directory: Path) -> None:
 
 
 @plugin_group.command("check")
-@click.argument("name")
+@click.argument("names", nargs=-1, required=True)
 @click.option("--kind", type=click.Choice(["attacks", "defenses", "metrics"]), default=None,
-              help="Which registry NAME is in (found automatically when unique).")
+              help="Which registry the names are in (found automatically when unique).")
 @user_errors
-def plugin_check(name: str, kind: str | None) -> None:
-    """Run the contract test kit on a registered attack, defense or metric (built-in or installed)."""
+def plugin_check(names: tuple[str, ...], kind: str | None) -> None:
+    """Run the contract test kit on registered attacks, defenses or metrics (built-in or installed)."""
     from bench.contract import check_plugin
 
-    failures = 0
-    for check, ok, detail in check_plugin(name, kind):
-        failures += not ok
-        click.echo(f"  {'PASS' if ok else 'FAIL'}  {check}" + (f": {detail}" if detail else ""))
-    if failures:
-        raise BenchError(f"{name}: {failures} contract check(s) failed")
-    click.echo(f"{name}: all contract checks passed")
+    failed = []
+    for name in names:
+        failures = 0
+        if len(names) > 1:
+            click.echo(name)
+        for check, ok, detail in check_plugin(name, kind):
+            failures += not ok
+            click.echo(f"  {'PASS' if ok else 'FAIL'}  {check}" + (f": {detail}" if detail else ""))
+        if failures:
+            failed.append(f"{name}: {failures} contract check(s) failed")
+        else:
+            click.echo(f"{name}: all contract checks passed")
+    if failed:
+        raise BenchError("; ".join(failed))
 
 
 @plugin_group.command("submit")

@@ -275,7 +275,8 @@ class Store:
 
     # ------------------------------------------------------------------------------------------------ runs
     def start_run(self, run_id: str, spec: dict[str, Any], config_id: str | None = None) -> None:
-        """Insert the run, or mark an existing one as running again (resume); its rows are kept.
+        """Insert the run, or mark an existing one as running again (resume); its rows are kept (and an imported
+        run's source is cleared: from now on its rows are replaced by values computed here).
 
         A run that is already done stays done (a second process that finds everything complete re-finishes it).
         """
@@ -287,7 +288,9 @@ class Store:
         with self.transaction() as db:
             exists = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if exists:
-                db.execute("UPDATE runs SET config_id = ?, updated = ? WHERE run_id = ?", (config_id, now, run_id))
+                # A run computed here replaces the rows of one imported before: it is no longer the bundle's.
+                db.execute("UPDATE runs SET config_id = ?, updated = ?, source = NULL WHERE run_id = ?",
+                           (config_id, now, run_id))
                 if exists[0] != "done":
                     db.execute("UPDATE runs SET status = 'running', error = NULL WHERE run_id = ?", (run_id,))
             else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shlex
 import shutil
 import sqlite3
@@ -61,7 +62,7 @@ def test_example_passes_the_contract_kit_and_its_own_tests(site: Path) -> None:
     own = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests"),
                           "-k", "not contract_kit"],  # (the kit itself ran just above, through the command)
                          capture_output=True, text=True, timeout=600, cwd=EXAMPLE,
-                         env={**__import__("os").environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"})
+                         env={**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": "1"})
     assert own.returncode == 0 and "1 passed" in own.stdout, own.stdout + own.stderr
 
 

@@ -40,6 +40,9 @@ def find_plugin(name: str, kind: str | None = None) -> tuple[str, Any]:
     kinds = [kind] if kind else ["attacks", "defenses", "metrics"]
     found = [(k, registry.REGISTRIES[k].get(name).obj) for k in kinds if name in registry.REGISTRIES[k]]
     if not found:
+        failed = [registry.REGISTRIES[k].failed[name] for k in kinds if name in registry.REGISTRIES[k].failed]
+        if failed:  # installed, but its entry point did not import: say why rather than "unknown"
+            raise BenchError(f"{name!r} is installed but failed to load ({failed[0]})")
         raise BenchError(registry.REGISTRIES[kinds[0]].unknown_message(name) if kind else
                          f"no attack, defense or metric is registered as {name!r}")
     if len(found) > 1:

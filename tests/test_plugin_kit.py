@@ -76,3 +76,18 @@ def test_scaffolds_install_with_pip(tmp_path: Path) -> None:
     target = pip_install_target([tmp_path / f"leakbench-pip-{k}" for k in KINDS], tmp_path / "target")
     out = bench_subprocess(["list"], target)
     assert out.returncode == 0 and all(f"pip-{k}" in out.stdout for k in KINDS), out.stdout + out.stderr
+
+
+def test_check_names_why_an_installed_plugin_did_not_load(tmp_path: Path) -> None:
+    CliRunner().invoke(main, ["plugin", "new", "broken-attack", "--kind", "attack", "--dir", str(tmp_path)])
+    package = tmp_path / "leakbench-broken-attack"
+    plugin = package / "leakbench_broken_attack" / "plugin.py"
+    plugin.write_text(plugin.read_text() + "\nimport numpy_that_does_not_exist\n")
+    site = tmp_path / "site"
+    site.mkdir()
+    _site_from_pyproject(package, site)
+    out = bench_subprocess(["plugin", "check", "broken-attack"], site)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "warning: attack plugin 'broken-attack' from leakbench-broken-attack" in out.stderr
+    assert "error: 'broken-attack' is installed but failed to load" in out.stderr
+    assert "numpy_that_does_not_exist" in out.stderr

@@ -426,8 +426,22 @@ def defense_checks(cls: type[Defense]) -> Iterator[Result]:
         assert out.spec == d.released_spec(feats.spec), "empty input released another spec"
         return "empty output"
 
+    def blank_record() -> str:
+        blank = _blank(feats)
+        if blank is None:
+            return f"not applicable to {feats.kind!r} features"
+        d = cls()
+        try:
+            out = d.protect(blank, seeded_rng(1, "k"))
+        except BenchError as exc:
+            return f"refused with a clear error: {exc}"
+        assert len(out) == 1, f"{len(out)} records released for one"
+        assert out.spec == d.released_spec(feats.spec), "a record without features released another spec"
+        return "one record released"
+
     yield _run("released spec as declared", spec)
     yield _run("empty input", empty_input)
+    yield _run("record without features", blank_record)
     yield _run("input features untouched", untouched)
     yield _run("same rng, same output", reproducible)
     yield _run("config is JSON", lambda: _json_config(cls().config()))

@@ -137,6 +137,16 @@ class _ParamTypeError(_Copy):
         super().__init__(**params)
 
 
+class _BlankCrash(_Copy):
+    """Broken toy: scales coordinates by each image's keypoint count, which fails for an image without keypoints."""
+
+    name = "toy-blank-crash"
+
+    def protect(self, features: FeatureSet, rng: np.random.Generator) -> FeatureSet:
+        per_image = [1.0 / int(c) for c in features.counts()]  # ZeroDivisionError for a blank image
+        return super().protect(features, rng) if per_image or len(features) == 0 else features
+
+
 def test_sound_toy_defense_passes(register: Any) -> None:
     register("defenses", _Copy)
     assert _failures("toy-copy", "defenses") == {}
@@ -145,6 +155,7 @@ def test_sound_toy_defense_passes(register: Any) -> None:
 @pytest.mark.parametrize("cls, check, words", [
     (_EmptyValueError, "empty input", "ValueError"),
     (_ParamTypeError, "bad parameter values refused", "AssertionError"),
+    (_BlankCrash, "record without features", "ZeroDivisionError"),
 ], ids=lambda v: v.__name__ if isinstance(v, type) else None)
 def test_kit_rejects_broken_defense(register: Any, cls: type, check: str, words: str) -> None:
     register("defenses", cls)

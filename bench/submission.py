@@ -152,10 +152,20 @@ def write_bundle(name: str, results: Path, out: Path, kind: str | None = None) -
                 raise BenchError(f"no finished run of {kind[:-1]} {name!r} in {results}; run it with `bench run` first")
             for run in runs:
                 entries.append(_write_run(store, run, Path(results), root))
+        # Every attack and defense the runs used (a metric's or defense's runs may use outside attacks): what a
+        # re-run has to install.
+        used: dict[str, Any] = {}
+        for e in entries:
+            for k, n in (("attacks", e["attack"]), ("defenses", e["defense"])):
+                if f"{k}:{n}" not in used:
+                    try:
+                        used[f"{k}:{n}"] = plugin_provenance(n, k)
+                    except BenchError as exc:
+                        used[f"{k}:{n}"] = {"name": n, "kind": k, "error": str(exc)}
         files = {p.relative_to(root).as_posix(): file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
         manifest = {"format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "plugin": provenance,
-                    "bench_version": __version__, "environment": environment(), "runs": entries, "files": files,
+                    "plugins_used": used, "bench_version": __version__, "environment": environment(), "runs": entries, "files": files,
                     "rerun": "each run's command re-runs it: append --results DIR; `bench leaderboard import` of this "
                              "bundle checks it and adds its rows marked with their source"}
         (root / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))

@@ -75,6 +75,8 @@ def test_bundle_holds_provenance_specs_rows_and_commands(submitted: dict[str, Pa
         source = EXAMPLE / "leakbench_example_attack" / "plugin.py"
         assert plugin["source_files"]["leakbench_example_attack/plugin.py"] == file_sha256(source)
         assert {"python", "platform", "packages"} <= set(manifest["environment"])
+        assert manifest["plugins_used"]["attacks:ridge-keypoints"]["source_sha256"] == plugin["source_sha256"]
+        assert manifest["plugins_used"]["defenses:none"]["distribution"] == "leakbench"
         (entry,) = manifest["runs"]
         run_dir = root / "runs" / entry["run_id"]
         assert {p.name for p in run_dir.iterdir()} >= {"spec.json", "run.json", "sample_metrics.csv",
@@ -188,3 +190,19 @@ def test_submit_and_import_user_errors(tmp_path: Path) -> None:
     (tmp_path / "junk.tar.gz").write_bytes(b"not an archive")
     junk = runner.invoke(main, ["leaderboard", "import", str(tmp_path / "junk.tar.gz")])
     assert junk.exit_code == 2 and "not a readable submission bundle" in junk.output
+
+
+def test_a_metric_submission_bundles_the_runs_that_score_it(site: Path, submitted: dict[str, Path],
+                                                            tmp_path: Path) -> None:
+    out = bench_subprocess(["plugin", "submit", "psnr", "--results", str(submitted["results"]),
+                            "--out", str(tmp_path / "psnr-bundle")], site)  # a folder this time
+    assert out.returncode == 0, out.stdout + out.stderr
+    manifest = json.loads((tmp_path / "psnr-bundle" / "manifest.json").read_text())
+    assert (manifest["plugin"]["kind"], manifest["plugin"]["distribution"]) == ("metrics", "leakbench")
+    assert [r["attack"] for r in manifest["runs"]] == ["ridge-keypoints"]
+    assert "leakbench-example-attack" == manifest["plugins_used"]["attacks:ridge-keypoints"]["distribution"]
+    imported = _import(tmp_path / "psnr-bundle", tmp_path / "store")
+    assert imported.exit_code == 0 and "imported 1 run(s)" in imported.output, imported.output
+    again = CliRunner().invoke(main, ["plugin", "submit", "psnr", "--results", str(submitted["results"]),
+                                      "--out", str(tmp_path / "psnr-bundle")])
+    assert again.exit_code == 2 and "already exists" in again.output

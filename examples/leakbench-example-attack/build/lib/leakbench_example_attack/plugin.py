@@ -50,7 +50,7 @@ class RidgeKeypoints(Attack):
     profiles = ("smoke", "cpu")
     params = {
         "grid": Param(int, 8, "cells per side of the keypoint raster", low=2, high=32),
-        "alpha": Param(float, 100.0, "ridge penalty on the standardised features", low=1e-9),
+        "alpha": Param(float, 1000.0, "ridge penalty on the standardised features", low=1e-9),
     }
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,

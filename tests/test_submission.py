@@ -29,8 +29,11 @@ METRICS = "mse,psnr,ssim"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example package installed with pip into its own folder (the test environment is never touched)."""
-    return pip_install_target([EXAMPLE], tmp_path_factory.mktemp("example-site"))
+    """The example package installed with pip into its own folder (the test environment is never touched), built
+    from a copy so that setuptools' egg-info never lands in the checkout."""
+    src = tmp_path_factory.mktemp("example-src") / EXAMPLE.name
+    shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__"))
+    return pip_install_target([src], tmp_path_factory.mktemp("example-site"))
 
 
 @pytest.fixture(scope="module")

@@ -35,10 +35,14 @@ def _run(name: str, fn: Callable[[], str | None]) -> Result:
         return name, False, f"{type(exc).__name__}: {exc}"
 
 
-def _find(name: str, kind: str | None) -> tuple[str, Any]:
+def find_plugin(name: str, kind: str | None = None) -> tuple[str, Any]:
+    """(registry kind, class) of the attack, defense or metric `name`; `kind` picks one when a name is in several."""
     kinds = [kind] if kind else ["attacks", "defenses", "metrics"]
     found = [(k, registry.REGISTRIES[k].get(name).obj) for k in kinds if name in registry.REGISTRIES[k]]
     if not found:
+        failed = [registry.REGISTRIES[k].failed[name] for k in kinds if name in registry.REGISTRIES[k].failed]
+        if failed:  # installed, but its entry point did not import: say why rather than "unknown"
+            raise BenchError(f"{name!r} is installed but failed to load ({failed[0]})")
         raise BenchError(registry.REGISTRIES[kinds[0]].unknown_message(name) if kind else
                          f"no attack, defense or metric is registered as {name!r}")
     if len(found) > 1:
@@ -48,7 +52,7 @@ def _find(name: str, kind: str | None) -> tuple[str, Any]:
 
 def check_plugin(name: str, kind: str | None = None) -> list[Result]:
     """All contract checks for the plugin `name` as (check, passed, detail) triples."""
-    k, cls = _find(name, kind)
+    k, cls = find_plugin(name, kind)
     return list({"attacks": attack_checks, "defenses": defense_checks, "metrics": metric_checks}[k](cls))
 
 
@@ -152,6 +156,80 @@ def _json_config(config: Any) -> str:
     return f"version {config['version']}"
 
 
+def _bad_value(p: Param) -> Any | None:
+    """A value the parameter must refuse (outside its choices or bounds, or of the wrong type); None if every value
+    of its type is valid (a free-text string)."""
+    if p.choices is not None:
+        if p.type is str:
+            return "__not-a-choice__"
+        if p.type is bool:
+            return None if set(p.choices) >= {True, False} else next(v for v in (True, False) if v not in p.choices)
+        return max(float(c) for c in p.choices) + 1
+    if p.type in (int, float):
+        if p.high is not None:
+            return p.high + 1
+        if p.low is not None:
+            return p.low - 1
+        return "not-a-number"
+    if p.type is bool:
+        return "maybe"
+    return None
+
+
+def _bad_params(cls: type, make: Callable[[dict[str, Any]], Any]) -> str:
+    """Each declared parameter given a value it must refuse: a BenchError (one clear line) that names the key."""
+    tried = []
+    for key, p in cls.params.items():
+        bad = _bad_value(p)
+        if bad is None:
+            continue
+        try:
+            make({key: bad})
+        except BenchError as exc:
+            assert key in str(exc), f"{key}={bad!r} refused, but the error does not name {key!r}: {exc}"
+        except Exception as exc:
+            raise AssertionError(f"{key}={bad!r} raised {type(exc).__name__} ({exc}), not a clear BenchError") from None
+        else:
+            raise AssertionError(f"{key}={bad!r} was accepted (declared {p.describe()})")
+        tried.append(f"{key}={bad!r}")
+    return "refused " + ", ".join(tried) if tried else "no parameter with invalid values"
+
+
+def _consumption(cls: type[Attack]) -> str:
+    """`consumes` is a Requirement on a registered feature kind with that kind's flags; the default extractor is
+    registered and produces that kind; some registered extractor + defense releases what it consumes."""
+    from bench.features import Requirement, feature_kinds
+
+    req = cls.consumes
+    assert isinstance(req, Requirement), f"consumes is {type(req).__name__}, not bench.features.Requirement"
+    if req.kind != "*":
+        assert req.kind in feature_kinds, f"consumes unknown feature kind {req.kind!r} ({', '.join(feature_kinds.names())})"
+        known = set(feature_kinds.get(req.kind).obj.default_flags)
+        unknown = sorted(set(req.flags) - known)
+        assert not unknown, f"consumes flags {unknown} that {req.kind!r} features do not have ({sorted(known)})"
+    if cls.default_extractor is not None:
+        assert cls.default_extractor in registry.extractors, f"default_extractor {cls.default_extractor!r} is not registered"
+        produced = registry.extractors.get(cls.default_extractor).obj.produces.kind
+        assert req.kind in ("*", produced), f"default_extractor {cls.default_extractor!r} produces {produced!r}, " \
+                                             f"the attack consumes {req.kind!r}"
+    ext, dfn = _pairing(cls)
+    return f"{req.describe()}: e.g. {ext} + {dfn}"
+
+
+def _blank(fs: FeatureSet) -> FeatureSet | None:
+    """One degenerate record of `fs`'s kind: no features at all (variable-length kinds: a blank image's), or all
+    zeros (fixed-length kinds); None when the kind cannot be built that way."""
+    arrays = fs.subset([0])._save_arrays()
+    if "offsets" in arrays:  # CSR layout: every per-feature array cut to zero rows
+        arrays = {k: (np.zeros(2, dtype=v.dtype) if k == "offsets" else np.asarray(v)[:0]) for k, v in arrays.items()}
+    else:
+        arrays = {k: np.zeros_like(np.asarray(v)) for k, v in arrays.items()}
+    try:
+        return type(fs)._from_arrays(arrays, dict(fs.flags), dict(fs.meta))
+    except Exception:
+        return None
+
+
 # ---------------------------------------------------------------------------------------------------- attacks
 def attack_checks(cls: type[Attack]) -> Iterator[Result]:
     """Metadata, declared parameters, smoke fit + outputs, batch independence, checkpoint round trip, determinism.
@@ -170,6 +248,7 @@ def attack_checks(cls: type[Attack]) -> Iterator[Result]:
         return f"consumes {cls.consumes.describe()}; outputs {cls.outputs}"
 
     yield _run("metadata", meta)
+    yield _run("declared consumption", lambda: _consumption(cls))
     try:
         ext, dfn = _pairing(cls)
         data = smoke_data(extractor=ext, defense=dfn)
@@ -230,6 +309,7 @@ def attack_checks(cls: type[Attack]) -> Iterator[Result]:
         return f"{n} samples: {', '.join(cls.attributes)}{note}"
 
     yield _run("declared parameters", lambda: _declared_params(cls, lambda: make({"no-such-param": 1})))
+    yield _run("bad parameter values refused", lambda: _bad_params(cls, make))
     yield _run("config is JSON", lambda: _json_config(make().config()))
     if images:
         yield _run("fit + reconstruct (smoke)", fit_reconstruct)
@@ -253,6 +333,39 @@ def attack_checks(cls: type[Attack]) -> Iterator[Result]:
     def deterministic() -> None:
         assert same(outputs(fitted(), private), state["out"], 1e-5), "two fits with one seed differ"
 
+    def well_formed(out: Any, rows: int) -> None:
+        if images:
+            assert isinstance(out, torch.Tensor), f"returned {type(out).__name__}, not a tensor"
+            assert tuple(out.shape) == (rows, 3, prof.image_size, prof.image_size), f"shape {tuple(out.shape)}"
+            assert out.dtype == torch.float32, f"dtype {out.dtype}"
+            assert rows == 0 or (torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1), \
+                "values outside [0, 1]"
+        else:
+            assert isinstance(out, dict) and set(cls.attributes) <= set(out), "a prediction is missing"
+            for k, v in out.items():
+                assert np.asarray(v).shape == (rows,), f"{k}: shape {np.asarray(v).shape}, expected ({rows},)"
+
+    def empty_input() -> str:
+        try:
+            out = outputs(state["attack"], private.subset([]))
+        except BenchError as exc:
+            return f"refused with a clear error: {exc}"
+        well_formed(out, 0)
+        return "empty output"
+
+    def blank_record() -> str:
+        blank = _blank(private)
+        if blank is None:
+            return f"not applicable to {private.kind!r} features"
+        try:
+            out = outputs(state["attack"], blank)
+        except BenchError as exc:
+            return f"refused with a clear error: {exc}"
+        well_formed(out, 1)
+        return "a valid output"
+
+    yield _run("empty input", empty_input)
+    yield _run("record without features", blank_record)
     yield _run(f"{'reconstruction' if images else 'prediction'} independent of batch", batch_independent)
     yield _run("checkpoint round trip (weights_only)", checkpoint)
     yield _run("same seed, same result", deterministic)
@@ -266,6 +379,7 @@ def _arrays(fs: FeatureSet) -> dict[str, np.ndarray]:
 def defense_checks(cls: type[Defense]) -> Iterator[Result]:
     """Declared parameters, spec matches output, input untouched, keys from the rng, JSON config, utility."""
     yield _run("declared parameters", lambda: _declared_params(cls, lambda: cls(**{"no_such_param": 1})))
+    yield _run("bad parameter values refused", lambda: _bad_params(cls, lambda kw: cls(**kw)))
     try:
         candidates = [e for e in registry.extractors if cls().can_protect(e.obj.produces)]
     except Exception as exc:
@@ -322,7 +436,32 @@ def defense_checks(cls: type[Defense]) -> Iterator[Result]:
         assert again == figures, "utility differs between two calls with one seed"
         return ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(figures.items())) or "no figures"
 
+    def empty_input() -> str:
+        d = cls()
+        try:
+            out = d.protect(feats.subset([]), seeded_rng(1, "k"))
+        except BenchError as exc:
+            return f"refused with a clear error: {exc}"
+        assert len(out) == 0, f"{len(out)} records released for none"
+        assert out.spec == d.released_spec(feats.spec), "empty input released another spec"
+        return "empty output"
+
+    def blank_record() -> str:
+        blank = _blank(feats)
+        if blank is None:
+            return f"not applicable to {feats.kind!r} features"
+        d = cls()
+        try:
+            out = d.protect(blank, seeded_rng(1, "k"))
+        except BenchError as exc:
+            return f"refused with a clear error: {exc}"
+        assert len(out) == 1, f"{len(out)} records released for one"
+        assert out.spec == d.released_spec(feats.spec), "a record without features released another spec"
+        return "one record released"
+
     yield _run("released spec as declared", spec)
+    yield _run("empty input", empty_input)
+    yield _run("record without features", blank_record)
     yield _run("input features untouched", untouched)
     yield _run("same rng, same output", reproducible)
     yield _run("config is JSON", lambda: _json_config(cls().config()))
@@ -425,7 +564,32 @@ def metric_checks(cls: type[Metric]) -> Iterator[Result]:
                 in_range(per, "values")
             return f"perfect predictions score {value:.4g}"
 
+        def repeatable() -> str:
+            if cls.inputs != "images":
+                return "attribute metric: see 'attribute values'"
+            first = _set_value(m, b, a, batch_of(everyone))
+            second = _set_value(m, b, a, batch_of(everyone))
+            assert first == second or (math.isnan(first) and math.isnan(second)), \
+                f"one input scored {first} then {second}"
+            return f"{first:.6g}"
+
+        def constant_images() -> str:
+            if cls.inputs != "images":
+                return "attribute metric: not applicable"
+            grey = torch.full_like(a, 0.5)
+            got = []
+            for recon, ref, what in ((grey, grey, "constant vs the same"), (grey, a, "constant vs faces")):
+                value = np.array([_set_value(m, recon, ref, batch_of(everyone))], dtype=np.float64)
+                in_range(value, f"{what}: set value")
+                if cls.level == "sample":
+                    in_range(np.asarray(m.score_batch(recon, ref, batch_of(everyone)), dtype=np.float64),
+                             f"{what}: values")
+                got.append(f"{what} {value[0]:.4g}")
+            return "; ".join(got) + " (NaN = undefined is allowed)"
+
         yield _run("per-sample values", sample_values)
+        yield _run("same input, same value", repeatable)
+        yield _run("constant images", constant_images)
         if cls.inputs == "images":
             yield _run("identical images score best", identity_best)
         else:

@@ -101,3 +101,29 @@ def page(browser, tmp_path: Path):
         yield context.new_page()
     finally:
         context.close()
+
+
+# ------------------------------------------------------------------------------------------------ outside plugins
+def pip_install_target(sources: list[Path], target: Path) -> Path:
+    """Install plugin packages into `target` (never the test environment) with `pip install --no-deps --target`;
+    the build backend comes from the configured package index. Returns `target`, to put on PYTHONPATH."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check",
+                          "--target", str(target), *[str(s) for s in sources]],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, f"pip install of {sources} failed:\n{out.stdout}\n{out.stderr}"
+    return target
+
+
+def bench_subprocess(args: list[str], pythonpath: Path, cwd: Path | None = None,
+                     timeout: float = 600) -> "subprocess.CompletedProcess[str]":  # noqa: F821
+    """`bench ARGS` in a fresh interpreter that sees the packages under `pythonpath` (as an installed plugin)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(pythonpath), os.environ.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=timeout)

@@ -88,8 +88,8 @@ def test_column_layout(tmp_path: Path) -> None:
         _finish(s, _spec(aux_dataset="aux"), {"ssim": 0.5, "psnr": 10.0}, {"map": 0.9})
         frame = leaderboard_frame(s, "d")
     assert list(frame.columns) == ["attack", "defense", "aux_dataset", "profile", "extractor", "n_train", "n_test",
-                                   "seeds", "psnr", "psnr_std", "ssim", "ssim_std", "utility:map", "config_id",
-                                   "run_ids", "profile_note", "dataset_note"]
+                                   "seeds", "psnr", "psnr_std", "ssim", "ssim_std", "utility:map", "source",
+                                   "config_id", "run_ids", "profile_note", "dataset_note"]
     row = frame.iloc[0]
     assert (row["aux_dataset"], row["profile"], row["extractor"], row["n_train"], row["n_test"]) == (
         "aux", "smoke", "sift", 20, 8)

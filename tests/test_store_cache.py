@@ -211,6 +211,7 @@ def test_v1_store_migrates_to_current(tmp_path: Path) -> None:
         assert s.schema_version() == SCHEMA_VERSION  # through every migration since v1
         run = s.run("old")
         assert run["status"] == "done" and run["config_id"] == config_id(spec)
+        assert run["source"] is None  # v3: computed here, not imported
         rows = s.sample_metrics("old")
         assert [(r["value"], r["status"], r["version"]) for r in rows] == [(10.0, "ok", "1"), (None, "undefined", "1")]
         got = s.set_metrics("old")
@@ -349,3 +350,21 @@ def test_splits_deterministic_disjoint_and_sized() -> None:
         split_ids(ids, 0, 100, 10)
     a, b = split_cross(ids, [f"p{i}" for i in range(20)], 0, 30, 5, "aux", "priv")
     assert len(a) == 30 and len(b) == 5 and all(x.startswith("p") for x in b)
+
+
+def test_imported_run_keeps_its_source_until_computed_here(tmp_path: Path) -> None:
+    spec = _spec()
+    rid = digest(spec)
+    sets = [{"metric": "psnr", "value": 10.0, "n": 2, "convention": "c", "status": "ok", "version": "1",
+             "higher_is_better": True, "lo": 0.0, "hi": float("inf")}]
+    rows = [(0, "a", "psnr", 9.0, "ok", "1"), (1, "b", "psnr", 11.0, "ok", "1")]
+    with Store(tmp_path / "s.sqlite") as s:
+        assert s.import_run(rid, spec, config_id(spec), {"spec": spec}, "dist==1 bundle abc", rows, sets)
+        assert not s.import_run(rid, spec, config_id(spec), {}, "dist==1 bundle abc", rows, sets)  # no duplicate
+        run = s.run(rid)
+        assert (run["status"], run["source"]) == ("done", "dist==1 bundle abc")
+        assert [r["value"] for r in s.sample_metrics(rid)] == [9.0, 11.0]
+        got = s.set_metrics(rid)["psnr"]
+        assert (got["value"], got["higher_is_better"], got["hi"]) == (10.0, True, float("inf"))
+        s.start_run(rid, spec)  # `bench run` of the same spec here: the rows become local ones
+        assert s.run(rid)["source"] is None

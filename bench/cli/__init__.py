@@ -9,7 +9,6 @@ import click
 
 from bench import registry
 from bench.cli.common import show_plugin_warnings_as_lines, user_errors
-from bench.errors import BenchError
 from bench.profiles import DEFAULT_PROFILE, PROFILES
 
 
@@ -52,29 +51,6 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-# ----------------------------------------------------------------------------------------------------- plugin
-@main.group("plugin")
-def plugin_group() -> None:
-    """Tools for plugin authors."""
-
-
-@plugin_group.command("check")
-@click.argument("name")
-@click.option("--kind", type=click.Choice(["attacks", "defenses", "metrics"]), default=None,
-              help="Which registry NAME is in (found automatically when unique).")
-@user_errors
-def plugin_check(name: str, kind: str | None) -> None:
-    """Run the contract test kit on a registered attack, defense or metric (built-in or installed)."""
-    from bench.contract import check_plugin
-
-    failures = 0
-    for check, ok, detail in check_plugin(name, kind):
-        failures += not ok
-        click.echo(f"  {'PASS' if ok else 'FAIL'}  {check}" + (f": {detail}" if detail else ""))
-    if failures:
-        raise BenchError(f"{name}: {failures} contract check(s) failed")
-    click.echo(f"{name}: all contract checks passed")
-
 
 # Command modules register last: they import `main`'s helpers from this package.
 from bench.cli.annotate import annotate_group  # noqa: E402
@@ -82,6 +58,7 @@ from bench.cli.correlate import correlate_cmd  # noqa: E402
 from bench.cli.grid import grid_cmd  # noqa: E402
 from bench.cli.leaderboard import leaderboard_cmd  # noqa: E402
 from bench.cli.lists import list_cmd  # noqa: E402
+from bench.cli.plugin import leaderboard_import, plugin_group  # noqa: E402
 from bench.cli.run import run_cmd  # noqa: E402
 from bench.cli.semsim import semsim_group  # noqa: E402
 from bench.cli.weights import weights_group  # noqa: E402
@@ -94,6 +71,8 @@ main.add_command(weights_group, "weights")
 main.add_command(semsim_group, "semsim")
 main.add_command(annotate_group, "annotate")
 main.add_command(correlate_cmd, "correlate")
+main.add_command(plugin_group, "plugin")
+leaderboard_cmd.add_command(leaderboard_import, "import")
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -20,7 +20,9 @@ def _split(values: tuple[str, ...]) -> list[str]:
     return out
 
 
-@click.command("leaderboard")
+# A group that still runs on its own: `bench leaderboard [options]` regenerates the tables, and
+# `bench leaderboard import BUNDLE` (bench/cli/plugin.py) adds a verified submission bundle.
+@click.group("leaderboard", invoke_without_command=True)
 @click.option("--results", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True,
               help="Results folder whose store is read (and whose runs/<id>/grid.png the HTML page embeds).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
@@ -37,14 +39,19 @@ def _split(values: tuple[str, ...]) -> list[str]:
               help="Also write <dataset>-leakage-utility.png/.pdf and <dataset>-attacks.png/.pdf.")
 @click.option("--figure-metric", default=DEFAULT_METRIC, show_default=True,
               help="The leakage metric the figures plot (the best attack per defense is chosen by its direction).")
+@click.pass_context
 @user_errors
-def leaderboard_cmd(results: Path, out_dir: Path | None, formats: tuple[str, ...], datasets: tuple[str, ...],
+def leaderboard_cmd(ctx: click.Context, results: Path, out_dir: Path | None, formats: tuple[str, ...], datasets: tuple[str, ...],
                     defenses: tuple[str, ...], metrics: tuple[str, ...], figures: bool, figure_metric: str) -> None:
-    """Regenerate leaderboard tables and figures from the results store (CSV by default, one file per dataset)."""
+    """Regenerate leaderboard tables and figures from the results store (CSV by default, one file per dataset);
+    `import BUNDLE` adds a verified submission."""
+    if ctx.invoked_subcommand is not None:
+        return
     from bench.report.publish import publish
 
-    paths = publish(results, out_dir, _split(formats) or ["csv"], _split(datasets), list(dict.fromkeys(d.strip() for d in defenses if d.strip())),
-                    _split(metrics), figures, figure_metric)
+    chosen_defenses = list(dict.fromkeys(d.strip() for d in defenses if d.strip()))
+    paths = publish(results, out_dir, _split(formats) or ["csv"], _split(datasets), chosen_defenses, _split(metrics),
+                    figures, figure_metric)
     if not paths:
         click.echo("no finished runs in the store yet")
     for path in paths:

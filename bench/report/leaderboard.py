@@ -26,7 +26,7 @@ from bench.params import label
 from bench.store.db import Store
 
 FIRST_COLUMNS = ["attack", "defense", "aux_dataset", "profile", "extractor", "n_train", "n_test", "seeds"]
-LAST_COLUMNS = ["config_id", "run_ids", "profile_note", "dataset_note"]
+LAST_COLUMNS = ["source", "config_id", "run_ids", "profile_note", "dataset_note"]
 
 
 def _spec(run: dict[str, Any]) -> dict[str, Any]:
@@ -98,16 +98,17 @@ def _profile_caveat(name: Any) -> str:
 
 def leaderboard_frame(store: Store, dataset: str) -> pd.DataFrame:
     """One row per configuration with finished runs on `dataset`: its seeds counted, metric means and stds."""
-    groups: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
+    # Runs imported from a submission bundle form rows of their own, marked with their source (empty: computed here).
+    groups: dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for run in store.runs(status="done", dataset=dataset):
         spec = _spec(run)
-        groups.setdefault(_config_id(run, spec), []).append((run, spec))
+        groups.setdefault((_config_id(run, spec), run.get("source") or ""), []).append((run, spec))
 
     rows = []
     metric_names: set[str] = set()
     noted: set[str] = set()  # metrics with a note on an ok value in some row: they get a `<metric>_note` column
     utility_names: set[str] = set()
-    for cid, members in groups.items():
+    for (cid, source), members in groups.items():
         members.sort(key=lambda m: (m[0]["seed"], m[0]["run_id"]))
         run0, spec = members[0]
         extractor = spec.get("extractor") or {}
@@ -142,6 +143,7 @@ def leaderboard_frame(store: Store, dataset: str) -> pd.DataFrame:
                 note = ""
             if note and note not in notes:
                 notes.append(str(note))
+        row["source"] = source
         row["config_id"] = cid
         row["run_ids"] = " ".join(m[0]["run_id"] for m in members)
         row["profile_note"] = _profile_caveat(row["profile"])
@@ -154,7 +156,7 @@ def leaderboard_frame(store: Store, dataset: str) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=columns)
     if len(frame):
         frame = frame.sort_values(["attack", "defense", "aux_dataset", "profile", "extractor", "n_train", "n_test",
-                                   "config_id"], kind="stable", key=_sort_key).reset_index(drop=True)
+                                   "source", "config_id"], kind="stable", key=_sort_key).reset_index(drop=True)
     return frame
 
 

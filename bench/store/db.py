@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from bench.errors import BenchError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 METRIC_STATUSES = ("ok", "unavailable", "undefined", "not-applicable", "failed")
 
@@ -168,8 +168,16 @@ _V3 = """
         (IFNULL(source, ''), IFNULL(run_a, ''), index_a, IFNULL(run_b, ''), index_b, annotator);
 """
 
+# v4: where a run's rows came from. NULL for runs computed here; for runs added by `bench leaderboard import`, the
+# submission they came from ("<distribution>==<version> bundle <sha256 prefix>"), shown in the leaderboard.
+_V4_SOURCE = """
+    ALTER TABLE runs ADD COLUMN source TEXT;
+    CREATE INDEX runs_source ON runs(source)
+"""
+
+
 # Migrations: index i brings the schema from version i to i + 1 (inside the transaction that opens the store).
-_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_sql(_V1), _v1_to_v2, _sql(_V3)]
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_sql(_V1), _v1_to_v2, _sql(_V3), _sql(_V4_SOURCE)]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -313,7 +321,8 @@ class Store:
 
     # ------------------------------------------------------------------------------------------------ runs
     def start_run(self, run_id: str, spec: dict[str, Any], config_id: str | None = None) -> None:
-        """Insert the run, or mark an existing one as running again (resume); its rows are kept.
+        """Insert the run, or mark an existing one as running again (resume); its rows are kept (and an imported
+        run's source is cleared: from now on its rows are replaced by values computed here).
 
         A run that is already done stays done (a second process that finds everything complete re-finishes it).
         """
@@ -325,7 +334,9 @@ class Store:
         with self.transaction() as db:
             exists = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if exists:
-                db.execute("UPDATE runs SET config_id = ?, updated = ? WHERE run_id = ?", (config_id, now, run_id))
+                # A run computed here replaces the rows of one imported before: it is no longer the bundle's.
+                db.execute("UPDATE runs SET config_id = ?, updated = ?, source = NULL WHERE run_id = ?",
+                           (config_id, now, run_id))
                 if exists[0] != "done":
                     db.execute("UPDATE runs SET status = 'running', error = NULL WHERE run_id = ?", (run_id,))
             else:
@@ -367,6 +378,46 @@ class Store:
         if config_id:
             sql, args = sql + " AND config_id = ?", args + [config_id]
         return [dict(r) for r in self._query(sql + " ORDER BY created, run_id", args)]
+
+    def import_run(self, run_id: str, spec: dict[str, Any], config_id: str, record: dict[str, Any], source: str,
+                   sample_rows: Sequence[tuple], set_rows: Sequence[Mapping[str, Any]],
+                   attributes: Sequence[tuple[int, str, str, Any]] = (),
+                   utility: Mapping[str, float | None] = {}) -> bool:
+        """Add a finished run computed elsewhere (a verified submission bundle) in one transaction, marked with
+        `source`. Returns False, changing nothing, when the run id is already in the store (imported before, or
+        computed here: the same spec gives the same id), so importing a bundle twice never duplicates a row."""
+        now = time.time()
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+                return False
+            db.execute(
+                "INSERT INTO runs (run_id, spec_json, dataset, attack, defense, profile, seed, status, created,"
+                " updated, finished, record_json, config_id, source)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'done', ?, ?, ?, ?, ?, ?)",
+                (run_id, json.dumps(spec, sort_keys=True), spec["dataset"], spec["attack"], spec["defense"],
+                 spec["profile"], spec["seed"], now, now, now, json.dumps(record, sort_keys=True, default=str),
+                 config_id, source))
+            db.executemany(
+                "INSERT INTO sample_metrics (run_id, sample_index, sample_id, metric, value, status, version)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, int(i), str(sid), m, _real(v), str(st), str(ver)) for i, sid, m, v, st, ver in sample_rows])
+            for r in set_rows:
+                lo, hi = (None, None) if r.get("lo") is None and r.get("hi") is None else (r.get("lo"), r.get("hi"))
+                hib = r.get("higher_is_better")
+                db.execute(
+                    "INSERT INTO set_metrics (run_id, metric, value, n, convention, status, detail, version,"
+                    " higher_is_better, lo, hi) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, r["metric"], None if r.get("value") is None else _real(r["value"]), int(r["n"]),
+                     r["convention"], r["status"], r.get("detail"),
+                     None if r.get("version") is None else str(r["version"]),
+                     None if hib is None else int(bool(hib)),
+                     None if lo is None else _real(lo), None if hi is None else _real(hi)))
+            db.executemany(
+                "INSERT INTO attributes (run_id, sample_index, sample_id, attribute, value) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, int(i), str(sid), a, None if v is None else str(v)) for i, sid, a, v in attributes])
+            db.executemany("INSERT INTO utility (run_id, name, value) VALUES (?, ?, ?)",
+                           [(run_id, k, None if v is None else _real(v)) for k, v in utility.items()])
+        return True
 
     # ------------------------------------------------------------------------------------------- metrics
     def add_sample_metrics(self, run_id: str, rows: Sequence[tuple]) -> None:

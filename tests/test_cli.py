@@ -103,7 +103,7 @@ def test_leaderboard_writes_every_format_and_the_figures(smoke_results: tuple[Pa
     assert only.exit_code == 0, only.output
     rows = list(csv.DictReader((tmp_path / "f" / "synthetic-faces.csv").open()))
     assert [c for c in rows[0] if c in ("ssim", "psnr", "mse", "ssim-sift-compat")] == ["ssim", "psnr"]
-    assert list(rows[0])[-3:] == ["config_id", "run_ids", "dataset_note"]
+    assert list(rows[0])[-5:] == ["source", "config_id", "run_ids", "profile_note", "dataset_note"]
 
 
 @pytest.mark.parametrize("args, message", [

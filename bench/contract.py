@@ -21,7 +21,7 @@ from bench.features import FeatureSet
 from bench.images import resize
 from bench.params import Param
 from bench.plugins import (Attack, Defense, EvalBatch, EvalContext, FitContext, Metric, MetricUnavailable,
-                           UtilityContext, seeded_rng)
+                           UtilityContext, attacker_training_features, seeded_rng)
 from bench.profiles import get_profile
 
 Result = tuple[str, bool, str]
@@ -77,7 +77,7 @@ def smoke_data(n_train: int = 12, n_test: int = 4, extractor: str = "sift", defe
         "profile": prof,
         "extractor": ext,
         "defense": dfn,
-        "aux": dfn.protect(feats.subset(tr), seeded_rng(seed, "attacker-keys")),
+        "aux": attacker_training_features(dfn, feats.subset(tr), seed),
         "private": dfn.protect(feats.subset(te), seeded_rng(seed, "victim-keys")),
         "aux_images": targets[tr],
         "private_images": targets[te],

@@ -149,6 +149,11 @@ class Defense(Plugin, ABC):
     """Protects released features; `accepts` lists the feature kinds it can protect ('*' for any)."""
 
     accepts: ClassVar[tuple[str, ...]] = ("*",)
+    # Threat model. False: the attacker knows the algorithm but not the keys, so it trains on its own simulation of
+    # the defense (keys of its own). True: the protection runs inside the victim's inference API (ShuffleBits as a
+    # plug-in layer), so the attacker's own queries come back protected with the victim's secret key; what they
+    # return is `protect_queries`.
+    api_deployed: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         # The class attribute `params` declares; the instance attribute holds the resolved values.
@@ -169,6 +174,13 @@ class Defense(Plugin, ABC):
     def protect(self, features: FeatureSet, rng: np.random.Generator) -> FeatureSet:
         """Protected copy of `features`; secret keys come from `rng` (the run seed, or the attacker's own)."""
 
+    def protect_queries(self, features: FeatureSet, victim_rng: np.random.Generator,
+                        query_rng: np.random.Generator) -> FeatureSet:
+        """What the attacker's own queries to the victim's protected API return (`api_deployed` defenses): secret
+        keys come from `victim_rng` (the victim's), per-query randomness from `query_rng`; by default every key is
+        the victim's."""
+        return self.protect(features, victim_rng)
+
     def utility(self, ctx: UtilityContext) -> dict[str, float]:
         """Utility figures that the protected features still offer (e.g. verification accuracy); none by default.
 
@@ -179,7 +191,19 @@ class Defense(Plugin, ABC):
 
     @classmethod
     def registry_meta(cls) -> dict[str, Any]:
-        return {**super().registry_meta(), "accepts": list(cls.accepts)}
+        return {**super().registry_meta(), "accepts": list(cls.accepts), "api_deployed": cls.api_deployed}
+
+
+def attacker_training_features(defense: Defense, features: FeatureSet, seed: int) -> FeatureSet:
+    """The auxiliary features as the attacker gets them under the run's threat model.
+
+    Usually the attacker simulates the defense with keys of its own ('attacker-keys'); for a defense deployed inside
+    the victim's API it queries that API, so the victim's key stream ('victim-keys') and fresh per-query randomness
+    ('api-queries') apply (`Defense.protect_queries`).
+    """
+    if defense.api_deployed:
+        return defense.protect_queries(features, seeded_rng(seed, "victim-keys"), seeded_rng(seed, "api-queries"))
+    return defense.protect(features, seeded_rng(seed, "attacker-keys"))
 
 
 def register_defense(cls: type[Defense]) -> type[Defense]:

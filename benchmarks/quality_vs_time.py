@@ -37,7 +37,7 @@ import torch
 
 from bench import registry
 from bench.images import resize
-from bench.plugins import FitContext, seeded_rng
+from bench.plugins import FitContext, attacker_training_features, seeded_rng
 from bench.run.evaluate import quantise
 from bench.run.plan import RunRequest, plan
 from bench.threads import apply_threads, thread_record
@@ -77,7 +77,7 @@ def load_data(args: argparse.Namespace) -> dict[str, Any]:
     size, image_size = p.spec.extract_size, p.spec.image_size
     aux = p.aux_dataset.load(p.train_ids, size)
     private = p.dataset.load(p.test_ids, size)
-    aux_f = p.defense.protect(p.extractor.extract(aux, progress=not args.quiet), seeded_rng(args.seed, "attacker-keys"))
+    aux_f = attacker_training_features(p.defense, p.extractor.extract(aux, progress=not args.quiet), args.seed)
     priv_f = p.defense.protect(p.extractor.extract(private, progress=not args.quiet),
                                seeded_rng(args.seed, "victim-keys"))
     return {"aux_f": aux_f, "priv_f": priv_f, "aux_images": resize(aux.images, image_size),

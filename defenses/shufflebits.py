@@ -154,13 +154,23 @@ class ShuffleBits(Defense):
     """ShuffleBits: each float32's 32 bits permuted by a secret key (fixed or per vector); releases bit patterns."""
 
     name = "shufflebits"
+    # 2: the attacker's training features come from querying the victim's protected API (the paper's threat model):
+    # in fixed mode they carry the victim's permutation; before, the attacker drew a permutation of its own.
+    version = "2"
     accepts = ("embeddings",)
+    api_deployed = True
     params = {"mode": Param(str, "fixed", "fixed: one permutation for all vectors; one-time-pad: one per vector",
                             choices=MODES)}
 
     def released_spec(self, spec: FeatureSpec) -> FeatureSpec:
         return FeatureSpec(BitPatternSet.kind, {**BitPatternSet.default_flags,
                                                 "one_time_pad": self.params["mode"] == "one-time-pad"})
+
+    def protect_queries(self, features: FeatureSet, victim_rng: np.random.Generator,
+                        query_rng: np.random.Generator) -> FeatureSet:
+        """The attacker's queries to the ShuffleBits-protected API: in fixed mode the answers carry the victim's one
+        permutation; with a one-time pad every answer gets a fresh permutation, unrelated to the victim's others."""
+        return self.protect(features, victim_rng if self.params["mode"] == "fixed" else query_rng)
 
     def protect(self, features: FeatureSet, rng: np.random.Generator) -> FeatureSet:
         if not isinstance(features, EmbeddingSet):

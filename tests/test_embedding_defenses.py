@@ -159,6 +159,35 @@ def test_shufflebits_modes_and_released_container() -> None:
         permute_bits(same.view(np.uint32), np.zeros(32, dtype=np.int64))
 
 
+def test_shufflebits_attacker_queries_the_victims_api() -> None:
+    """ShuffleBits' threat model: the attacker's training features come from the victim's protected API. In fixed
+    mode they carry the victim's one permutation; with a one-time pad every answer has its own, fresh permutation."""
+    from bench.plugins import attacker_training_features, seeded_rng
+
+    feats = _embeddings(8, seed=3)
+    seed = 5
+    fixed = _defense("shufflebits")
+    assert fixed.api_deployed
+    victim = fixed.protect(feats, seeded_rng(seed, "victim-keys"))
+    attacker = attacker_training_features(fixed, feats, seed)
+    assert np.array_equal(attacker.bits, victim.bits)  # the same secret permutation, learnable by the attacker
+    victim_key = shufflebits_keys(seeded_rng(seed, "victim-keys"), 8, "fixed")
+    assert np.array_equal(shufflebits_decrypt(attacker, victim_key).view(np.uint32), feats.vectors.view(np.uint32))
+
+    otp = _defense("shufflebits", mode="one-time-pad")
+    victim = otp.protect(feats, seeded_rng(seed, "victim-keys"))
+    attacker = attacker_training_features(otp, feats, seed)
+    same_rows = sum(np.array_equal(a, v) for a, v in zip(attacker.bits, victim.bits))
+    assert same_rows == 0  # fresh permutations, never the victim's for the same vector
+    keys = shufflebits_keys(seeded_rng(seed, "api-queries"), 8, "one-time-pad")
+    assert np.array_equal(shufflebits_decrypt(attacker, keys).view(np.uint32), feats.vectors.view(np.uint32))
+
+    pe = _defense("pe-miu", block_size=16)  # no API deployment: the attacker simulates with randomness of its own
+    assert not pe.api_deployed
+    sim = attacker_training_features(pe, feats, seed)
+    assert np.array_equal(sim.vectors, pe.protect(feats, seeded_rng(seed, "attacker-keys")).vectors)
+
+
 # --------------------------------------------------------------------------------------------------------- PE-MIU
 def test_pe_miu_block_size_must_divide_d() -> None:
     with pytest.raises(BenchError, match=r"D=128.*valid block sizes: 1, 2, 4, 8, 16, 32, 64, 128"):

@@ -1,11 +1,10 @@
 """feature-decoder and feature-gan: the ShuffleBits paper's decoders from a (shuffled) feature vector to an image.
 
-Threat model (ShuffleBits): the attacker queries the victim's feature extractor as a black box with its own
-auxiliary images and protects the answers with its own simulation of the defense. With `mode=fixed` the attacker's
-simulated key differs from the victim's, yet one fixed permutation is a fixed bijection of the inputs that a
-network can learn to see through only if it is the same one; with `mode=one-time-pad` every vector has its own
-permutation. In this engine that is exactly what the runner hands `fit`: the auxiliary split's features from the
-same extractor, protected with the attacker's keys.
+Threat model (ShuffleBits): the attacker queries the victim's protected inference API as a black box with its own
+auxiliary images. ShuffleBits runs inside that API, so with `mode=fixed` the answers carry the victim's one secret
+permutation (a fixed bijection of the inputs that the decoder can learn to see through), while with
+`mode=one-time-pad` every answer has a fresh permutation. The runner hands `fit` exactly that
+(`bench.plugins.attacker_training_features`).
 
 Inputs: float embeddings as numbers, ShuffleBits bit patterns as 32 bits per value (never as floats), both
 standardised on the auxiliary split (`attacks/embedding_inversion/inputs.py`).

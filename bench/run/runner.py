@@ -19,7 +19,7 @@ import torch
 
 from bench.errors import BenchError
 from bench.images import resize
-from bench.plugins import EvalContext, seeded_rng
+from bench.plugins import EvalContext, attacker_training_features, seeded_rng
 from bench.run import outputs
 from bench.run.cache import StageCache
 from bench.run.evaluate import Evaluation, evaluate
@@ -114,9 +114,10 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
                                  req.progress)
     fault_point("after-features")
     with timer("defend"):
-        # The victim protects with its secret keys; the attacker simulates the defense with its own.
+        # The victim protects with its secret keys; the attacker simulates the defense with its own, or queries
+        # the victim's protected API when the defense runs inside it (bench.plugins.attacker_training_features).
         released = p.defense.protect(private.features, seeded_rng(p.spec.seed, "victim-keys"))
-        aux_released = p.defense.protect(aux.features, seeded_rng(p.spec.seed, "attacker-keys"))
+        aux_released = attacker_training_features(p.defense, aux.features, p.spec.seed)
     with timer("utility"):
         utility = defense_utility(cache, p, private)
     with timer("load"):

@@ -202,16 +202,19 @@ def _consumption(cls: type[Attack]) -> str:
 
     req = cls.consumes
     assert isinstance(req, Requirement), f"consumes is {type(req).__name__}, not bench.features.Requirement"
-    if req.kind != "*":
-        assert req.kind in feature_kinds, f"consumes unknown feature kind {req.kind!r} ({', '.join(feature_kinds.names())})"
-        known = set(feature_kinds.get(req.kind).obj.default_flags)
+    kinds = [k for k in req.kinds if k != "*"]
+    for kind in kinds:
+        assert kind in feature_kinds, f"consumes unknown feature kind {kind!r} ({', '.join(feature_kinds.names())})"
+    if kinds:
+        # A flag is meaningful when some consumed kind has it (e.g. `float` on embeddings, not on bit patterns).
+        known = set().union(*(feature_kinds.get(k).obj.default_flags for k in kinds))
         unknown = sorted(set(req.flags) - known)
-        assert not unknown, f"consumes flags {unknown} that {req.kind!r} features do not have ({sorted(known)})"
+        assert not unknown, f"consumes flags {unknown} that {req.describe()} features do not have ({sorted(known)})"
     if cls.default_extractor is not None:
         assert cls.default_extractor in registry.extractors, f"default_extractor {cls.default_extractor!r} is not registered"
         produced = registry.extractors.get(cls.default_extractor).obj.produces.kind
-        assert req.kind in ("*", produced), f"default_extractor {cls.default_extractor!r} produces {produced!r}, " \
-                                             f"the attack consumes {req.kind!r}"
+        assert req.admits_kind(produced), f"default_extractor {cls.default_extractor!r} produces {produced!r}, " \
+                                          f"the attack consumes {req.describe()}"
     ext, dfn = _pairing(cls)
     return f"{req.describe()}: e.g. {ext} + {dfn}"
 

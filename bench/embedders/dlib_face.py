@@ -53,6 +53,18 @@ def model_file(name: str) -> Path | None:
     return None
 
 
+def installed(*models: str) -> bool:
+    """Whether dlib imports and the named model files (by default the embedder's two) are present: for skips and
+    availability checks that must not raise."""
+    try:
+        import dlib  # noqa: F401
+    except ImportError:
+        return False
+    if not models:
+        return models_dir() is not None
+    return all(model_file(name) is not None for name in models)
+
+
 def models_dir() -> Path | None:
     """The `models/` folder holding both files the face embedder needs, or None."""
     landmarks, recognition = model_file(LANDMARKS), model_file(RECOGNITION)

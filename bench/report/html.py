@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.tables import (BEST_RULE, Board, by_defense, cell, metric_decimals, notes, row_labels, sources,
-                                 varying_settings, winner)
+from bench.report.tables import BEST_RULE, Board, by_defense, cell, layout, notes, row_labels
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
@@ -81,11 +80,9 @@ def table(board: Board, table_id: str) -> str:
     """One sortable table of one defense's board, with the grids of each row's runs beside its name."""
     e = html.escape
     frame = board.frame
-    settings = varying_settings(frame)
-    src = sources(frame)
+    lay = layout(board)
+    settings, src, places, wins = lay.settings, lay.sources, lay.places, lay.wins
     labels = row_labels(frame)
-    places = {m: metric_decimals(frame, m) for m in board.metrics}
-    wins = {m: winner(frame, m, info.higher_is_better, places[m]) for m, info in board.metrics.items()}
     head = ["<th data-type=text>attack</th>"]
     head += [f"<th data-type={'num' if s in ('n_train', 'n_test') else 'text'}>{e(s)}</th>" for s in settings]
     head.append("<th data-type=text title=\"per run: original | released features | reconstruction\">grids</th>")

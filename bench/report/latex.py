@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.report.tables import (BEST_RULE, Board, by_defense, cell, metric_decimals, notes, sources,
-                                 varying_settings, winner)
+from bench.report.tables import BEST_RULE, Board, by_defense, cell, layout, notes
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
             "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
@@ -34,13 +33,8 @@ def _comment(text: str) -> str:
 def table(board: Board, caption: str) -> list[str]:
     """One booktabs table environment for one defense's board."""
     frame = board.frame
-    settings = varying_settings(frame)
-    src = sources(frame)
-    header = ["attack", *settings, "seeds"]
-    header += [f"{m} {info.arrow}".rstrip() for m, info in board.metrics.items()]
-    header += [f"utility: {u}" for u in board.utilities]
-    places = {m: metric_decimals(frame, m) for m in board.metrics}
-    wins = {m: winner(frame, m, info.higher_is_better, places[m]) for m, info in board.metrics.items()}
+    lay = layout(board)
+    settings, src, header, places, wins = lay.settings, lay.sources, lay.header, lay.places, lay.wins
     spec = "l" * (1 + len(settings)) + "r" * (len(header) - 1 - len(settings))
     lines = [r"\begin{table}[t]", r"\centering", r"\caption{" + caption + "}", r"\begin{tabular}{" + spec + "}",
              r"\toprule", " & ".join(escape(h) for h in header) + r" \\", r"\midrule"]

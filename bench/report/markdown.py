@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.report.tables import (BEST_RULE, Board, by_defense, cell, metric_decimals, notes, sources,
-                                 varying_settings, winner)
+from bench.report.tables import BEST_RULE, Board, by_defense, cell, layout, notes
 
 
 def escape(text: str) -> str:
@@ -20,13 +19,8 @@ def escape(text: str) -> str:
 def table(board: Board) -> list[str]:
     """The pipe table of one defense's board (attacks as rows)."""
     frame = board.frame
-    settings = varying_settings(frame)
-    src = sources(frame)
-    header = ["attack", *settings, "seeds"]
-    header += [f"{m} {info.arrow}".rstrip() for m, info in board.metrics.items()]
-    header += [f"utility: {u}" for u in board.utilities]
-    places = {m: metric_decimals(frame, m) for m in board.metrics}
-    wins = {m: winner(frame, m, info.higher_is_better, places[m]) for m, info in board.metrics.items()}
+    lay = layout(board)
+    settings, src, header, places, wins = lay.settings, lay.sources, lay.header, lay.places, lay.wins
     lines = ["| " + " | ".join(escape(h) for h in header) + " |",
              "|" + "|".join([":--"] * (1 + len(settings)) + ["--:"] * (len(header) - 1 - len(settings))) + "|"]
     for i, (_, row) in enumerate(frame.iterrows()):

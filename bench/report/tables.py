@@ -301,6 +301,31 @@ def sources(frame: pd.DataFrame) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Layout:
+    """What every renderer of one defense's table shares: the setting columns, each row's source, the decimal
+    places per metric, the winning row per metric (or None) and the plain header (attack, settings, seeds, metrics
+    with their arrows, utility figures)."""
+
+    settings: list[str]
+    sources: list[str]
+    places: dict[str, int]
+    wins: dict[str, int | None]
+    header: list[str]
+
+
+def layout(board: Board) -> Layout:
+    """The shared layout of one defense's board, computed once for any output format."""
+    frame = board.frame
+    settings = varying_settings(frame)
+    places = {m: metric_decimals(frame, m) for m in board.metrics}
+    wins = {m: winner(frame, m, info.higher_is_better, places[m]) for m, info in board.metrics.items()}
+    header = ["attack", *settings, "seeds"]
+    header += [f"{m} {info.arrow}".rstrip() for m, info in board.metrics.items()]
+    header += [f"utility: {u}" for u in board.utilities]
+    return Layout(settings, sources(frame), places, wins, header)
+
+
+@dataclass(frozen=True)
 class Notes:
     """What a table says below itself, as plain text; each renderer escapes and marks it up."""
 

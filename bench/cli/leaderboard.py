@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from bench.cli.common import user_errors
-from bench.report.figures import DEFAULT_METRIC
+from bench.report import DEFAULT_FIGURE_METRIC
 
 
 def _split(values: tuple[str, ...]) -> list[str]:
@@ -37,7 +37,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--metrics", "metrics", multiple=True, help="Only these metric columns, comma-separated, in order.")
 @click.option("--figures", is_flag=True, default=False,
               help="Also write <dataset>-leakage-utility.png/.pdf and <dataset>-attacks.png/.pdf.")
-@click.option("--figure-metric", default=DEFAULT_METRIC, show_default=True,
+@click.option("--figure-metric", default=DEFAULT_FIGURE_METRIC, show_default=True,
               help="The leakage metric the figures plot (the best attack per defense is chosen by its direction).")
 @click.pass_context
 @user_errors

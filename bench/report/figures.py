@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.report import DEFAULT_FIGURE_METRIC
 from bench.report.tables import Board, by_defense, defense_name, row_labels, varying_settings
 
-DEFAULT_METRIC = "ssim"
+DEFAULT_METRIC = DEFAULT_FIGURE_METRIC
 
 
 def check_metric(board: Board, metric: str) -> bool:

@@ -18,7 +18,13 @@ The mean auxiliary image (the `mean-image` floor) is scored too and drawn as a d
     python benchmarks/quality_vs_time.py --data-root ../shared/data/faces/utkface \
         --minutes 0.1 --n-train 64 --n-test 16 --out /tmp/qvt                                # a quick check
 
-Outputs `<out>/quality-vs-time-<dataset>.csv` and `.png` (default out: leaderboards/).
+Outputs `<out>/quality-vs-time-<dataset>.csv` and `.png` (default out: leaderboards/studies/). Attacks may be studied in
+separate processes side by side (`--attacks sli --tag sli`, one thread each) and merged afterwards:
+
+    python benchmarks/quality_vs_time.py --from-csv OUT/quality-vs-time-utkface-cfgan.csv \
+        OUT/quality-vs-time-utkface-sli.csv --out leaderboards/studies
+
+`--minutes profile` trains the cpu profile's own step counts (comparisons at equal steps, e.g. with `--set`).
 """
 
 from __future__ import annotations
@@ -43,17 +49,20 @@ from bench.run.plan import RunRequest, plan
 from bench.threads import apply_threads, thread_record
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = {"cfgan": ("coarse", "fine"), "sli": ("lbp", "image")}
+STAGES = {"cfgan": ("coarse", "fine"), "sli": ("lbp", "image"), "inv": ("coarse", "refine")}
 COLUMNS = ["attack", "budget_min", "steps", "train_s", "train_min", "ssim", "psnr", "n_train", "n_test", "profile",
            "seed", "torch_threads", "opencv_threads", "cpu_count", "load_avg_start", "load_avg_end", "sec_per_step", "hp_overrides"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data-root", type=Path, required=True, help="UTKFace folder (e.g. ../shared/data/faces/utkface)")
+    ap.add_argument("--data-root", type=Path, help="UTKFace folder (e.g. ../shared/data/faces/utkface); required "
+                                                   "unless --from-csv")
     ap.add_argument("--dataset", default="utkface")
-    ap.add_argument("--attacks", default="cfgan,sli", help="comma-separated: cfgan, sli")
-    ap.add_argument("--minutes", default="1,2,5,10,20", help="training budgets in minutes (comma-separated)")
+    ap.add_argument("--attacks", default="cfgan,sli", help="comma-separated: " + ", ".join(STAGES))
+    ap.add_argument("--minutes", default="1,2,5,10,20",
+                    help="training budgets in minutes (comma-separated); `profile` trains the cpu profile's own "
+                         "step counts (no calibration), for comparisons at equal steps")
     ap.add_argument("--threads", type=int, default=2, help="torch and OpenCV threads (default 2: a 2-core laptop)")
     ap.add_argument("--n-train", type=int, default=None, help="auxiliary split size [cpu profile: 1500]")
     ap.add_argument("--n-test", type=int, default=None, help="private split size [cpu profile: 200]")
@@ -63,8 +72,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="ablation: override a cpu-profile hyper-parameter on the attack instances (JSON value, e.g. "
                          "sift_loss=false or lambda_adv=0); repeatable; recorded in the CSV")
     ap.add_argument("--tag", default="", help="suffix of the output names (quality-vs-time-<dataset>-<tag>.*)")
-    ap.add_argument("--out", type=Path, default=ROOT / "leaderboards", help="folder for the CSV and the PNG")
+    ap.add_argument("--out", type=Path, default=ROOT / "leaderboards" / "studies",
+                    help="folder for the CSV and the PNG [leaderboards/studies]")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--from-csv", type=Path, nargs="+", default=None, metavar="CSV",
+                    help="no training: merge the rows of these CSVs of earlier studies (e.g. one per attack, run side "
+                         "by side) into one CSV and figure; they must share the split, seed and thread counts")
     return ap.parse_args(argv)
 
 
@@ -163,20 +176,27 @@ def study(args: argparse.Namespace) -> list[dict[str, Any]]:
             "cpu_count": threads.get("cores_available"), "hp_overrides": json.dumps(overrides, sort_keys=True)}
     rows.append({**base, "attack": "mean-image", "budget_min": 0, "steps": "", "train_s": 0.0, "train_min": 0.0,
                  **floor, "load_avg_start": load_average(), "load_avg_end": load_average(), "sec_per_step": ""})
-    budgets = [float(m) for m in args.minutes.split(",") if m.strip()]
+    budgets = [m.strip() for m in args.minutes.split(",") if m.strip()]
     for name in [a.strip() for a in args.attacks.split(",") if a.strip()]:
         if name not in STAGES:
             sys.exit(f"error: --attacks: {name!r} is not one of {', '.join(STAGES)}")
         profile_hp = registry.attacks.get(name).obj("cpu", data["image_size"]).hp
         ratio = {s: int(profile_hp[f"{s}_steps"]) for s in STAGES[name]}
-        k = args.calibration_steps
-        calib = fit_with_steps(name, {s: k for s in ratio}, data, args.seed, False, overrides)
-        # The mean over k steps (the first steps' warm-up included, so budgets err on the short side; the rows
-        # record the time really taken). A difference of two fits cancels warm-up but is noise on a loaded machine.
-        sec_per_step = {s: calib.stage_seconds[s] / k for s in ratio}
-        print(f"{name}: seconds per step {sec_per_step} (calibration: a {k}-step fit per stage)", flush=True)
-        for minutes in budgets:
-            steps = steps_for(minutes * 60.0, ratio, sec_per_step)
+        sec_per_step: dict[str, float] = {}
+        if any(b != "profile" for b in budgets):
+            k = args.calibration_steps
+            calib = fit_with_steps(name, {s: k for s in ratio}, data, args.seed, False, overrides)
+            # The mean over k steps (the first steps' warm-up included, so budgets err on the short side; the rows
+            # record the time really taken). A difference of two fits cancels warm-up but is noise on a loaded
+            # machine.
+            sec_per_step = {s: calib.stage_seconds[s] / k for s in ratio}
+            print(f"{name}: seconds per step {sec_per_step} (calibration: a {k}-step fit per stage)", flush=True)
+        for budget in budgets:
+            if budget == "profile":
+                steps, minutes = dict(ratio), budget
+            else:
+                minutes = float(budget)
+                steps = steps_for(minutes * 60.0, ratio, sec_per_step)
             load0 = load_average()
             t0 = time.perf_counter()
             attack = fit_with_steps(name, steps, data, args.seed, not args.quiet, overrides)
@@ -188,7 +208,7 @@ def study(args: argparse.Namespace) -> list[dict[str, Any]]:
                    "load_avg_end": load_average(),
                    "sec_per_step": "+".join(f"{s}:{v:.3f}" for s, v in sec_per_step.items())}
             rows.append(row)
-            print(f"{name} {minutes:g} min: {row['steps']} steps in {train_s:.0f} s: SSIM {values['ssim']:.4f}, "
+            print(f"{name} {minutes} min: {row['steps']} steps in {train_s:.0f} s: SSIM {values['ssim']:.4f}, "
                   f"PSNR {values['psnr']:.2f} dB", flush=True)
     return rows
 
@@ -210,10 +230,12 @@ def write_outputs(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     floor = next(r for r in rows if r["attack"] == "mean-image")
     for ax, metric, unit in ((axes[0], "ssim", ""), (axes[1], "psnr", " (dB)")):
-        for name in dict.fromkeys(r["attack"] for r in rows if r["attack"] != "mean-image"):
-            pts = sorted((r["train_min"], r[metric]) for r in rows if r["attack"] == name)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
-        ax.axhline(floor[metric], color="grey", linestyle="--", label="mean-image floor")
+        for name, over in dict.fromkeys((r["attack"], r["hp_overrides"]) for r in rows if r["attack"] != "mean-image"):
+            pts = sorted((float(r["train_min"]), float(r[metric])) for r in rows
+                         if r["attack"] == name and r["hp_overrides"] == over)
+            label = name if over == "{}" else f"{name} {over}"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+        ax.axhline(float(floor[metric]), color="grey", linestyle="--", label="mean-image floor")
         ax.set_xscale("log")
         ax.set_xlabel("measured training time (minutes)")
         ax.set_ylabel(metric.upper() + unit)
@@ -222,7 +244,7 @@ def write_outputs(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple
     r0 = rows[0]
     fig.suptitle(f"{args.dataset}, cpu profile (64 px), {r0['n_train']} aux / {r0['n_test']} private images, seed "
                  f"{r0['seed']}; torch {r0['torch_threads']} threads, OpenCV {r0['opencv_threads']}; "
-                 f"{platform.machine()}" + (f"; overrides {r0['hp_overrides']}" if r0["hp_overrides"] != "{}" else ""),
+                 f"{platform.machine()}",
                  fontsize=8)
     fig.tight_layout()
     fig.savefig(stem.with_suffix(".png"), dpi=120)
@@ -230,9 +252,29 @@ def write_outputs(rows: list[dict[str, Any]], args: argparse.Namespace) -> tuple
     return stem.with_suffix(".csv"), stem.with_suffix(".png")
 
 
+def merge(paths: list[Path]) -> list[dict[str, Any]]:
+    """The rows of several study CSVs, one mean-image floor row; refuses CSVs of different splits or threads."""
+    rows: list[dict[str, Any]] = []
+    for path in paths:
+        with open(path, newline="") as fh:
+            rows.extend(csv.DictReader(fh))
+    if not rows:
+        sys.exit("error: --from-csv: no rows")
+    for key in ("n_train", "n_test", "seed", "profile", "torch_threads", "opencv_threads"):
+        values = sorted({r[key] for r in rows})
+        if len(values) > 1:
+            sys.exit(f"error: --from-csv: the CSVs differ in {key} ({', '.join(values)}); they cannot share a figure")
+    floors = [r for r in rows if r["attack"] == "mean-image"]
+    if len({(r["ssim"], r["psnr"]) for r in floors}) > 1:
+        sys.exit("error: --from-csv: the mean-image floors differ: not the same private split")
+    return floors[:1] + [r for r in rows if r["attack"] != "mean-image"]
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    rows = study(args)
+    if not args.from_csv and args.data_root is None:
+        sys.exit("error: --data-root is required (or --from-csv to merge earlier studies)")
+    rows = merge(args.from_csv) if args.from_csv else study(args)
     csv_path, png_path = write_outputs(rows, args)
     print(f"wrote {csv_path} and {png_path}")
 

@@ -98,6 +98,24 @@ def check_latex(path: Path) -> None:
 
 
 CHECKS = {".csv": check_csv, ".md": check_markdown, ".tex": check_latex}
+STUDIES = sorted((BOARDS / "studies").glob("*.csv")) if (BOARDS / "studies").is_dir() else []
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.name)
+def test_committed_study_records_its_conditions_and_command(path: Path) -> None:
+    """Studies (leaderboards/studies/: benchmark outputs, not leaderboard tables) state the threads, split and
+    profile of every row, carry a figure, and leaderboards/README.md names the benchmark command that made them."""
+    rows = list(csv.DictReader(path.open(encoding="utf-8")))
+    assert rows, f"{path.name} has no rows"
+    for row in rows:
+        assert int(row["torch_threads"]) >= 1 and int(row["n_train"]) >= 1 and int(row["n_test"]) >= 1, row
+        assert row["profile"] in PROFILES, row["profile"]
+    assert path.with_suffix(".png").is_file(), f"{path.name} has no figure beside it"
+    readme = (BOARDS / "README.md").read_text(encoding="utf-8")
+    section = readme.split(f"## studies/{path.stem}", 1)
+    assert len(section) == 2, f"leaderboards/README.md has no section headed studies/{path.stem}"
+    assert re.search(r"^python benchmarks/\S+\.py ", section[1].split("\n## ")[0], re.M), "no command in its section"
+    assert not MACHINE_PATH.search(path.read_text(encoding="utf-8")), f"{path.name} holds a machine's path"
 
 
 @pytest.mark.parametrize("path", TABLES, ids=lambda p: p.name)

@@ -185,6 +185,19 @@ def test_two_stages_lbp_net_frozen_and_fed_to_image_net(monkeypatch: pytest.Monk
     assert set(b.net_configs()) == {"image"} and b.net_configs()["image"].in_channels == 1
 
 
+@pytest.mark.parametrize("adversarial", [True, False])
+def test_schedules_only_the_optimisers_that_step(monkeypatch: pytest.MonkeyPatch, adversarial: bool) -> None:
+    """With the adversarial term off the discriminator never steps, so it gets no learning-rate schedule (torch would
+    warn that a scheduler stepped before its optimiser); with it on both decay."""
+    import warnings
+
+    monkeypatch.setitem(PROFILES, "smoke", dict(PROFILES["smoke"], lbp_steps=2, image_steps=2, lr_decay="cosine",
+                                                adversarial=adversarial))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SLI("smoke", 32, seed=0).fit(tiny_sift(4), smooth_images(4, 32), ctx())
+
+
 def test_paper_preflight_needs_vgg19(bench_home: Any) -> None:
     with pytest.raises(WeightsMissingError, match="vgg19"):
         SLI("paper", 256).preflight()

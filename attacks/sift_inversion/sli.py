@@ -272,7 +272,9 @@ class SLI(Attack):
         opt_d = torch.optim.Adam(disc.parameters(), lr=hp["lr"], betas=betas)  # type: ignore[arg-type]
         scheds = []
         if hp["lr_decay"] == "cosine":
-            scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=max(steps, 1)) for o in (opt_g, opt_d)]
+            # The discriminator's schedule only when it trains (an idle optimiser's scheduler makes torch warn).
+            opts = (opt_g, opt_d) if hp["adversarial"] else (opt_g,)
+            scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=max(steps, 1)) for o in opts]
         vgg = None
         if is_image and hp["perceptual"]:
             from bench import weights

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,17 @@ from bench.run.runner import execute
 from bench.store import Store
 
 ANN = "constructed-browser"
+
+
+def wait_until_decoded(page, names: list[str], timeout_s: float = 60.0) -> None:
+    """Until every `#img-<name>` has been fetched and decoded (naturalWidth > 0). Polled from Python with
+    `page.evaluate` (a DevTools call): Playwright's own `wait_for_function` polls with eval inside the page, which
+    the page's Content-Security-Policy (no 'unsafe-eval') rightly blocks whenever the first check comes too early."""
+    check = "names => names.every(n => document.getElementById('img-' + n).naturalWidth > 0)"
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(check, names):
+        assert time.monotonic() < deadline, f"images {names} not decoded within {timeout_s:.0f} s"
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +54,7 @@ def test_annotate_in_the_browser_reload_resumes_and_exports(page, smoke: tuple[P
         progress.filter(has_text="0 / 4 answered").wait_for()
         assert page.locator("#question").text_content() == "Is the reconstruction recognisable as the original?"
         # the images are really served (decoded by the browser) with the token the page carries
-        page.wait_for_function("document.getElementById('img-original').naturalWidth > 0"
-                               " && document.getElementById('img-reconstruction').naturalWidth > 0")
+        wait_until_decoded(page, ["original", "reconstruction"])
         shown = []
         for how in ("key-y", "click-no", "key-n"):
             key = page.locator("#task").get_attribute("data-key")
@@ -95,8 +106,7 @@ def test_pairs_in_the_browser(page, smoke: tuple[Path, list[str]]) -> None:
         progress = page.locator("#progress")
         progress.filter(has_text="0 / 4 answered").wait_for()
         assert page.locator("#question").text_content() == "Which reconstruction is closer to the original?"
-        page.wait_for_function("['original', 'left', 'right'].every("
-                               "n => document.getElementById('img-' + n).naturalWidth > 0)")
+        wait_until_decoded(page, ["original", "left", "right"])
         sides = []
         for how in ("ArrowLeft", "click-right"):
             left = page.locator("#img-left").get_attribute("src").split("?")[0].split("/")

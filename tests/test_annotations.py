@@ -309,13 +309,20 @@ def test_pair_task(runs: tuple[Path, list[str]], tmp_path: Path) -> None:
     assert closer == (left[2], int(left[3]))
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C's default action. A shell that starts pytest in the background (a CI script's `cmd &`)
+    makes SIGINT ignored, children inherit that, and a Python started so never installs KeyboardInterrupt: the
+    server would not see the test's Ctrl-C at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_annotate_serve_command_prints_the_url_with_its_token(runs: tuple[Path, list[str]],
                                                               tmp_path: Path) -> None:
     results = _copy(runs[0], tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "annotate", "serve", "--results", str(results),
                              "--port", "0", "--runs", runs[1][1]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+                            text=True, env=env, preexec_fn=_default_sigint)
     try:
         lines = []
         deadline = time.time() + 120
@@ -339,7 +346,7 @@ def test_annotate_serve_command_prints_the_url_with_its_token(runs: tuple[Path, 
         conn.close()
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)  # generous: on a loaded 2-core machine 30 s was seen to run out
+        out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "stopped" in out and "Traceback" not in err
 

@@ -17,8 +17,6 @@ from bench.errors import BenchError
 from bench.report import DEFAULT_FIGURE_METRIC
 from bench.report.tables import Board, by_defense, defense_name, row_labels, varying_settings
 
-DEFAULT_METRIC = DEFAULT_FIGURE_METRIC
-
 
 def check_metric(board: Board, metric: str) -> bool:
     """The stored direction of `metric` (True: higher is better), or a BenchError when the figures cannot use it."""
@@ -46,7 +44,7 @@ def _groups(board: Board) -> list[tuple[str, str, pd.DataFrame]]:
     return out
 
 
-def leakage_utility_points(board: Board, metric: str = DEFAULT_METRIC) -> pd.DataFrame:
+def leakage_utility_points(board: Board, metric: str = DEFAULT_FIGURE_METRIC) -> pd.DataFrame:
     """Per defense (and setting) and per utility figure: the best attack's mean and std of `metric` and the utility.
 
     Defenses without a utility figure appear once with utility NaN (drawn as reference lines)."""
@@ -71,7 +69,7 @@ def leakage_utility_points(board: Board, metric: str = DEFAULT_METRIC) -> pd.Dat
                                        "utility_value", "utility_std"])
 
 
-def attack_bars(board: Board, metric: str = DEFAULT_METRIC) -> pd.DataFrame:
+def attack_bars(board: Board, metric: str = DEFAULT_FIGURE_METRIC) -> pd.DataFrame:
     """Per defense and row (attack and its distinguishing settings): mean and std of `metric` over seeds."""
     check_metric(board, metric)
     rows = []

@@ -79,3 +79,73 @@ def test_spec_version_is_in_every_key(monkeypatch) -> None:
     a = StageCache(Path(".")).key({"x": 1})
     monkeypatch.setattr(cache_mod, "SPEC_VERSION", 999)
     assert StageCache(Path(".")).key({"x": 1}) != a
+
+
+HTML = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>proxy login</body></html>\n"
+
+
+def _forge(folder: Path, name: str, content: bytes) -> None:
+    """Replace one cached file and rewrite the manifest to match it: the entry verifies but cannot be read."""
+    import hashlib
+    import json
+
+    (folder / name).write_bytes(content)
+    info = json.loads((folder / "manifest.json").read_text())
+    info["files"][name] = {"size": len(content), "sha256": hashlib.sha256(content).hexdigest()}
+    (folder / "manifest.json").write_text(json.dumps(info))
+
+
+def test_unreadable_entry_with_a_matching_manifest_is_rebuilt_with_a_warning(tmp_path: Path) -> None:
+    import pytest
+    import torch
+
+    from bench.run.cache import CorruptCacheEntry
+
+    cache = StageCache(tmp_path)
+    key = cache.key({"in": 3})
+    builds = []
+
+    def build(tmp: Path) -> None:
+        builds.append(1)
+        torch.save({"w": torch.arange(3)}, tmp / "attack.pt")
+
+    def load(folder: Path) -> list[int]:
+        return torch.load(folder / "attack.pt", weights_only=True)["w"].tolist()
+
+    assert cache.load_or_create("attacks", key, {"in": 3}, build, load) == ([0, 1, 2], False)
+    assert cache.load_or_create("attacks", key, {"in": 3}, build, load) == ([0, 1, 2], True)
+    folder = cache.path("attacks", key)
+    _forge(folder, "attack.pt", HTML)
+    assert cache.lookup("attacks", key) == folder  # the manifest matches: verification alone cannot tell
+    with pytest.warns(CorruptCacheEntry, match=r"stage-cache entry .*attack.* is corrupt.*rebuilding"):
+        assert cache.load_or_create("attacks", key, {"in": 3}, build, load) == ([0, 1, 2], False)
+    assert len(builds) == 2 and (folder / "attack.pt").read_bytes() != HTML
+
+    def bad_build(tmp: Path) -> None:  # a stage that writes what it cannot read back is a bug: raise
+        (tmp / "attack.pt").write_bytes(HTML)
+
+    other = cache.key({"in": 4})
+    with pytest.raises(Exception):
+        cache.load_or_create("attacks", other, {"in": 4}, bad_build, load)
+
+
+def test_a_run_rebuilds_a_cached_attack_that_is_html(tmp_path: Path) -> None:
+    """End to end: `bench run` on a cache whose attack.pt became an HTML page (manifest rewritten to match)."""
+    import pytest
+
+    from bench.run.cache import CorruptCacheEntry
+    from bench.run.plan import RunRequest
+    from bench.run.runner import execute
+
+    req = RunRequest(attack="mean-image", profile="smoke", n_train=6, n_test=4, metrics=("mse",),
+                     results=tmp_path / "r", progress=False)
+    first = execute(req)
+    (entry,) = [p.parent for p in (tmp_path / "r" / "cache" / "attacks").glob("*/attack.pt")]
+    _forge(entry, "attack.pt", HTML)
+    import shutil
+
+    shutil.rmtree(first.run_dir)  # the run's own files are gone: the attack stage runs again, from the cache
+    with pytest.warns(CorruptCacheEntry, match=entry.name):
+        again = execute(req)
+    assert again.set_metrics["mse"]["value"] == first.set_metrics["mse"]["value"]
+    assert (entry / "attack.pt").read_bytes() != HTML

@@ -4,6 +4,10 @@
 file's size and sha256 in manifest.json and renames the folder into place; a concurrent writer of the same key
 waits and then reuses it. An interrupted stage leaves nothing that could be mistaken for a result, and its
 temporary folder is swept by the next writer of that key.
+
+`load_or_create` also reads the entry: an entry that verifies against its manifest but cannot be read (a file
+replaced by an HTML page and the manifest rewritten to match, a format this code cannot parse) is corrupt; it is
+named in a warning, removed and rebuilt once, never a traceback.
 """
 
 from __future__ import annotations
@@ -11,14 +15,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from bench.run.locks import file_lock
 from bench.hashing import canonical_json, digest, file_sha256  # noqa: F401  (file_sha256 re-exported)
 from bench.run.spec import SPEC_VERSION
 
 MANIFEST = "manifest.json"
+T = TypeVar("T")
+
+
+class CorruptCacheEntry(UserWarning):
+    """A stage-cache entry that verified against its manifest but could not be read; it is rebuilt."""
 
 
 class StageCache:
@@ -88,3 +98,35 @@ class StageCache:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             return final, False
+
+    def load_or_create(self, stage: str, key: str, inputs: dict[str, Any], build: Callable[[Path], None],
+                       load: Callable[[Path], T]) -> tuple[T, bool]:
+        """(load(folder), hit): like `get_or_create`, then read with `load`; an unreadable cached entry is rebuilt.
+
+        A reused entry whose files `load` cannot read is corrupt: a CorruptCacheEntry warning names it and the
+        error, the entry is removed (unless another process replaced it meanwhile) and built again. A freshly
+        built entry that cannot be read is a bug in the stage and raises.
+        """
+        folder, hit = self.get_or_create(stage, key, inputs, build)
+        try:
+            return load(folder), hit
+        except Exception as exc:
+            if not hit:
+                raise
+            error = (str(exc).strip().splitlines() or [""])[0][:200]
+            why = f"{type(exc).__name__}: {error}" if error else type(exc).__name__
+        try:
+            seen = (folder / MANIFEST).read_bytes()
+        except OSError:
+            seen = None
+        warnings.warn(f"stage-cache entry {folder} is corrupt (its files match their manifest but cannot be read: "
+                      f"{why}); removing and rebuilding it", CorruptCacheEntry, stacklevel=2)
+        with file_lock(folder.with_name(f"{key}.lock")):
+            try:
+                same = (folder / MANIFEST).read_bytes() == seen
+            except OSError:
+                same = False
+            if same:  # not already rebuilt by another process
+                shutil.rmtree(folder, ignore_errors=True)
+        folder, hit = self.get_or_create(stage, key, inputs, build)
+        return load(folder), hit

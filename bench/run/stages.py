@@ -65,12 +65,16 @@ def split_features(cache: StageCache, ds: Dataset, ids: list[str], size: int, ex
         np.savez(tmp / "labels.npz", **{k: np.asarray(v) for k, v in images.labels.items()})
         (tmp / "ids.json").write_text(json.dumps({"ids": list(images.ids), "skipped": images.skipped}))
 
-    folder, hit = cache.get_or_create("features", key, inputs, build)
-    info = json.loads((folder / "ids.json").read_text())
-    with np.load(folder / "labels.npz", allow_pickle=False) as npz:
-        labels = {k: np.array(npz[k]) for k in npz.files}
-    return SplitFeatures(FeatureSet.load(folder / "features"), list(info["ids"]), labels,
-                         [tuple(s) for s in info["skipped"]], hit)
+    def load(folder: Path) -> SplitFeatures:
+        info = json.loads((folder / "ids.json").read_text())
+        with np.load(folder / "labels.npz", allow_pickle=False) as npz:
+            labels = {k: np.array(npz[k]) for k in npz.files}
+        return SplitFeatures(FeatureSet.load(folder / "features"), list(info["ids"]), labels,
+                             [tuple(s) for s in info["skipped"]])
+
+    found, hit = cache.load_or_create("features", key, inputs, build, load)
+    found.cache_hit = hit
+    return found
 
 
 def check_learnable(feats: FeatureSet, what: str) -> None:
@@ -94,8 +98,9 @@ def defense_utility(cache: StageCache, p: Plan, private: SplitFeatures) -> dict[
         figures = {str(k): float(v) for k, v in p.defense.utility(ctx).items()}
         (tmp / "utility.json").write_text(json.dumps(figures, sort_keys=True))
 
-    folder, _ = cache.get_or_create("utility", key, inputs, build)
-    return json.loads((folder / "utility.json").read_text())
+    figures, _ = cache.load_or_create("utility", key, inputs, build,
+                                      lambda folder: dict(json.loads((folder / "utility.json").read_text())))
+    return figures
 
 
 @dataclass
@@ -131,7 +136,10 @@ def trained_attack(cache: StageCache, p: Plan, aux: FeatureSet, aux_images: torc
         torch.save({"spec": p.spec.to_dict(), "notes": list(ctx.notes), "provenance": provenance,
                     "state": p.attack.state_dict()}, tmp / "attack.pt")
 
-    folder, hit = cache.get_or_create("attacks", key, inputs, build)
-    state = torch.load(folder / "attack.pt", map_location="cpu", weights_only=True)
-    p.attack.load_state_dict(state["state"])
+    def load(folder: Path) -> dict[str, Any]:
+        state = torch.load(folder / "attack.pt", map_location="cpu", weights_only=True)
+        p.attack.load_state_dict(state["state"])
+        return state
+
+    state, hit = cache.load_or_create("attacks", key, inputs, build, load)
     return TrainedAttack(hit, dict(state.get("provenance", {})), list(state.get("notes", [])))

@@ -17,6 +17,7 @@ class MeanImage(Attack):
     name = "mean-image"
     consumes = Requirement("*")
     default_extractor = "sift"
+    uses_features = False  # the output ignores the released features, so featureless images are no obstacle
     paper = "trivial baseline (no paper): any attack worth reporting must beat it"
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,

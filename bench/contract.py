@@ -373,6 +373,18 @@ def attack_checks(cls: type[Attack]) -> Iterator[Result]:
     yield _run("checkpoint round trip (weights_only)", checkpoint)
     yield _run("same seed, same result", deterministic)
 
+    def featureless() -> str:
+        if cls.uses_features:
+            return "uses the released features"
+        a, out = state["attack"], state["out"]
+        swapped = outputs(a, private.subset(list(range(n))[::-1]))
+        for i in range(n):
+            assert same(row(swapped, i), row(out, i), 1e-6), \
+                "declares uses_features = False, but its output follows the released features"
+        return "output independent of the released features (uses_features = False)"
+
+    yield _run("declared use of features", featureless)
+
 
 # --------------------------------------------------------------------------------------------------- defenses
 def _arrays(fs: FeatureSet) -> dict[str, np.ndarray]:

@@ -248,6 +248,9 @@ class Attack(Plugin, ABC):
     outputs: ClassVar[str] = "images"
     attributes: ClassVar[tuple[str, ...]] = ()
     default_extractor: ClassVar[str | None] = None  # the victim extractor used when --extractor is not given
+    # False for an attack whose output does not depend on the released features (the mean-image floor): a split
+    # without any feature (blank images, a dataset without keypoints) is then no reason to refuse it.
+    uses_features: ClassVar[bool] = True
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:

@@ -215,3 +215,17 @@ def test_outside_plugin_that_fails_to_import_is_a_warning(tmp_path: Path) -> Non
         assert len(warnings) == 1 and "broken-attack" in warnings[0] and "failed to load" in warnings[0], \
             proc.stderr
     shutil.rmtree(tmp_path / "r", ignore_errors=True)
+
+
+def test_mean_image_runs_on_a_dataset_without_keypoints(tmp_path: Path) -> None:
+    """The mean-image floor ignores the released features (`uses_features = False`): a dataset where no image has
+    a SIFT keypoint is no reason to refuse it (an attack that reads features, cfgan above, is still refused)."""
+    from bench.attacks.mean_image import MeanImage
+
+    assert MeanImage.uses_features is False
+    _blank_images(tmp_path)
+    out = CliRunner().invoke(main, ["run", "--attack", "mean-image", "--dataset", "folder", "--data-root",
+                                    str(tmp_path / "blank"), *SMOKE, "--metrics", "mse", "--results",
+                                    str(tmp_path / "r")])
+    assert out.exit_code == 0, out.output
+    assert "none of the" not in out.output and "mse" in out.output

@@ -86,7 +86,18 @@ class _ClampsParams(MeanImage):
         super().__init__(profile, image_size, device, seed, params)
 
 
+class _ClaimsFeatureless(MeanImage):
+    """Broken toy: inherits `uses_features = False` from the mean image but tints each output by its keypoint count."""
+
+    name = "toy-claims-featureless"
+
+    def reconstruct(self, features: FeatureSet, progress: bool = True) -> torch.Tensor:
+        counts = torch.as_tensor(features.counts(), dtype=torch.float32).clamp(max=255) / 255
+        return (0.5 * super().reconstruct(features) + 0.5 * counts[:, None, None, None]).clamp(0, 1)
+
+
 @pytest.mark.parametrize("cls, check, words", [
+    (_ClaimsFeatureless, "declared use of features", "uses_features = False"),
     (_TypoFlag, "declared consumption", "has_coordinate"),
     (_WrongExtractor, "declared consumption", "no-such-extractor"),
     (_EmptyCrash, "empty input", "IndexError"),

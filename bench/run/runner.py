@@ -123,7 +123,7 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
     with timer("load"):
         aux_images = resize(load_split(p.aux_dataset, aux.ids, p.spec.extract_size, "auxiliary").images,
                             p.spec.image_size)
-    check_learnable(aux_released, "auxiliary")
+    check_learnable(aux_released, "auxiliary", type(p.attack).uses_features)
     environment = {"threads": threads, "versions": outputs.package_versions()}
     with timer("train"):
         trained = trained_attack(cache, p, aux_released, aux_images, aux, req.progress, environment)

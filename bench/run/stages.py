@@ -77,9 +77,13 @@ def split_features(cache: StageCache, ds: Dataset, ids: list[str], size: int, ex
     return found
 
 
-def check_learnable(feats: FeatureSet, what: str) -> None:
-    """A split in which no record holds any feature gives the attack nothing to learn: say so before training."""
-    if len(feats) and feats.empty_records() == len(feats):
+def check_learnable(feats: FeatureSet, what: str, uses_features: bool = True) -> None:
+    """A split in which no record holds any feature gives the attack nothing to learn: say so before training.
+
+    An attack that declares `uses_features = False` (the mean-image floor) learns nothing from features, so a
+    featureless split is no obstacle to it and is not refused.
+    """
+    if uses_features and len(feats) and feats.empty_records() == len(feats):
         raise BenchError(f"none of the {len(feats)} images of the {what} split has any {feats.kind} features "
                          "(blank, tiny or featureless images?); the attack would have nothing to learn from")
 

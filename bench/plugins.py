@@ -320,7 +320,8 @@ class EvalContext:
     """What a metric may prepare from once per run: the private split's labels, auxiliary images, device, cache.
 
     `cache_dir` is a folder of the stage cache that a metric may use for reference-side features (keyed by
-    `reference_key`, which names the private split's content and the scoring size).
+    `reference_key`, which names the private split's content and the scoring size). `results` and `dataset` are
+    None outside a run (e.g. in the contract kit).
     """
 
     labels: dict[str, np.ndarray]
@@ -333,6 +334,13 @@ class EvalContext:
     cache_dir: Path
     reference_key: str
     progress: bool = False
+    results: Path | None = None  # the run's results folder (what a metric bound to it, e.g. semsim, reads)
+    dataset: str | None = None  # the private split's dataset as dataset_label() names it
+
+
+def dataset_label(name: str, root: str | Path | None) -> str:
+    """A dataset as `name` or `name@/resolved/root`: how provenance names the originals an image came from."""
+    return f"{name}@{Path(root).resolve()}" if root else str(name)
 
 
 @dataclass

@@ -12,10 +12,18 @@ recognisable, negative = one judged unrecognisable. Annotations come from one of
 - a folder in the SemSim release layout: `<id>/` holds the original `*_ori.png` and recognisable reconstructions,
   `-<id>/` the unrecognisable ones of that id, `others/` extra negatives (used for ids without their own).
 
-Checkpoints live in `$BENCH_HOME/weights/semsim/` beside `manifest.json`, which lists each file with its sha256,
-the annotation set it was trained on (description and content hash), the training settings and the final loss.
-A checkpoint holds tensors, numbers, strings, lists and dicts only and is loaded with torch.load(weights_only=True)
-after its sha256 matches the manifest; the metric `semsim` uses the newest one.
+Provenance: every annotation set records who labelled it (`human`, `constructed` when every annotator id begins
+`constructed`, `mixed`, or `not recorded` for a release-layout folder) and how much: annotators, answers,
+reconstructions, originals, triplets per epoch, and the originals themselves (so that the metric can warn when it
+scores the originals it was trained on). Training refuses a set under MINIMUM (at least 2 human annotators, 100
+annotated reconstructions and 10 originals; a release-layout folder records no annotators, so only the counts
+apply) unless `--allow-demo`, which marks the checkpoint DEMO, and every value scored with it.
+
+Checkpoints are bound to a results folder: they live in `RESULTS/semsim/` beside `manifest.json`, which lists each
+file with its sha256, the annotation set it was trained on (description, provenance and content hash), the
+training settings and the final loss; the metric `semsim` of a run in RESULTS uses the newest checkpoint of
+RESULTS/semsim only, never one of another results folder. A checkpoint holds tensors, numbers, strings, lists and
+dicts only and is loaded with torch.load(weights_only=True) after its sha256 matches the manifest.
 """
 
 from __future__ import annotations
@@ -38,9 +46,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bench import weights
+from bench.annotations.transfer import is_constructed
 from bench.errors import BenchError
 from bench.hashing import canonical_json, file_sha256
 from bench.images import IMAGE_SUFFIXES, ImageReadError, read_image, resize
+from bench.plugins import dataset_label
 
 CHECKPOINT_FORMAT = "bench-semsim-checkpoint"
 FORMAT_VERSION = 1
@@ -50,6 +60,12 @@ ARCH = "resnet18-cifar"
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 TRAIN_FIX = "bench semsim train --annotations SOURCE"
+SEMSIM_FOLDER = "semsim"  # RESULTS/semsim holds the checkpoints bound to that results folder
+# Under these an annotation set trains only with --allow-demo, and its checkpoint and values are marked DEMO.
+MINIMUM = {"human_annotators": 2, "reconstructions": 100, "originals": 10}
+DEMO_MARK = ("DEMO SemSim checkpoint (trained with --allow-demo on annotations below the minimum of "
+             f"{MINIMUM['human_annotators']} human annotators, {MINIMUM['reconstructions']} reconstructions and "
+             f"{MINIMUM['originals']} originals): NOT FOR PUBLICATION")
 
 
 # ------------------------------------------------------------------------------------------- annotation sets
@@ -117,6 +133,36 @@ def _set_hash(groups: Sequence[Group], extra: Sequence[int], keys: Sequence[str]
 def _counts(groups: Sequence[Group], extra: Sequence[int]) -> dict[str, int]:
     return {"ids": len(groups), "positives": sum(len(g.positives) for g in groups),
             "negatives": sum(len(g.negatives) for g in groups), "extra_negatives": len(extra)}
+
+
+def provenance_text(prov: dict[str, Any]) -> str:
+    """One line: who labelled the set and how much (`human: 3 annotators, 240 answers, 120 reconstructions, ...`)."""
+    parts = []
+    if prov.get("annotators") is not None:
+        who = f"{prov['annotators']} annotators"
+        if prov.get("constructed_annotators"):
+            who += f" ({prov['human_annotators']} human, {prov['constructed_annotators']} constructed)"
+        parts.append(who)
+    if prov.get("answers") is not None:
+        parts.append(f"{prov['answers']} answers")
+    parts += [f"{prov.get('reconstructions')} reconstructions", f"{prov.get('originals')} originals",
+              f"{prov.get('triplets')} triplets per epoch"]
+    return f"labels {prov.get('labels')}: " + ", ".join(parts)
+
+
+def shortfalls(prov: dict[str, Any]) -> list[str]:
+    """What the set lacks for publishable values (empty when it meets MINIMUM)."""
+    short = []
+    if prov.get("labels") in ("constructed", "mixed"):
+        short.append(f"{prov['constructed_annotators']} annotator(s) are constructed (ids beginning 'constructed'), "
+                     "not human")
+    human = prov.get("human_annotators")
+    if human is not None and human < MINIMUM["human_annotators"]:
+        short.append(f"{human} human annotator(s) (need >= {MINIMUM['human_annotators']})")
+    for key in ("reconstructions", "originals"):
+        if int(prov.get(key) or 0) < MINIMUM[key]:
+            short.append(f"{prov.get(key)} {key} (need >= {MINIMUM[key]})")
+    return short
 
 
 def _tensor_digest(image: torch.Tensor) -> str:
@@ -198,10 +244,17 @@ def load_folder(root: Path, size: int) -> AnnotationSet:
             + (f", {len(skipped)} unreadable files" if skipped else "")
             + "; a triplet needs <id>/ with its *_ori.png original and a recognisable reconstruction, and an "
               "unrecognisable one in -<id>/ or others/")
+    counts = _counts(usable, extra)
     ann.description = {
-        "source": "folder", "path": str(root.resolve()), **_counts(usable, extra),
+        "source": "folder", "path": str(root.resolve()), **counts,
         "found": found, "skipped": [f"{n}: {r}" for n, r in skipped[:20]],
         "hash": _set_hash(usable, extra, store.keys),
+        # The release layout records no annotator: who labelled it is "not recorded", only the counts are checked.
+        "provenance": {"labels": "not recorded (release-layout folder)", "annotators": None,
+                       "human_annotators": None, "constructed_annotators": None, "answers": None,
+                       "reconstructions": counts["positives"] + counts["negatives"] + counts["extra_negatives"],
+                       "originals": counts["ids"], "triplets": counts["positives"]},
+        "originals": {"folder:" + str(root.resolve()): sorted(store.names[g.anchor] for g in usable)},
     }
     ann.groups = usable
     return ann
@@ -225,6 +278,8 @@ def load_store(results: Path, size: int) -> AnnotationSet:
                          "FROM annotations WHERE kind = 'recognisable' AND run_id IS NOT NULL "
                          "GROUP BY run_id, sample_index, sample_id ORDER BY run_id, sample_index")
         specs = {r["run_id"]: st.run(r["run_id"]) for r in rows}
+        answers = st._query("SELECT run_id, sample_index, annotator FROM annotations "
+                            "WHERE kind = 'recognisable' AND run_id IS NOT NULL")
     if not rows:
         other = ", ".join(f"{k} ({n})" for k, n in sorted(kinds.items()))
         raise BenchError(f"{path}: no annotations of kind 'recognisable' to train on"
@@ -234,6 +289,8 @@ def load_store(results: Path, size: int) -> AnnotationSet:
     problems: list[str] = []
     datasets: dict[tuple[str, str | None], Any] = {}
     by_anchor: dict[str, Group] = {}
+    used: dict[tuple[str, int], int] = {}  # (run id, sample index) of each reconstruction read -> its image index
+    anchors: dict[str, tuple[str, str]] = {}  # anchor key -> (dataset label, sample id)
     ties = 0
     for r in rows:
         label = float(r["label"])
@@ -267,8 +324,10 @@ def load_store(results: Path, size: int) -> AnnotationSet:
                 continue
             original = resize(loaded.images, size)[0]
             by_anchor[anchor_key] = Group(anchor_key, images.add(original, anchor_key, _tensor_digest(original)))
+            anchors[anchor_key] = (dataset_label(spec["dataset"], spec.get("data_root")), str(r["sample_id"]))
         g = by_anchor[anchor_key]
         i = images.add(recon, f"{r['run_id']}/{int(r['sample_index']):05d}", file_sha256(rpath))
+        used[(r["run_id"], int(r["sample_index"]))] = i
         (g.positives if label > 0.5 else g.negatives).append(i)
     groups = list(by_anchor.values())
     extra = sorted({i for g in groups for i in g.negatives})  # unrecognisable reconstructions of any original
@@ -280,11 +339,28 @@ def load_store(results: Path, size: int) -> AnnotationSet:
             f"{path}: no usable triplet: {len(rows)} annotated reconstructions ({ties} ties left out), "
             f"{c['ids']} originals found, {c['positives']} recognisable and {c['negatives']} unrecognisable; "
             f"training needs at least one of each" + (f"; problems: {'; '.join(problems[:3])}" if problems else ""))
+    kept = {g.key for g in usable}
+    # The reconstructions training sees: those of the usable originals, and every unrecognisable one (extra pool).
+    seen = {i for g in usable for i in g.positives + g.negatives} | set(extra)
+    who = [str(a["annotator"]) for a in answers if used.get((a["run_id"], int(a["sample_index"]))) in seen]
+    people = set(who)
+    made_up = {a for a in people if is_constructed(a)}
+    counts = _counts(usable, [])
+    originals: dict[str, list[str]] = {}
+    for key in sorted(kept):
+        label, sid = anchors[key]
+        originals.setdefault(label, []).append(sid)
     ann.description = {
-        "source": "store", "path": str(path.resolve()), **_counts(usable, []),
+        "source": "store", "path": str(path.resolve()), **counts,
         "annotated": len(rows), "ties_left_out": ties, "runs": len({r["run_id"] for r in rows}),
         "problems": problems[:20],
         "hash": _set_hash(usable, [], images.keys),
+        "provenance": {"labels": "constructed" if made_up == people else "mixed" if made_up else "human",
+                       "annotators": len(people), "human_annotators": len(people - made_up),
+                       "constructed_annotators": len(made_up), "answers": len(who),
+                       "reconstructions": len(seen), "originals": counts["ids"],
+                       "triplets": counts["positives"]},
+        "originals": {k: sorted(v) for k, v in originals.items()},
     }
     ann.groups = usable
     ann.extra = extra
@@ -413,54 +489,71 @@ def train(ann: AnnotationSet, settings: TrainSettings, progress: bool = True) ->
 
 
 # ------------------------------------------------------------------------------------- checkpoints, manifest
-def semsim_dir() -> Path:
-    """Where SemSim checkpoints and their manifest live: $BENCH_HOME/weights/semsim."""
+def semsim_dir(results: Path) -> Path:
+    """Where the SemSim checkpoints bound to a results folder live: RESULTS/semsim."""
+    return Path(results).expanduser() / SEMSIM_FOLDER
+
+
+def legacy_dir() -> Path:
+    """Where earlier releases kept checkpoints for every results folder at once ($BENCH_HOME/weights/semsim);
+    never read for scoring, only named in the hint when a results folder has no checkpoint of its own."""
     return weights.weights_dir() / "semsim"
 
 
-def manifest_path() -> Path:
-    return semsim_dir() / MANIFEST_NAME
+def manifest_path(results: Path) -> Path:
+    return semsim_dir(results) / MANIFEST_NAME
 
 
-def read_manifest() -> list[dict[str, Any]]:
-    """The manifest's checkpoint entries, oldest first ([] when there is none); a damaged manifest is an error."""
-    path = manifest_path()
+def read_manifest(results: Path) -> list[dict[str, Any]]:
+    """The checkpoint entries of RESULTS/semsim, oldest first ([] when there is none); a damaged manifest is an
+    error."""
+    path = manifest_path(results)
     if not path.is_file():
         return []
     try:
         data = json.loads(path.read_text())
         entries = list(data["checkpoints"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BenchError(f"the SemSim manifest {path} is damaged ({exc}); delete it and run {TRAIN_FIX}") from None
+        raise BenchError(f"the SemSim manifest {path} is damaged ({exc}); delete it and run {TRAIN_FIX} "
+                         f"--results {results}") from None
     return sorted(entries, key=lambda e: (e.get("created_ns", 0), e.get("file", "")))
 
 
-def newest() -> dict[str, Any] | None:
-    entries = read_manifest()
+def newest(results: Path) -> dict[str, Any] | None:
+    entries = read_manifest(results)
     return entries[-1] if entries else None
 
 
-def _write_manifest(entries: list[dict[str, Any]]) -> None:
-    path = manifest_path()
+def _write_manifest(results: Path, entries: list[dict[str, Any]]) -> None:
+    path = manifest_path(results)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
     tmp.write_text(json.dumps({"format": "bench-semsim-manifest", "format_version": FORMAT_VERSION,
                                "checkpoints": entries}, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
 
 
-def save_checkpoint(ann: AnnotationSet, settings: TrainSettings, result: TrainResult) -> dict[str, Any]:
-    """Write the checkpoint atomically into the SemSim folder and register it in the manifest; its entry."""
+def save_checkpoint(ann: AnnotationSet, settings: TrainSettings, result: TrainResult, results: Path,
+                    demo: bool = False) -> dict[str, Any]:
+    """Write the checkpoint atomically into RESULTS/semsim and register it in that folder's manifest; its entry.
+
+    `demo` (from --allow-demo) is recorded in the checkpoint and the entry, and the file name starts `demo-`.
+    """
     from bench.run.locks import file_lock
 
-    folder = semsim_dir()
+    folder = semsim_dir(results)
     folder.mkdir(parents=True, exist_ok=True)
     training = {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr,
                 "margin": settings.margin, "p": 2, "size": settings.size, "seed": settings.seed,
                 "device": settings.device, "optimizer": "Adam", "loss": "TripletMarginLoss",
                 "triplets_per_epoch": result.triplets_per_epoch, "torch": str(torch.__version__)}
+    short = shortfalls(ann.description["provenance"])
+    if short and not demo:
+        raise BenchError("refusing to save a SemSim checkpoint below the minimum without demo=True: "
+                         + "; ".join(short))
     ckpt = {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION, "config": model_config(settings.size),
             "state_dict": result.state_dict, "annotations": ann.description, "training": training,
-            "final_loss": float(result.final_loss), "losses": [float(v) for v in result.losses]}
+            "final_loss": float(result.final_loss), "losses": [float(v) for v in result.losses],
+            "demo": bool(demo), "shortfalls": short}
     part = folder / f".semsim-{uuid.uuid4().hex}.part"
     try:
         buf = io.BytesIO()  # a buffer, not the file: the archive's inner folder name would carry the file name
@@ -469,29 +562,30 @@ def save_checkpoint(ann: AnnotationSet, settings: TrainSettings, result: TrainRe
         del buf
         torch.load(part, map_location="cpu", weights_only=True)  # what the metric will do: fail here, not there
         sha = weights.sha256_of(part)
-        name = f"semsim-{ann.description['hash'][:12]}-{sha[:8]}.pt"
+        name = f"{'demo-' if demo else ''}semsim-{ann.description['hash'][:12]}-{sha[:8]}.pt"
         dest = folder / name
         entry = {"file": name, "sha256": sha, "size": part.stat().st_size, "annotations": ann.description,
                  "training": training, "config": ckpt["config"], "final_loss": float(result.final_loss),
                  "wall_s": result.wall_s, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                 "created_ns": time.time_ns()}
+                 "created_ns": time.time_ns(), "demo": bool(demo), "shortfalls": short}
         with file_lock(folder / f"{MANIFEST_NAME}.lock"):
             os.replace(part, dest)
-            entries = [e for e in read_manifest() if e.get("file") != name]
-            _write_manifest(entries + [entry])
+            entries = [e for e in read_manifest(results) if e.get("file") != name]
+            _write_manifest(results, entries + [entry])
     finally:
         part.unlink(missing_ok=True)
     return {**entry, "path": str(dest)}
 
 
-def load_checkpoint(entry: dict[str, Any]) -> dict[str, Any]:
-    """A manifest entry's checkpoint, verified by size and sha256 and loaded with torch.load(weights_only=True)."""
-    path = semsim_dir() / str(entry["file"])
+def load_checkpoint(entry: dict[str, Any], results: Path) -> dict[str, Any]:
+    """A manifest entry's checkpoint in RESULTS/semsim, verified by size and sha256 and loaded with
+    torch.load(weights_only=True)."""
+    path = semsim_dir(results) / str(entry["file"])
     wf = weights.WeightFile(name=f"semsim:{entry['file']}", filename=str(entry["file"]), url="", size=entry.get("size"),
                             sha256=str(entry["sha256"]), licence="trained locally by `bench semsim train`",
                             used_by="metric semsim")
     if not path.is_file():
-        raise BenchError(f"SemSim checkpoint {path} (listed in {manifest_path()}) is missing")
+        raise BenchError(f"SemSim checkpoint {path} (listed in {manifest_path(results)}) is missing")
     if not weights.verify(path, wf, full=True):
         raise BenchError(f"SemSim checkpoint {path} fails verification: {weights.diagnose(path, wf)}")
     try:
@@ -504,6 +598,8 @@ def load_checkpoint(entry: dict[str, Any]) -> dict[str, Any]:
         raise BenchError(f"{path} is not a SemSim checkpoint written by `bench semsim train`")
     if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
         raise BenchError(f"{path} was written by a newer bench (format {ckpt.get('format_version')}); upgrade bench")
+    if bool(ckpt.get("demo")) != bool(entry.get("demo")):
+        raise BenchError(f"{path}: the manifest and the checkpoint disagree on whether it is a DEMO checkpoint")
     return ckpt
 
 

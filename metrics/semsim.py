@@ -2,18 +2,24 @@
 
 A CIFAR ResNet-18 with its classifier replaced by the identity embeds both images (512-d); the score is the L2
 distance between the embeddings of the original and the reconstruction: smaller means more similar, i.e. more
-leakage. The network is the one `bench semsim train` fitted with a triplet margin loss on human annotations
-(bench/semsim_train.py); the newest checkpoint in $BENCH_HOME/weights/semsim/manifest.json is verified by sha256
-and loaded with torch.load(weights_only=True). Its input size and normalisation come from the checkpoint. Without
-a trained checkpoint the metric is unavailable with the command that trains one.
+leakage. The network is the one `bench semsim train` fitted with a triplet margin loss on annotations
+(bench/semsim_train.py). Checkpoints are bound to a results folder: a run in RESULTS uses the newest checkpoint of
+RESULTS/semsim/manifest.json (verified by sha256, loaded with torch.load(weights_only=True)) and never one of
+another results folder or of the user-wide cache. Its input size and normalisation come from the checkpoint.
+Without a checkpoint in RESULTS/semsim the metric is unavailable with the command that trains one.
 
-The value depends on the checkpoint, so the recorded convention names the checkpoint's annotation-set hash and
-digest, and the recorded version carries the checkpoint digest (cached scores of another checkpoint are never
-reused).
+The value depends on the checkpoint and on the labels it learned from, so the recorded convention names the
+checkpoint's digest and its annotation set (hash and provenance: human or constructed labels, annotators,
+answers, reconstructions, originals), the recorded version carries the checkpoint digest (cached scores of
+another checkpoint are never reused), and the note stored with every value repeats the provenance, starts
+"DEMO ... NOT FOR PUBLICATION" for a checkpoint trained with --allow-demo, and says when the checkpoint was trained
+on originals that the run scores (a SemSimOverlap warning is issued too).
 """
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -32,20 +38,38 @@ BASE_CONVENTION = ("SemSim: CIFAR ResNet-18 (3x3 stem, no max-pool, fc = identit
                    "images; float64")
 
 
+class SemSimOverlap(UserWarning):
+    """The SemSim checkpoint was trained on originals that the run scores: the values are not held out."""
+
+
+def _provenance(entry: dict[str, Any]) -> str:
+    from bench import semsim_train as st
+
+    prov = entry["annotations"].get("provenance")
+    return st.provenance_text(prov) if prov else "provenance not recorded (a checkpoint of an earlier bench)"
+
+
 def convention_for(entry: dict[str, Any] | None) -> str:
     """The pinned convention of a manifest entry (the class-level text names the fields left open)."""
     if entry is None:
-        return BASE_CONVENTION.format(margin="M", ann="<the checkpoint's annotation-set sha256>",
-                                      ckpt="<the newest in $BENCH_HOME/weights/semsim/manifest.json>",
+        return BASE_CONVENTION.format(margin="M", ann="<the checkpoint's annotation-set sha256 and provenance>",
+                                      ckpt="<the newest in RESULTS/semsim/manifest.json of the run's results "
+                                           "folder>",
                                       size="S", mean="<the checkpoint's>", std="<the checkpoint's>")
     cfg = entry["config"]
     ann = entry["annotations"]
-    return BASE_CONVENTION.format(
+    text = BASE_CONVENTION.format(
         margin=entry["training"].get("margin"),
-        ann=f"sha256 {ann['hash']} ({ann.get('source')}: {ann.get('ids')} ids, {ann.get('positives')} positives, "
-            f"{ann.get('negatives')} negatives)",
+        ann=f"sha256 {ann['hash']} ({ann.get('source')}; {_provenance(entry)})",
         ckpt=f"{entry['file']} (sha256 {entry['sha256']})", size=cfg["input_size"],
         mean=[round(float(v), 4) for v in cfg["mean"]], std=[round(float(v), 4) for v in cfg["std"]])
+    return f"{_demo_mark()}; {text}" if entry.get("demo") else text
+
+
+def _demo_mark() -> str:
+    from bench import semsim_train as st
+
+    return st.DEMO_MARK
 
 
 @register_metric
@@ -64,46 +88,86 @@ class SemSim(Metric):
         self.device = torch.device("cpu")
         self.entry: dict[str, Any] | None = None
         self._note: str | None = None
+        self._overlap: tuple[int, int] | None = None
 
     def prepare(self, ctx: EvalContext) -> None:
-        """Load the newest verified checkpoint onto the run's device, or report the command that trains one."""
-        self.load(ctx.device)
+        """Load the newest verified checkpoint of the run's results folder onto the run's device, or report the
+        command that trains one; warn when it was trained on originals of this run."""
+        if ctx.results is None:
+            raise MetricUnavailable("semsim scores only inside a run: its checkpoint is bound to the run's results "
+                                    "folder (RESULTS/semsim)")
+        self.load(ctx.results, ctx.device)
+        self.check_overlap(ctx.dataset, ctx.ids)
 
-    def load(self, device: torch.device | str = "cpu") -> "SemSim":
+    def load(self, results: Path, device: torch.device | str = "cpu") -> "SemSim":
+        """The newest checkpoint of RESULTS/semsim; MetricUnavailable (with the training command) without one."""
         from bench import semsim_train as st
 
-        fix = (f"{st.TRAIN_FIX} (SOURCE: `store` or a folder in the SemSim release layout; "
-               "no trained checkpoint in $BENCH_HOME/weights/semsim)")
+        results = Path(results)
+        fix = f"{st.TRAIN_FIX} --results {results} (no trained checkpoint in {st.semsim_dir(results)}"
+        if (st.legacy_dir() / st.MANIFEST_NAME).is_file():
+            fix += (f"; the checkpoints in {st.legacy_dir()} are not used: they served every results folder at once "
+                    "and carry no provenance of their labels")
+        fix += ")"
         try:
-            entries = st.read_manifest()
+            entries = st.read_manifest(results)
         except BenchError as exc:
             raise MetricUnavailable(str(exc)) from None
         if not entries:
             raise MetricUnavailable(fix)
         entry = entries[-1]
         try:
-            ckpt = st.load_checkpoint(entry)
+            ckpt = st.load_checkpoint(entry, results)
             self.device = torch.device(device)
             self._embed = st.embedder(ckpt, self.device, torch.float64)
         except (BenchError, KeyError, RuntimeError) as exc:
             # The newest checkpoint is never silently replaced by an older one.
-            raise MetricUnavailable(f"{exc}; retrain with {st.TRAIN_FIX} (or remove its entry from "
-                                    f"{st.manifest_path()})") from None
-        self.entry = {**entry, "config": ckpt["config"]}
+            raise MetricUnavailable(f"{exc}; retrain with {st.TRAIN_FIX} --results {results} (or remove its entry "
+                                    f"from {st.manifest_path(results)})") from None
+        self.entry = {**entry, "config": ckpt["config"], "annotations": ckpt["annotations"],
+                      "demo": bool(ckpt.get("demo"))}
         self.convention = convention_for(self.entry)
         self.version = f"{type(self).version}+{entry['sha256'][:12]}"
-        self._note = (f"SemSim checkpoint {entry['file']} (newest of {len(entries)}; annotation set "
-                      f"{entry['annotations']['hash'][:12]}, trained {entry.get('created', '?')})")
+        self._overlap = None
+        self._note = (f"SemSim checkpoint {entry['file']} of {st.semsim_dir(results)} (newest of {len(entries)}; "
+                      f"annotation set {ckpt['annotations']['hash'][:12]}, {_provenance(self.entry)}; "
+                      f"trained {entry.get('created', '?')})")
+        if self.entry["demo"]:
+            self._note = f"{st.DEMO_MARK}: {self._note}"
         return self
 
+    def check_overlap(self, dataset: str | None, ids: list[str]) -> int | None:
+        """How many of the scored originals (`dataset`, `ids`) the checkpoint was trained on; warns when any.
+
+        None when it cannot be told: no dataset named, or a checkpoint from a release-layout folder (its originals
+        are files of that folder, not items of a bench dataset).
+        """
+        if self.entry is None or dataset is None:
+            return None
+        trained = self.entry["annotations"].get("originals")
+        if trained is None or self.entry["annotations"].get("source") != "store":
+            return None
+        seen = set(trained.get(dataset, ()))
+        both = sum(1 for i in ids if i in seen)
+        self._overlap = (both, len(ids))
+        if both:
+            warnings.warn(f"SemSim checkpoint {self.entry['file']} was trained on {both} of the {len(ids)} originals "
+                          f"it scores here ({dataset}): its values on them are not held out", SemSimOverlap,
+                          stacklevel=2)
+        return both
+
     def value_note(self, n: int) -> str | None:
-        return self._note
+        note = self._note
+        if note and self._overlap and self._overlap[0]:
+            note += (f"; trained on {self._overlap[0]} of the {self._overlap[1]} originals it scores here "
+                     "(not held out)")
+        return note
 
     def per_sample(self, recon: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         """Embedding distance of each image pair, float64 (N,) on the CPU; 0 for identical images."""
         a, b = check_pair(recon, ref, self.name, dtype=None)
         if self._embed is None:
-            self.load("cpu")
+            raise RuntimeError("semsim: per_sample() before prepare() or load(RESULTS)")
         out = []
         for s in range(0, a.shape[0], _CHUNK):
             ea, eb = self._embed(a[s:s + _CHUNK]), self._embed(b[s:s + _CHUNK])

@@ -68,43 +68,128 @@ def test_resnet18_cifar_architecture() -> None:
 
 
 # -------------------------------------------------------------------------------------- training and metric
-def test_train_then_metric_available(bench_home: Path, tmp_path: Path) -> None:
-    results = tmp_path / "results"
-    # Before training: unavailable with the command that trains it; the other metrics go on.
-    before = execute(_request(results))
-    sem = before.set_metrics["semsim"]
-    assert sem["status"] == "unavailable" and "bench semsim train --annotations" in sem["detail"]
-    assert before.set_metrics["psnr"]["status"] == "ok"
-
-    # Train from the store's annotations (2 recognisable, 2 not) ...
+def _annotate(results: Path, run_id: str, answers: dict[str, list[float]]) -> None:
+    """Store answers {annotator: [label of sample 0, 1, ...]} for the reconstructions of one run."""
     with sqlite3.connect(results / "bench.sqlite") as db:
         ids = [r[0] for r in db.execute("SELECT sample_id FROM sample_metrics WHERE run_id = ? AND metric = 'psnr' "
-                                        "ORDER BY sample_index", (before.run_id,))]
+                                        "ORDER BY sample_index", (run_id,))]
         db.executemany("INSERT INTO annotations (run_id, sample_index, sample_id, kind, label, annotator, created) "
-                       "VALUES (?, ?, ?, 'recognisable', ?, 'tester', ?)",
-                       [(before.run_id, i, s, float(i < 2), time.time()) for i, s in enumerate(ids)])
-    ann = st.load_store(results, 32)
-    assert (ann.description["ids"], ann.description["positives"], ann.description["negatives"]) == (2, 2, 0)
+                       "VALUES (?, ?, ?, 'recognisable', ?, ?, ?)",
+                       [(run_id, i, ids[i], label, who, time.time())
+                        for who, labels in answers.items() for i, label in enumerate(labels)])
+
+
+def test_constructed_store_set_is_refused_then_demo_marks_every_value(bench_home: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    # Before training: unavailable with the command that trains a checkpoint for this results folder.
+    before = execute(_request(results))
+    sem = before.set_metrics["semsim"]
+    assert sem["status"] == "unavailable" and f"bench semsim train --annotations SOURCE --results {results}" in \
+        sem["detail"]
+    assert before.set_metrics["psnr"]["status"] == "ok"
+
+    # Coin flips by a made-up annotator: 2 recognisable, 2 not, of the run's 4 originals.
+    _annotate(results, before.run_id, {"constructed-demo-1": [1, 1, 0, 0]})
+    prov = st.load_store(results, 32).description["provenance"]
+    # 2 usable originals (those with a recognisable reconstruction); the 2 unrecognisable ones are the negatives.
+    assert prov == {"labels": "constructed", "annotators": 1, "human_annotators": 0, "constructed_annotators": 1,
+                    "answers": 4, "reconstructions": 4, "originals": 2, "triplets": 2}
+    msg = _error(_train_cli("--annotations", "store", "--results", str(results), "--epochs", "1"))
+    for words in ("constructed", "0 human annotator(s) (need >= 2)", "4 reconstructions (need >= 100)",
+                  "2 originals (need >= 10)", "--allow-demo"):
+        assert words in msg, msg
+    assert st.read_manifest(results) == [] and not st.semsim_dir(results).exists()
+
+    out = _train_cli("--annotations", "store", "--results", str(results), "--epochs", "1", "--batch-size", "2",
+                     "--allow-demo")
+    assert out.exit_code == 0, out.output
+    assert "provenance: labels constructed: 1 annotators (0 human, 1 constructed), 4 answers" in out.output
+    assert "DEMO SemSim checkpoint" in out.output and "NOT FOR PUBLICATION" in out.output
+    (entry,) = st.read_manifest(results)
+    assert entry["demo"] is True and entry["file"].startswith("demo-semsim-")
+    ckpt = torch.load(st.semsim_dir(results) / entry["file"], map_location="cpu", weights_only=True)
+    assert ckpt["demo"] is True and ckpt["annotations"]["provenance"] == prov
+    with sqlite3.connect(results / "bench.sqlite") as db:
+        first_two = sorted(r[0] for r in db.execute("SELECT sample_id FROM annotations WHERE label = 1"))
+    assert ckpt["annotations"]["originals"] == {"synthetic-faces": first_two}  # the anchors, named for the warning
+
+    # Every value scored with it says DEMO and where its labels came from, and that its originals were scored.
+    with pytest.warns(UserWarning, match="trained on 2 of the 4 originals it scores"):
+        after = execute(_request(results))
+    sem = after.set_metrics["semsim"]
+    assert sem["status"] == "ok" and math.isfinite(sem["value"])
+    assert sem["detail"].startswith("DEMO SemSim checkpoint") and "NOT FOR PUBLICATION" in sem["detail"]
+    assert "labels constructed" in sem["detail"] and "trained on 2 of the 4 originals" in sem["detail"]
+    assert sem["convention"].startswith("DEMO SemSim checkpoint") and "labels constructed" in sem["convention"]
+    # ... and so does the leaderboard row (its semsim note column).
+    import pandas as pd
+
+    board = pd.read_csv(after.leaderboard)
+    assert board["semsim_note"].str.startswith("DEMO SemSim checkpoint").all()
+
+    # Never across results folders: another folder's runs do not use this checkpoint.
+    other = execute(_request(tmp_path / "other"))
+    sem = other.set_metrics["semsim"]
+    assert sem["status"] == "unavailable" and str(tmp_path / "other" / "semsim") in sem["detail"]
+
+
+def test_human_store_set_meeting_the_minimum_is_not_demo(bench_home: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    results = tmp_path / "results"
+    run = execute(_request(results))
+    _annotate(results, run.run_id, {"alice": [1, 1, 0, 0], "bob": [1, 1, 0, 1]})
+    prov = st.load_store(results, 32).description["provenance"]
+    # sample 3 is a tie (1 yes, 1 no) and left out with its two answers
+    assert prov == {"labels": "human", "annotators": 2, "human_annotators": 2, "constructed_annotators": 0,
+                    "answers": 6, "reconstructions": 3, "originals": 2, "triplets": 2}
+    assert st.shortfalls(prov) == ["3 reconstructions (need >= 100)", "2 originals (need >= 10)"]
+    # Under a minimum this small set meets, it trains without --allow-demo and nothing is marked DEMO.
+    monkeypatch.setattr(st, "MINIMUM", {"human_annotators": 2, "reconstructions": 3, "originals": 2})
     out = _train_cli("--annotations", "store", "--results", str(results), "--epochs", "1", "--batch-size", "2")
     assert out.exit_code == 0, out.output
-    assert "store: 2 ids" in out.output
+    assert "DEMO" not in out.output
+    (entry,) = st.read_manifest(results)
+    assert entry["demo"] is False and entry["file"].startswith("semsim-")
+    with pytest.warns(UserWarning, match="trained on 2 of the 4"):
+        sem = execute(_request(results)).set_metrics["semsim"]
+    assert sem["status"] == "ok" and "DEMO" not in sem["detail"] and "DEMO" not in sem["convention"]
+    assert "labels human: 2 annotators, 6 answers, 3 reconstructions, 2 originals" in sem["convention"]
+    # One constructed answer among human ones makes the set `mixed`: refused even under that minimum.
+    _annotate(results, run.run_id, {"constructed-x": [1, 1, 1, 1]})
+    assert st.load_store(results, 32).description["provenance"]["labels"] == "mixed"
+    assert "constructed" in _error(_train_cli("--annotations", "store", "--results", str(results), "--epochs", "1"))
 
-    # ... then from a SemSim-layout folder (the newest checkpoint is the one the metric uses).
+
+def test_user_wide_checkpoints_are_not_used(bench_home: Path, tmp_path: Path) -> None:
+    """A checkpoint in $BENCH_HOME/weights/semsim (where earlier releases kept them for every folder) is ignored."""
+    data = st.load_folder(make_layout(tmp_path / "layout", n_ids=2), 32)
+    settings = st.TrainSettings(epochs=1, batch_size=4)
+    st.save_checkpoint(data, settings, st.train(data, settings, progress=False), st.legacy_dir().parent, demo=True)
+    assert (st.legacy_dir() / st.MANIFEST_NAME).is_file()
+    sem = execute(_request(tmp_path / "results")).set_metrics["semsim"]
+    assert sem["status"] == "unavailable" and "are not used" in sem["detail"]
+
+
+def test_folder_set_minimum_and_trained_embedding(bench_home: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
     layout = make_layout(tmp_path / "layout")
-    out = _train_cli("--annotations", str(layout), "--epochs", "4", "--batch-size", "4", "--seed", "3")
+    msg = _error(_train_cli("--annotations", str(layout), "--results", str(results)))
+    assert "24 reconstructions (need >= 100)" in msg and "6 originals (need >= 10)" in msg
+    assert "annotator" not in msg  # the release layout records none: only the counts are checked
+    out = _train_cli("--annotations", str(layout), "--results", str(results), "--epochs", "4", "--batch-size", "4",
+                     "--seed", "3", "--allow-demo")
     assert out.exit_code == 0, out.output
     assert "checkpoint:" in out.output and "--metrics semsim" in out.output
 
-    entries = st.read_manifest()
-    assert len(entries) == 2
-    entry = entries[-1]
-    path = st.semsim_dir() / entry["file"]
+    (entry,) = st.read_manifest(results)
+    path = st.semsim_dir(results) / entry["file"]
     assert path.is_file() and str(path) in out.output
     assert st.weights.sha256_of(path) == entry["sha256"] and path.stat().st_size == entry["size"]
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     assert ckpt["format"] == st.CHECKPOINT_FORMAT and ckpt["config"]["input_size"] == 32
     ann = entry["annotations"]
     assert (ann["source"], ann["ids"], ann["positives"], ann["negatives"]) == ("folder", N_IDS, 12, 12)
+    assert ann["provenance"]["labels"].startswith("not recorded") and ann["provenance"]["annotators"] is None
     assert len(ann["hash"]) == 64 and ann["hash"] == ckpt["annotations"]["hash"]
     assert entry["training"]["seed"] == 3 and math.isfinite(entry["final_loss"])
     torch.manual_seed(3)
@@ -113,37 +198,42 @@ def test_train_then_metric_available(bench_home: Path, tmp_path: Path) -> None:
 
     # The trained embedding puts recognisable reconstructions nearer their original than unrecognisable ones.
     data = st.load_folder(layout, 32)
-    emb = st.embedder(st.load_checkpoint(entry))(data.images)
+    emb = st.embedder(st.load_checkpoint(entry, results))(data.images)
     pos = [float((emb[g.anchor] - emb[i]).norm()) for g in data.groups for i in g.positives]
     neg = [float((emb[g.anchor] - emb[i]).norm()) for g in data.groups for i in g.negatives]
     assert np.mean(pos) < np.mean(neg)
 
-    # After training: the same command fills the value in, naming the checkpoint and its annotation set.
-    after = execute(_request(results))
-    assert after.run_id == before.run_id
-    sem = after.set_metrics["semsim"]
-    assert sem["status"] == "ok" and math.isfinite(sem["value"]) and sem["value"] >= 0
-    assert ann["hash"] in sem["convention"] and entry["file"] in (sem["detail"] or "")
-    assert after.set_metrics["psnr"]["value"] == before.set_metrics["psnr"]["value"]
+    # 25 ids x 4 reconstructions meet the minimum: no --allow-demo needed, nothing marked DEMO.
+    big = make_layout(tmp_path / "big", n_ids=25)
+    out = _train_cli("--annotations", str(big), "--results", str(results), "--epochs", "1", "--batch-size", "64")
+    assert out.exit_code == 0, out.output
+    assert "DEMO" not in out.output
+    assert st.read_manifest(results)[-1]["demo"] is False
 
 
 def test_metric_refuses_a_tampered_checkpoint(bench_home: Path, tmp_path: Path) -> None:
     from bench.metrics.semsim import SemSim
     from bench.plugins import MetricUnavailable
 
+    results = tmp_path / "results"
     with pytest.raises(MetricUnavailable, match="bench semsim train --annotations SOURCE"):
-        SemSim().load()
+        SemSim().load(results)
     data = st.load_folder(make_layout(tmp_path / "layout", n_ids=2), 32)
     settings = st.TrainSettings(epochs=1, batch_size=4)
-    entry = st.save_checkpoint(data, settings, st.train(data, settings, progress=False))
-    metric = SemSim().load()
+    entry = st.save_checkpoint(data, settings, st.train(data, settings, progress=False), results, demo=True)
+    metric = SemSim().load(results)
     same = metric.per_sample(data.images[:2], data.images[:2])
     assert same.dtype == torch.float64 and torch.all(same == 0)
     assert metric.version.endswith(entry["sha256"][:12])
     from bench.contract import check_plugin
 
     failed = [(c, d) for c, ok, d in check_plugin("semsim", "metrics") if not ok]
-    assert not failed, failed  # with a trained checkpoint: range, batch independence, identical images best
+    assert not failed, failed  # outside a run: unavailable (bound to a results folder), which the kit accepts
+    other = SemSim().load(results)
+    a, b = data.images[:2], data.images[2:4]
+    batch = other.per_sample(a, b)
+    assert torch.allclose(torch.cat([other.per_sample(a[i:i + 1], b[i:i + 1]) for i in range(2)]), batch,
+                          atol=1e-9)  # float64: independent of the batch
     with open(entry["path"], "r+b") as fh:  # flip one byte
         fh.seek(1000)
         byte = fh.read(1)
@@ -151,7 +241,7 @@ def test_metric_refuses_a_tampered_checkpoint(bench_home: Path, tmp_path: Path) 
         fh.write(bytes([byte[0] ^ 1]))
     st.weights.forget_verifications()
     with pytest.raises(MetricUnavailable, match="sha256 mismatch"):
-        SemSim().load()
+        SemSim().load(results)
 
 
 def test_same_seed_same_weights(bench_home: Path, tmp_path: Path) -> None:
@@ -162,9 +252,12 @@ def test_same_seed_same_weights(bench_home: Path, tmp_path: Path) -> None:
     assert a.losses == b.losses
     assert a.state_dict.keys() == b.state_dict.keys()
     assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
-    first, second = st.save_checkpoint(data, settings, a), st.save_checkpoint(data, settings, b)
+    first = st.save_checkpoint(data, settings, a, tmp_path / "r", demo=True)
+    second = st.save_checkpoint(data, settings, b, tmp_path / "r", demo=True)
     assert first["sha256"] == second["sha256"]  # byte-identical checkpoints: one manifest entry
-    assert len(st.read_manifest()) == 1
+    assert len(st.read_manifest(tmp_path / "r")) == 1
+    with pytest.raises(st.BenchError, match="below the minimum"):
+        st.save_checkpoint(data, settings, a, tmp_path / "r")  # the API refuses too, not only the CLI
 
 
 # --------------------------------------------------------------------------------------------------- errors
@@ -206,8 +299,9 @@ def test_layout_errors(bench_home: Path, tmp_path: Path) -> None:
     _save(np.zeros((32, 32, 3)), two / "0" / "copy_ori.png")
     assert "2 originals" in _error(_train_cli("--annotations", str(two)))
 
-    assert ">= 1" in _error(_train_cli("--annotations", str(no_neg), "--epochs", "0"))
-    assert st.read_manifest() == []
+    assert ">= 1" in _error(_train_cli("--annotations", str(no_neg), "--epochs", "0", "--results",
+                                       str(tmp_path / "r")))
+    assert st.read_manifest(tmp_path / "r") == []
 
 
 def test_store_errors(bench_home: Path, tmp_path: Path) -> None:
@@ -223,10 +317,13 @@ def test_store_errors(bench_home: Path, tmp_path: Path) -> None:
 def test_manifest_is_json_with_the_documented_fields(bench_home: Path, tmp_path: Path) -> None:
     data = st.load_folder(make_layout(tmp_path / "layout", n_ids=2), 32)
     settings = st.TrainSettings(epochs=1, batch_size=4)
-    st.save_checkpoint(data, settings, st.train(data, settings, progress=False))
-    doc = json.loads(st.manifest_path().read_text())
+    st.save_checkpoint(data, settings, st.train(data, settings, progress=False), tmp_path / "r", demo=True)
+    doc = json.loads(st.manifest_path(tmp_path / "r").read_text())
     (entry,) = doc["checkpoints"]
-    assert {"file", "sha256", "size", "annotations", "training", "config", "final_loss", "created"} <= set(entry)
+    assert {"file", "sha256", "size", "annotations", "training", "config", "final_loss", "created",
+            "demo", "shortfalls"} <= set(entry)
     assert {"epochs", "batch_size", "lr", "margin", "size", "seed"} <= set(entry["training"])
-    out = CliRunner().invoke(semsim_group, ["list"])
-    assert out.exit_code == 0 and entry["file"] in out.output
+    assert {"labels", "annotators", "answers", "reconstructions", "originals"} <= set(
+        entry["annotations"]["provenance"])
+    out = CliRunner().invoke(semsim_group, ["list", "--results", str(tmp_path / "r")])
+    assert out.exit_code == 0 and entry["file"] in out.output and "DEMO" in out.output

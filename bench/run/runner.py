@@ -19,7 +19,7 @@ import torch
 
 from bench.errors import BenchError
 from bench.images import resize
-from bench.plugins import EvalContext, attacker_training_features, seeded_rng
+from bench.plugins import EvalContext, attacker_training_features, dataset_label, seeded_rng
 from bench.run import outputs
 from bench.run.cache import StageCache
 from bench.run.evaluate import Evaluation, evaluate
@@ -134,7 +134,8 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
                       reference_key=digest({"dataset": p.dataset.fingerprint(), "ids": digest(private.ids, 32),
                                             "extract_size": p.spec.extract_size,
                                             "image_size": p.spec.image_size}, 20),
-                      progress=req.progress)
+                      progress=req.progress, results=cache.root.parent,
+                      dataset=dataset_label(p.spec.dataset, p.spec.data_root))
     with timer("evaluate"):
         ev = evaluate(p, run_dir, released, private, ctx, req.progress)
     del aux_images

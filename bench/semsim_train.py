@@ -577,6 +577,45 @@ def save_checkpoint(ann: AnnotationSet, settings: TrainSettings, result: TrainRe
     return {**entry, "path": str(dest)}
 
 
+def bind_checkpoint(path: Path, results: Path) -> dict[str, Any]:
+    """Bind a checkpoint of another results folder to RESULTS as well (`bench semsim bind`); its new entry.
+
+    The file must be listed, with its sha256, in the manifest beside it (a RESULTS/semsim folder) and load with
+    weights_only=True; it is copied into RESULTS/semsim with its manifest entry (provenance and DEMO mark
+    unchanged, `bound_from` naming where it came from), so that RESULTS's runs use it from then on.
+    """
+    from bench.run.locks import file_lock
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise BenchError(f"{path}: no such checkpoint file")
+    source = path.resolve().parent.parent
+    listed = [e for e in read_manifest(source) if e.get("file") == path.name]
+    if not listed:
+        raise BenchError(f"{path} is not listed in {manifest_path(source)}: only a checkpoint that "
+                         "`bench semsim train` registered (with its sha256 and provenance) can be bound")
+    entry = listed[-1]
+    ckpt = load_checkpoint(entry, source)  # size, sha256, weights_only, format, DEMO flag agree with the manifest
+    folder = semsim_dir(results)
+    if folder.resolve() == path.resolve().parent:
+        raise BenchError(f"{path} is already bound to {results}")
+    folder.mkdir(parents=True, exist_ok=True)
+    part = folder / f".semsim-{uuid.uuid4().hex}.part"
+    try:
+        part.write_bytes(path.read_bytes())
+        if weights.sha256_of(part) != entry["sha256"]:
+            raise BenchError(f"{path} changed while it was copied; try again")
+        new = {**entry, "bound_from": str(path.resolve()), "demo": bool(ckpt.get("demo")),
+               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(), "created_ns": time.time_ns()}
+        with file_lock(folder / f"{MANIFEST_NAME}.lock"):
+            os.replace(part, folder / entry["file"])
+            entries = [e for e in read_manifest(results) if e.get("file") != entry["file"]]
+            _write_manifest(results, entries + [new])
+    finally:
+        part.unlink(missing_ok=True)
+    return {**new, "path": str(folder / entry["file"])}
+
+
 def load_checkpoint(entry: dict[str, Any], results: Path) -> dict[str, Any]:
     """A manifest entry's checkpoint in RESULTS/semsim, verified by size and sha256 and loaded with
     torch.load(weights_only=True)."""

@@ -170,6 +170,39 @@ def test_user_wide_checkpoints_are_not_used(bench_home: Path, tmp_path: Path) ->
     assert sem["status"] == "unavailable" and "are not used" in sem["detail"]
 
 
+def test_bind_names_a_checkpoint_of_another_results_folder(bench_home: Path, tmp_path: Path) -> None:
+    """`bench semsim bind` is the one way a checkpoint reaches another results folder: named, verified, with its
+    provenance and DEMO mark."""
+    data = st.load_folder(make_layout(tmp_path / "layout", n_ids=2), 32)
+    settings = st.TrainSettings(epochs=1, batch_size=4)
+    entry = st.save_checkpoint(data, settings, st.train(data, settings, progress=False), tmp_path / "a", demo=True)
+    target = tmp_path / "b"
+    assert execute(_request(target)).set_metrics["semsim"]["status"] == "unavailable"
+
+    stray = tmp_path / "stray.pt"  # a copy outside any manifest: refused
+    stray.write_bytes(Path(entry["path"]).read_bytes())
+    bind = CliRunner().invoke(semsim_group, ["bind", str(stray), "--results", str(target)])
+    assert "is not listed in" in _error(bind)
+    out = CliRunner().invoke(semsim_group, ["bind", entry["path"], "--results", str(target)])
+    assert out.exit_code == 0, out.output
+    assert "DEMO" in out.output and "labels not recorded" in out.output
+    (bound,) = st.read_manifest(target)
+    assert bound["sha256"] == entry["sha256"] and bound["demo"] is True
+    assert bound["bound_from"] == str(Path(entry["path"]).resolve())
+    sem = execute(_request(target)).set_metrics["semsim"]
+    assert sem["status"] == "ok" and sem["detail"].startswith("DEMO SemSim checkpoint")
+    assert entry["file"] in sem["detail"] and str(st.semsim_dir(target)) in sem["detail"]
+
+    with open(entry["path"], "r+b") as fh:  # a tampered source is refused
+        fh.seek(1000)
+        byte = fh.read(1)
+        fh.seek(1000)
+        fh.write(bytes([byte[0] ^ 1]))
+    st.weights.forget_verifications()
+    assert "sha256 mismatch" in _error(CliRunner().invoke(semsim_group, ["bind", entry["path"], "--results",
+                                                                         str(tmp_path / "c")]))
+
+
 def test_folder_set_minimum_and_trained_embedding(bench_home: Path, tmp_path: Path) -> None:
     results = tmp_path / "results"
     layout = make_layout(tmp_path / "layout")

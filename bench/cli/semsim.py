@@ -91,3 +91,20 @@ def semsim_list(results: Path) -> None:
         click.echo(f"    annotations: {a.get('source')} {a['hash'][:12]} ({prov}); epochs {t.get('epochs')}, "
                    f"size {t.get('size')}, seed {t.get('seed')}")
     click.echo(f"* used by the metric semsim for runs in {results}")
+
+
+@semsim_group.command("bind")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--results", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True,
+              help="Results folder whose runs will use the checkpoint (copied to DIR/semsim).")
+@user_errors
+def semsim_bind(checkpoint: Path, results: Path) -> None:
+    """Bind a checkpoint trained for another results folder (OTHER/semsim/FILE.pt) to this one, e.g. to score
+    held-out originals; its provenance and DEMO mark travel with it."""
+    from bench import semsim_train as st
+
+    entry = st.bind_checkpoint(checkpoint, results)
+    prov = entry["annotations"].get("provenance")
+    click.echo(f"bound: {entry['path']}{'  (DEMO: not for publication)' if entry.get('demo') else ''}")
+    click.echo(f"provenance: {st.provenance_text(prov) if prov else 'not recorded'}")
+    click.echo(f"runs in {results} now score semsim with it (the newest checkpoint of {st.semsim_dir(results)})")

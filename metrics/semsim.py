@@ -89,6 +89,7 @@ class SemSim(Metric):
         self.entry: dict[str, Any] | None = None
         self._note: str | None = None
         self._overlap: tuple[int, int] | None = None
+        self._unchecked = False  # a release-layout checkpoint: its originals are files, not dataset items
 
     def prepare(self, ctx: EvalContext) -> None:
         """Load the newest verified checkpoint of the run's results folder onto the run's device, or report the
@@ -128,7 +129,7 @@ class SemSim(Metric):
                       "demo": bool(ckpt.get("demo"))}
         self.convention = convention_for(self.entry)
         self.version = f"{type(self).version}+{entry['sha256'][:12]}"
-        self._overlap = None
+        self._overlap, self._unchecked = None, False
         self._note = (f"SemSim checkpoint {entry['file']} of {st.semsim_dir(results)} (newest of {len(entries)}; "
                       f"annotation set {ckpt['annotations']['hash'][:12]}, {_provenance(self.entry)}; "
                       f"trained {entry.get('created', '?')})")
@@ -146,6 +147,8 @@ class SemSim(Metric):
             return None
         trained = self.entry["annotations"].get("originals")
         if trained is None or self.entry["annotations"].get("source") != "store":
+            self._overlap = None
+            self._unchecked = True
             return None
         seen = set(trained.get(dataset, ()))
         both = sum(1 for i in ids if i in seen)
@@ -161,6 +164,8 @@ class SemSim(Metric):
         if note and self._overlap and self._overlap[0]:
             note += (f"; trained on {self._overlap[0]} of the {self._overlap[1]} originals it scores here "
                      "(not held out)")
+        elif note and self._unchecked:
+            note += "; whether it was trained on the originals scored here cannot be told (a folder's originals)"
         return note
 
     def per_sample(self, recon: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

@@ -192,6 +192,7 @@ def test_bind_names_a_checkpoint_of_another_results_folder(bench_home: Path, tmp
     sem = execute(_request(target)).set_metrics["semsim"]
     assert sem["status"] == "ok" and sem["detail"].startswith("DEMO SemSim checkpoint")
     assert entry["file"] in sem["detail"] and str(st.semsim_dir(target)) in sem["detail"]
+    assert "cannot be told" in sem["detail"]  # a folder-trained checkpoint: overlap unknown, and said so
 
     with open(entry["path"], "r+b") as fh:  # a tampered source is refused
         fh.seek(1000)

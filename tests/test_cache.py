@@ -142,10 +142,11 @@ def test_a_run_rebuilds_a_cached_attack_that_is_html(tmp_path: Path) -> None:
     first = execute(req)
     (entry,) = [p.parent for p in (tmp_path / "r" / "cache" / "attacks").glob("*/attack.pt")]
     _forge(entry, "attack.pt", HTML)
-    import shutil
-
-    shutil.rmtree(first.run_dir)  # the run's own files are gone: the attack stage runs again, from the cache
-    with pytest.warns(CorruptCacheEntry, match=entry.name):
+    feats = sorted(p.parent for p in (tmp_path / "r" / "cache" / "features").glob("*/labels.npz"))
+    _forge(feats[0], "labels.npz", HTML)  # any cached file: a features entry too
+    with pytest.warns(CorruptCacheEntry) as caught:
         again = execute(req)
+    named = " ".join(str(w.message) for w in caught)
+    assert entry.name in named and feats[0].name in named
     assert again.set_metrics["mse"]["value"] == first.set_metrics["mse"]["value"]
-    assert (entry / "attack.pt").read_bytes() != HTML
+    assert (entry / "attack.pt").read_bytes() != HTML and (feats[0] / "labels.npz").read_bytes() != HTML

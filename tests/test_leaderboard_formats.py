@@ -156,20 +156,21 @@ def test_markdown_table(paper_store: Path) -> None:
         run_ids = {r["run_id"] for r in s.runs(status="done")}
     md = markdown.render(board, "bench leaderboard --format md --dataset d")
     header, rows = _table_rows(md, "defense none")
-    assert header == ["attack", "seeds", "lpips", "mse ↓", "psnr ↑", "ssim ↑"]
+    # lpips has no value in any row (unavailable twice, not computed once): one line under the table, no column.
+    assert header == ["attack", "seeds", "mse ↓", "psnr ↑", "ssim ↑"]
     by_attack = {r[0]: r for r in rows}
     assert set(by_attack) == {"cfgan", "mean-image", "my\\_attack&co"}
     assert by_attack["cfgan"][1] == "3" and by_attack["mean-image"][1] == "2" and by_attack["my\\_attack&co"][1] == "1"
-    for col, metric, values in ((4, "psnr", [20.0, 21.0, 22.0]), (5, "ssim", [0.8, 0.82, 0.81])):
+    for col, metric, values in ((3, "psnr", [20.0, 21.0, 22.0]), (4, "ssim", [0.8, 0.82, 0.81])):
         mean, std = _mean_std(by_attack["cfgan"][col])
         assert mean == pytest.approx(np.mean(values), abs=1e-4) and std == pytest.approx(np.std(values, ddof=1),
                                                                                            abs=1e-4)
-    assert by_attack["cfgan"][2] == "unavailable" and by_attack["my\\_attack&co"][2] == "not computed"
-    assert _mean_std(by_attack["my\\_attack&co"][4]) == (11.0, None)  # one seed: no ± shown
+    assert "No value in any row: `lpips` (unavailable: bench weights pull alexnet)." in md
+    assert "unavailable |" not in md and "not computed |" not in md
+    assert _mean_std(by_attack["my\\_attack&co"][3]) == (11.0, None)  # one seed: no ± shown
     # cfgan clears mean-image on psnr, ssim and mse (lower is better) with non-overlapping bands.
-    assert [c.startswith("**") for c in by_attack["cfgan"][3:]] == [True, True, True]
+    assert [c.startswith("**") for c in by_attack["cfgan"][2:]] == [True, True, True]
     assert not any("**" in c for r in rows if r[0] != "cfgan" for c in r)
-    assert "Missing `lpips`: unavailable: bench weights pull alexnet." in md
     assert "20 auxiliary (attacker) / 8 private (scored) images per run" in md
     assert "- `ssim`: conv-ssim" in md and "Regenerate: `bench leaderboard --format md --dataset d`" in md
     assert all(rid in md for rid in run_ids)  # every run's id is in the provenance
@@ -218,7 +219,16 @@ def test_latex_table(paper_store: Path) -> None:
     assert rows["cfgan"].count(r"\textbf{") == 3 and r"\textbf" not in rows["mean-image"] + rows[r"my\_attack\&co"]
     assert r"\textbf{21.00 $\pm$ 1.00}" in rows["cfgan"]
     assert "% Regenerate: bench leaderboard --format tex --dataset d" in tex
-    assert "unavailable: bench weights pull alexnet" in none and "images per run" in none
+    assert "No value in any row: lpips (unavailable: bench weights pull alexnet)." in none
+    assert "lpips" not in header
+    # Conventions, sample counts and the best-value rule once per file, in the notes block after the last table;
+    # captions are one short line.
+    notes_block = tex[tex.rindex(r"\end{table}"):]
+    assert tex.count("conv-ssim") == 1 and "conv-ssim" in notes_block
+    assert tex.count("images per run") == 1 and "images per run" in notes_block
+    assert tex.count("one seed: no band") == 1 and r"\ref{tab:d-none}" in notes_block
+    captions = re.findall(r"\\caption\{(.*)\}\\label", tex)
+    assert len(captions) == 3 and all(len(c) < 80 for c in captions), captions
     assert re.search(r"% row cfgan: config_id [0-9a-f]{16}; run_ids( [0-9a-f]{16}){3}", tex)
 
 

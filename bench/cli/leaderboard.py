@@ -39,17 +39,28 @@ def _split(values: tuple[str, ...]) -> list[str]:
               help="Also write <dataset>-leakage-utility.png/.pdf and <dataset>-attacks.png/.pdf.")
 @click.option("--figure-metric", default=DEFAULT_FIGURE_METRIC, show_default=True,
               help="The leakage metric the figures plot (the best attack per defense is chosen by its direction).")
+@click.option("--from-csv", "from_csv", type=click.Path(path_type=Path), default=None,
+              help="Render this CSV leaderboard as md/tex/html [md,tex] without the store (e.g. a committed one); "
+                   "files go beside it as <CSV stem>.<format> unless --out; --dataset names it in the tables.")
 @click.pass_context
 @user_errors
 def leaderboard_cmd(ctx: click.Context, results: Path, out_dir: Path | None, formats: tuple[str, ...], datasets: tuple[str, ...],
-                    defenses: tuple[str, ...], metrics: tuple[str, ...], figures: bool, figure_metric: str) -> None:
+                    defenses: tuple[str, ...], metrics: tuple[str, ...], figures: bool, figure_metric: str,
+                    from_csv: Path | None) -> None:
     """Regenerate leaderboard tables and figures from the results store (CSV by default, one file per dataset);
     `import BUNDLE` adds a verified submission."""
     if ctx.invoked_subcommand is not None:
         return
-    from bench.report.publish import publish
+    from bench.report.publish import publish, publish_from_csv
 
     chosen_defenses = list(dict.fromkeys(d.strip() for d in defenses if d.strip()))
+    if from_csv is not None:
+        if figures or len(_split(datasets)) > 1:
+            raise click.UsageError("--from-csv renders one CSV's tables: no --figures, at most one --dataset")
+        for path in publish_from_csv(from_csv, out_dir, _split(formats) or ["md", "tex"],
+                                     (_split(datasets) or [None])[0], chosen_defenses, _split(metrics)):
+            click.echo(str(path))
+        return
     paths = publish(results, out_dir, _split(formats) or ["csv"], _split(datasets), chosen_defenses, _split(metrics),
                     figures, figure_metric)
     if not paths:

@@ -137,6 +137,7 @@ def render(board: Board, command: str) -> str:
         items = []
         if n.dataset_note:
             items.append(f"Data: {e(n.dataset_note)}.")
+        items += [f"No value in any row: <code>{e(m)}</code> ({e(d)})." for m, d in n.absent]
         items += [f"Missing <code>{e(m)}</code>: {e(d)}." for m, d in n.missing]
         items += [f"Caveat on <code>{e(m)}</code>: {e(d)}." for m, d in n.caveats]
         items += [f"† {e(label)}: imported from a submitted bundle ({e(s)})." for label, s in n.sources]

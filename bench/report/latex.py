@@ -1,12 +1,23 @@
-"""LaTeX leaderboards (for papers): one booktabs `table` per defense, arrows in the headers, the best value in
-bold under the rule of bench/report/tables.py, sample counts and conventions in the caption and footnotes, the
-regenerating command and each row's provenance in comments. Needs `\\usepackage{booktabs}` in the paper."""
+"""LaTeX leaderboards (for papers): one booktabs `table` per defense that fits a single-column page, and one notes
+block per file.
+
+Each table has a one-line caption and a label; its columns are the attack, whatever tells its rows apart (varying
+settings, the data fingerprint or the configuration id, see bench/report/tables.py), the seed count when it varies,
+one column per metric with a value in some row (a metric with none is one line under the table) and the utility
+figures. Long headers are stacked on two or three lines; a table whose estimated width exceeds the text width by more
+than a third is split into stacked parts that repeat the row columns; whatever is left is shrunk to the line width
+by `\\resizebox` (never enlarged). Conventions, caveats, missing values, sample counts and the best-value rule are
+said once, in the notes block at the end of the file (keep it under the tables or move it to an appendix). The
+regenerating command and each row's provenance are comments. Needs `\\usepackage{booktabs,graphicx}`."""
 
 from __future__ import annotations
 
+import math
+import re
+
 import pandas as pd
 
-from bench.report.tables import BEST_RULE, Board, by_defense, cell, layout, notes
+from bench.report.tables import BEST_RULE, EXTRA_MEANING, Board, by_defense, cell, layout, notes
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
             "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
@@ -30,53 +41,197 @@ def _comment(text: str) -> str:
     return "% " + " ".join(str(text).split())
 
 
-def table(board: Board, caption: str) -> list[str]:
-    """One booktabs table environment for one defense's board."""
+TEXT_WIDTH_PT = 469.0  # \textwidth of a single-column paper page (6.5 in)
+CHAR_PT = 5.0  # mean width of a digit or lower-case letter at 10 pt
+COLSEP_PT = 12.0  # 2 \tabcolsep
+MIN_SCALE = 0.75  # a table that would be shrunk more than this is split into stacked parts instead
+HEADER_LINE = 11  # characters per line of a stacked column header
+NOT_COMPUTED = "--"
+FIT = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"
+
+
+def _header_lines(text: str) -> list[str]:
+    """A column header cut after hyphens, colons and spaces into lines of about HEADER_LINE characters."""
+    pieces = re.findall(r"[^-: ]+(?:[-:]+ ?| |$)", text) or [text]
+    lines = [""]
+    for piece in pieces:
+        if lines[-1] and len(lines[-1]) + len(piece.rstrip()) > HEADER_LINE:
+            lines.append("")
+        lines[-1] += piece
+    return [line.strip() for line in lines if line.strip()]
+
+
+def _header_cell(text: str, arrow: str = "") -> str:
+    lines = [escape(line) for line in _header_lines(text)]
+    if arrow:
+        lines[-1] += " " + escape(arrow)
+    if len(lines) == 1:
+        return lines[0]
+    return r"\begin{tabular}[b]{@{}c@{}}" + r"\\".join(lines) + r"\end{tabular}"
+
+
+def _width(header: str, cells: list[str]) -> float:
+    """Estimated natural width (pt) of a column from its plain header lines and cell texts."""
+    longest = max([len(line) + 2 for line in _header_lines(header)] + [len(c) for c in cells] + [1])
+    return longest * CHAR_PT + COLSEP_PT
+
+
+def _parts(keys: list[float], values: list[float], limit: float) -> list[list[int]]:
+    """Indices of the value columns per stacked part: one part when all fit under `limit`, else greedy filling."""
+    row_width = sum(keys)
+    if row_width + sum(values) <= limit or len(values) < 2:
+        return [list(range(len(values)))]
+    parts: list[list[int]] = [[]]
+    used = row_width
+    for i, w in enumerate(values):
+        if parts[-1] and used + w > limit:
+            parts.append([])
+            used = row_width
+        parts[-1].append(i)
+        used += w
+    return parts
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-").lower() or "x"
+
+
+def table(board: Board, caption: str, label: str = "", text_width_pt: float = TEXT_WIDTH_PT) -> list[str]:
+    """One booktabs table environment for one defense's board: stacked parts when it is far too wide, each shrunk
+    to the line width only when it is wider, and one line under it for the metrics without a value in any row."""
     frame = board.frame
     lay = layout(board)
-    settings, src, header, places, wins = lay.settings, lay.sources, lay.header, lay.places, lay.wins
-    spec = "l" * (1 + len(settings)) + "r" * (len(header) - 1 - len(settings))
-    lines = [r"\begin{table}[t]", r"\centering", r"\caption{" + caption + "}", r"\begin{tabular}{" + spec + "}",
-             r"\toprule", " & ".join(escape(h) for h in header) + r" \\", r"\midrule"]
+    settings, src, places, wins = lay.settings, lay.sources, lay.places, lay.wins
+    show_seeds = frame["seeds"].astype(int).nunique() > 1 if len(frame) else False
+    key_heads = ["attack", *settings] + (["seeds"] if show_seeds else [])
+    key_cells: list[list[str]] = [[], *[[] for _ in settings]] + ([[]] if show_seeds else [])
+    val_heads: list[tuple[str, str]] = [(m, info.arrow) for m, info in board.metrics.items()]
+    val_heads += [(f"utility: {u}", "") for u in board.utilities]
+    val_plain: list[list[str]] = [[] for _ in val_heads]
+    val_tex: list[list[str]] = [[] for _ in val_heads]
     for i, (_, row) in enumerate(frame.iterrows()):
-        cells = [escape(row["attack"]) + (r"$^\dagger$" if src[i] else "")]
-        cells += [escape(row[s]) for s in settings]
-        cells.append(str(int(row["seeds"])))
-        for m in board.metrics:
-            text = escape(cell(row, m, places[m]))
-            cells.append(r"\textbf{" + text + "}" if wins[m] == i else text)
-        for u in board.utilities:
+        key_cells[0].append(escape(row["attack"]) + (r"$^\dagger$" if src[i] else ""))
+        for j, s in enumerate(settings):
+            key_cells[1 + j].append(escape(row[s]))
+        if show_seeds:
+            key_cells[-1].append(str(int(row["seeds"])))
+        for j, m in enumerate(board.metrics):
+            text = cell(row, m, places[m])
+            tex = NOT_COMPUTED if text == "not computed" else escape(text)  # `--` is an en dash here
+            val_plain[j].append("-" if text == "not computed" else text)
+            val_tex[j].append(r"\textbf{" + tex + "}" if wins[m] == i else tex)
+        for j, u in enumerate(board.utilities, start=len(board.metrics)):
             value = row.get(f"utility:{u}")
-            cells.append("" if value is None or pd.isna(value) else f"{float(value):.4g}")
-        lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+            text = "" if value is None or pd.isna(value) else f"{float(value):.4g}"
+            val_plain[j].append(text)
+            val_tex[j].append(text)
+    key_w = [_width(h, [re.sub(r"\\.|[{}$^]", "", c) for c in cells]) for h, cells in zip(key_heads, key_cells)]
+    val_w = [_width(h, cells) for (h, _), cells in zip(val_heads, val_plain)]
+    lines = [r"\begin{table}[t]", r"\centering", r"\caption{" + caption + "}" + (rf"\label{{{label}}}" if label else "")]
+    for k, part in enumerate(_parts(key_w, val_w, text_width_pt / MIN_SCALE)):
+        spec = "l" * (1 + len(settings)) + "r" * (len(key_heads) - 1 - len(settings) + len(part))
+        heads = [_header_cell(h) for h in key_heads] + [_header_cell(*val_heads[j]) for j in part]
+        if k:
+            lines.append(r"\par\medskip")
+        lines += [FIT, r"\begin{tabular}{" + spec + "}", r"\toprule", " & ".join(heads) + r" \\", r"\midrule"]
+        for i in range(len(frame)):
+            lines.append(" & ".join([c[i] for c in key_cells] + [val_tex[j][i] for j in part]) + r" \\")
+        lines += [r"\bottomrule", r"\end{tabular}}"]
+    if board.absent:
+        text = "; ".join(f"{m} ({'; '.join(i.details) or 'not computed'})" for m, i in board.absent.items())
+        lines.append(r"\par\smallskip{\footnotesize No value in any row: " + escape(text) + r".\par}")
+    lines.append(r"\end{table}")
     return lines
 
 
-def render(board: Board, command: str) -> str:
-    """A LaTeX fragment: per defense a table with caption, footnote block and provenance comments."""
+def _once(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(i for i in items if i))
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _parts_of(texts: list[str]) -> str:
+    """Per-row texts said once: split at '; ', and the parts that differ only in their numbers merged into one part
+    with each differing number shown as the range over the rows (`no face detected in 0–18/200 reconstructions`)."""
+    groups: dict[str, list[list[str]]] = {}
+    for part in (p.strip() for t in texts for p in t.split("; ")):
+        if part:
+            groups.setdefault(_NUMBER.sub("\0", part), []).append(_NUMBER.findall(part))
+    out = []
+    for template, numbers in groups.items():
+        slots = []
+        for values in zip(*numbers):
+            lo, hi = min(values, key=float), max(values, key=float)
+            slots.append(lo if float(lo) == float(hi) else f"{lo}–{hi}")
+        it = iter(slots)
+        out.append(re.sub("\0", lambda _: next(it), template))
+    return "; ".join(out)
+
+
+def render(board: Board, command: str, text_width_pt: float = TEXT_WIDTH_PT) -> str:
+    """A LaTeX fragment: per defense a table with a one-line caption, then one notes block for all of them."""
     out = [_comment(f"Leaderboard {board.dataset}: generated by bench, do not edit."), _comment(f"Regenerate: {command}"),
-           _comment("Needs \\usepackage{booktabs}."), ""]
-    for defense, sub in by_defense(board):
-        n = notes(sub, command)
-        caption = (f"{escape(board.dataset)}, defense {escape(defense)}: mean $\\pm$ sample std over seeds"
-                   + (f"; {escape(n.samples)}" if n.samples else "") + ". "
-                   + f"$\\uparrow$ higher / $\\downarrow$ lower is better; {escape(BEST_RULE)}.")
-        body = table(sub, caption)
-        foot = []
-        if n.dataset_note:
-            foot.append(f"Data: {escape(n.dataset_note)}.")
-        foot += [f"Missing {escape(m)}: {escape(d)}." for m, d in n.missing]
-        foot += [f"Caveat on {escape(m)}: {escape(d)}." for m, d in n.caveats]
-        foot += [f"$^\\dagger${escape(label)}: imported from a submitted bundle ({escape(s)})." for label, s in n.sources]
-        foot += [f"{escape(m)}: {escape(c)}." for m, c in n.conventions]
-        if foot:
-            body += [r"\par\smallskip", r"\begin{minipage}{\linewidth}\footnotesize"]
-            body += [line + r" \\" for line in foot[:-1]] + foot[-1:]
-            body += [r"\end{minipage}"]
-        body.append(r"\end{table}")
-        body += [_comment(f"row {label}: config_id {cid}; run_ids {runs}") for label, cid, runs in n.provenance]
-        out += body + [""]
+           _comment("Needs \\usepackage{booktabs,graphicx}. The notes block at the end belongs to every table here."),
+           ""]
+    tables = by_defense(board)
+    all_notes = [notes(sub, command) for _, sub in tables]
+    samples = _once([n.samples for n in all_notes])
+    shared_samples = samples[0] if len(samples) == 1 and all(n.samples for n in all_notes) else ""
+    labels, used_dash, extra_cols = [], False, []
+    conventions: dict[str, list[str]] = {}
+    missing: dict[str, list[str]] = {}
+    caveats: dict[str, list[str]] = {}
+    for k, ((defense, sub), n) in enumerate(zip(tables, all_notes)):
+        label = f"tab:{_slug(board.dataset)}-{_slug(defense)}"
+        label = label if label not in labels else f"{label}-{k}"
+        labels.append(label)
+        seeds = sorted({int(v) for v in sub.frame["seeds"]}) if len(sub.frame) else []
+        caption = f"{escape(board.dataset)}, defense {escape(defense)}"
+        if len(seeds) == 1:
+            caption += f" ({seeds[0]} seed{'s' if seeds[0] != 1 else ''} per row)"
+        if n.samples and not shared_samples:
+            caption += f"; {escape(n.samples)}"
+        out += table(sub, caption + ".", label, text_width_pt)
+        out += [_comment(f"row {lab}: config_id {cid}; run_ids {runs}") for lab, cid, runs in n.provenance]
+        out.append("")
+        used_dash = used_dash or any(cell(r, m, 2) == "not computed" for _, r in sub.frame.iterrows()
+                                     for m in sub.metrics)
+        extra_cols += [c for c in layout(sub).settings if c in EXTRA_MEANING]
+        for m, c in n.conventions:
+            conventions.setdefault(m, []).append(c)
+        for m, d in n.missing:
+            missing.setdefault(m, []).append(d)
+        for m, d in n.caveats:
+            caveats.setdefault(m, []).append(d)
     if board.frame.empty:
         out += [_comment("No finished runs."), ""]
+        return "\n".join(out)
+    items = [f"Cells: mean $\\pm$ sample standard deviation over the seeds of a row (one seed: no $\\pm$); "
+             f"$\\uparrow$ higher / $\\downarrow$ lower is better; {escape(BEST_RULE)}."]
+    if shared_samples:
+        items.append(f"Every row: {escape(shared_samples)}.")
+    items += [f"{escape(p)}." for p in _once([str(v) for v in board.frame.get("profile_note", [])
+                                                       if str(v) not in ("", "nan")])]
+    items += [f"Data: {escape(d)}." for d in _once([n.dataset_note for n in all_notes])]
+    items += [escape(EXTRA_MEANING[c]) + "." for c in _once(extra_cols)]
+    if used_dash:
+        items.append(f"{NOT_COMPUTED}: no run of that row computed the metric.")
+    items += [f"$^\\dagger${escape(lab)}: imported from a submitted bundle ({escape(s)})."
+              for lab, s in dict.fromkeys((lab, s) for n in all_notes for lab, s in n.sources)]
+    items += [f"Missing {escape(m)}: {escape(_parts_of(d))}." for m, d in missing.items()]
+    items += [f"Caveat on {escape(m)} (a--b: the range over the rows): {escape(_parts_of(d))}." if "–" in
+              _parts_of(d) else f"Caveat on {escape(m)}: {escape(_parts_of(d))}." for m, d in caveats.items()]
+    if board.origin_note:
+        items.append(escape(board.origin_note[0].upper() + board.origin_note[1:]) + ".")
+    items += [f"{escape(m)}: {escape(' | '.join(_once(c)))}." for m, c in conventions.items()]
+    ref = (rf"Table~\ref{{{labels[0]}}}" if len(labels) == 1
+           else rf"Tables~\ref{{{labels[0]}}}--\ref{{{labels[-1]}}}")
+    out += [_comment("Notes on every table above (once per file): keep them under the tables or move them to an "
+                     "appendix."),
+            r"\begingroup\footnotesize\sloppy",
+            r"\par\medskip\noindent\textbf{Notes on " + ref + " (" + escape(board.dataset) + r").}",
+            r"\begin{itemize}\setlength{\itemsep}{0pt}\setlength{\parskip}{0pt}"]
+    out += [r"\item " + item for item in items]
+    out += [r"\end{itemize}", r"\endgroup", ""]
     return "\n".join(out)

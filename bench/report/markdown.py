@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.report.tables import BEST_RULE, Board, by_defense, cell, layout, notes
+from bench.report.tables import BEST_RULE, EXTRA_MEANING, Board, by_defense, cell, layout, notes
 
 
 def escape(text: str) -> str:
@@ -46,6 +46,8 @@ def render(board: Board, command: str) -> str:
         if n.samples:
             out += [escape(n.samples) + ".", ""]
         out += table(sub)
+        if n.absent:
+            out += ["", "No value in any row: " + "; ".join(f"`{m}` ({escape(d)})" for m, d in n.absent) + "."]
         out += ["", "Mean ± sample standard deviation over seeds; ↑ higher is better, ↓ lower is better; "
                     + escape(BEST_RULE) + "."]
         if n.dataset_note:
@@ -54,11 +56,15 @@ def render(board: Board, command: str) -> str:
             out += ["", f"Missing `{metric}`: {escape(detail)}."]
         for metric, detail in n.caveats:
             out += ["", f"Caveat on `{metric}`: {escape(detail)}."]
+        for col in (c for c in layout(sub).settings if c in EXTRA_MEANING):
+            out += ["", escape(EXTRA_MEANING[col]) + "."]
         for label, source in n.sources:
             out += ["", f"† {escape(label)}: imported from a submitted bundle ({escape(source)})."]
         if n.conventions:
             out += ["", "Conventions:", ""]
             out += [f"- `{m}`: {escape(c)}" for m, c in n.conventions]
+        if sub.origin_note:
+            out += ["", escape(sub.origin_note[0].upper() + sub.origin_note[1:]) + "."]
         out += ["", "Provenance (row: configuration id; run ids):", ""]
         out += [f"- {escape(label)}: `{cid}`; `{runs}`" for label, cid, runs in n.provenance]
         out += ["", f"Regenerate: `{command}`", ""]

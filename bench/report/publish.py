@@ -129,3 +129,43 @@ def publish(results: Path, out_dir: Path | None = None, formats: Sequence[str] =
             if figures:
                 paths += write_figures(board, figure_metric, out)
     return paths
+
+
+def from_csv_command(csv_path: Path, out_dir: Path | None, formats: Sequence[str], dataset: str | None,
+                     defenses: Sequence[str], metrics: Sequence[str]) -> str:
+    """The `bench leaderboard --from-csv` line that writes these files again from the same CSV."""
+    args = ["bench", "leaderboard", "--from-csv", _shown(csv_path)]
+    if out_dir is not None:
+        args += ["--out", _shown(out_dir)]
+    args += ["--format", ",".join(formats)]
+    if dataset:
+        args += ["--dataset", dataset]
+    for d in defenses:
+        args += ["--defense", d]
+    if metrics:
+        args += ["--metrics", ",".join(metrics)]
+    return shlex.join(args)
+
+
+def publish_from_csv(csv_path: Path, out_dir: Path | None = None, formats: Sequence[str] = ("md", "tex"),
+                     dataset: str | None = None, defenses: Sequence[str] = (),
+                     metrics: Sequence[str] = ()) -> list[Path]:
+    """Render a CSV leaderboard (one already written, e.g. a committed one) as <out>/<CSV stem>.<format> without the
+    results store; directions and conventions come from the metric registry (bench/report/csv_board.py)."""
+    from bench.report.csv_board import board_from_csv
+
+    csv_path = Path(csv_path)
+    bad = [f for f in formats if f not in FORMATS or f == "csv"]
+    if bad:
+        raise BenchError(f"--format {', '.join(bad)} with --from-csv: choose from md, tex, html (the CSV is the input)")
+    if not csv_path.is_file():
+        raise BenchError(f"--from-csv {csv_path}: no such file")
+    out = ensure_out_dir(Path(out_dir) if out_dir is not None else csv_path.parent)
+    board = select(board_from_csv(csv_path, dataset), defenses, metrics)
+    command = from_csv_command(csv_path, out_dir, formats, dataset, defenses, metrics)
+    paths = []
+    for fmt in formats:
+        path = out / f"{csv_path.stem}.{fmt}"
+        _write_text(_RENDER[fmt](board, command), path)
+        paths.append(path)
+    return paths

@@ -14,6 +14,7 @@ nothing.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -64,6 +65,10 @@ class Board:
     frame: pd.DataFrame
     metrics: dict[str, MetricInfo]
     utilities: list[str] = field(default_factory=list)
+    # Metrics with no value in any row of this table (each with its recorded status details): a table prints them
+    # as one line under itself, not as a column of `unavailable` (set by `by_defense`).
+    absent: dict[str, MetricInfo] = field(default_factory=dict)
+    origin_note: str = ""  # where the board's facts come from when not from the store (a CSV leaderboard)
 
 
 def _short_status(entry: dict[str, Any]) -> str:
@@ -98,13 +103,29 @@ def _merge_info(info: dict[str, dict[str, Any]], name: str, entry: dict[str, Any
     if entry.get("convention") and entry["convention"] not in slot["conv"]:
         slot["conv"].append(str(entry["convention"]))
     if entry.get("status", "ok") == "ok":
-        slot["n"].add(int(entry.get("n") or 0))
+        if entry.get("n"):  # a CSV leaderboard does not record sample counts: no count is not a count of 0
+            slot["n"].add(int(entry["n"]))
         if entry.get("detail") and str(entry["detail"]) not in slot["caveats"]:
             slot["caveats"].append(str(entry["detail"]))
     else:
         text = f"{entry['status']}: {entry['detail']}" if entry.get("detail") else str(entry["status"])
         if text not in slot["details"]:
             slot["details"].append(text)
+
+
+def _data_fingerprint(store: Store, run_ids: Sequence[str]) -> str:
+    """The first 8 hex digits of the digest of the data folder's fingerprint in the runs' spec ('' when none)."""
+    from bench.hashing import digest
+
+    for rid in run_ids:
+        run = store.run(rid) or {}
+        try:
+            spec = json.loads(run.get("spec_json") or "{}")
+        except ValueError:
+            continue
+        if isinstance(spec, dict) and spec.get("dataset_fingerprint"):
+            return digest(spec["dataset_fingerprint"], 8)
+    return ""
 
 
 def load_board(store: Store, dataset: str, runs_dir: Path | None = None) -> Board:
@@ -117,6 +138,8 @@ def load_board(store: Store, dataset: str, runs_dir: Path | None = None) -> Boar
     for _, base_row in base.iterrows():
         row = {c: base_row[c] for c in keep}
         run_ids = str(base_row["run_ids"]).split()
+        row["config"] = str(base_row["config_id"])[:8]
+        row["data"] = _data_fingerprint(store, run_ids)
         per_run = [store.set_metrics(r) for r in run_ids]
         entries = {name: [m.get(name) for m in per_run] for name in sorted(set().union(*per_run))} if per_run else {}
         for name, values in entries.items():
@@ -208,9 +231,12 @@ def by_defense(board: Board) -> list[tuple[str, Board]]:
     out = []
     for d in labels:
         frame = board.frame[board.frame["defense"].astype(str) == d].reset_index(drop=True)
-        names = [m for m in board.metrics if _has_values(frame, m)]
+        recorded = [m for m in board.metrics if _has_values(frame, m)]
+        names = [m for m in recorded if (frame[f"{m}_k"] > 0).any()]
+        absent = [m for m in recorded if m not in names]
         utilities = [u for u in board.utilities if frame[f"utility:{u}"].notna().any()]
-        out.append((d, replace(board, frame=frame, metrics=metric_infos(frame, names), utilities=utilities)))
+        out.append((d, replace(board, frame=frame, metrics=metric_infos(frame, names), utilities=utilities,
+                               absent=metric_infos(frame, absent))))
     return out
 
 
@@ -225,9 +251,38 @@ def common_settings(frame: pd.DataFrame) -> dict[str, Any]:
             and frame[f].astype(str).nunique() == 1}
 
 
+# Columns beyond the settings that tell two rows apart when everything shown is the same: the data folder's
+# fingerprint (`data`, set by `load_board`), and as a last resort the configuration id (`config`), whose run.json says
+# what differs. Each is a column only when rows would otherwise look identical.
+EXTRA_FIELDS = ("data", "config")
+EXTRA_MEANING = {
+    "data": "data: the first 8 hex digits of the data folder's fingerprint (file names, sizes and modification "
+            "times); rows that differ in it were run on different copies of the data",
+    "config": "config: the first 8 hex digits of the configuration id; rows that differ only in it differ in "
+              "something this table does not show (each run's run.json holds its full configuration)",
+}
+
+
+def _collisions(frame: pd.DataFrame, fields: Sequence[str]) -> bool:
+    keys = frame[["attack", *fields]].astype(str).agg("\x1f".join, axis=1) if len(frame) else pd.Series([], dtype=str)
+    return bool(keys.duplicated().any())
+
+
+def distinguishing_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns that tell the rows apart: the varying settings, then `data` and `config` when rows would look
+    identical without them (a row that differs only in something not shown must not look like a duplicate)."""
+    fields = varying_settings(frame)
+    for extra in EXTRA_FIELDS:
+        if not _collisions(frame, fields):
+            break
+        if extra in frame and frame[extra].astype(str).nunique() > 1:
+            fields.append(extra)
+    return fields
+
+
 def row_labels(frame: pd.DataFrame, fields: Iterable[str] | None = None) -> list[str]:
-    """`attack` plus the settings that tell rows apart (`cfgan [n_test=200]`), for figures and HTML titles."""
-    fields = list(varying_settings(frame) if fields is None else fields)
+    """`attack` plus the columns that tell rows apart (`cfgan [n_test=200]`), for figures and HTML titles."""
+    fields = list(distinguishing_columns(frame) if fields is None else fields)
     out = []
     for _, r in frame.iterrows():
         extra = ", ".join(f"{f}={r[f]}" for f in fields)
@@ -316,7 +371,7 @@ class Layout:
 def layout(board: Board) -> Layout:
     """The shared layout of one defense's board, computed once for any output format."""
     frame = board.frame
-    settings = varying_settings(frame)
+    settings = distinguishing_columns(frame)
     places = {m: metric_decimals(frame, m) for m in board.metrics}
     wins = {m: winner(frame, m, info.higher_is_better, places[m]) for m, info in board.metrics.items()}
     header = ["attack", *settings, "seeds"]
@@ -333,6 +388,7 @@ class Notes:
     conventions: list[tuple[str, str]]
     missing: list[tuple[str, str]]
     caveats: list[tuple[str, str]]
+    absent: list[tuple[str, str]]  # metrics without a value in any row, with why: one line under the table
     dataset_note: str
     sources: list[tuple[str, str]]
     provenance: list[tuple[str, str, str]]  # (row label, config id, run ids)
@@ -361,11 +417,12 @@ def notes(board: Board, command: str) -> Notes:
     conv = [(m, " | ".join(i.conventions)) for m, i in board.metrics.items() if i.conventions]
     missing = [(m, "; ".join(i.details)) for m, i in board.metrics.items() if i.details]
     caveats = [(m, "; ".join(i.caveats)) for m, i in board.metrics.items() if i.caveats]
+    absent = [(m, "; ".join(i.details) or "not computed") for m, i in board.absent.items()]
     dnotes = sorted({str(v) for v in frame.get("dataset_note", pd.Series(dtype=str)) if str(v) not in ("", "nan")})
     labels = row_labels(frame)
     src = [(lab, s) for lab, s in zip(labels, sources(frame)) if s]
     prov = [(lab, str(r["config_id"]), str(r["run_ids"])) for lab, (_, r) in zip(labels, frame.iterrows())]
-    return Notes("; ".join(parts), conv, missing, caveats, "; ".join(dnotes), src, prov, command)
+    return Notes("; ".join(parts), conv, missing, caveats, absent, "; ".join(dnotes), src, prov, command)
 
 
 BEST_RULE = ("best value in bold only when it is not tied with the runner-up at the shown precision and its "

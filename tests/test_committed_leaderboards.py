@@ -85,12 +85,18 @@ def check_latex(path: Path) -> None:
     tables = text.split(r"\begin{table}")[1:]
     assert tables and text.count(r"\end{table}") == len(tables)
     for t in tables:
-        assert t.count(r"\toprule") == t.count(r"\midrule") == t.count(r"\bottomrule") == 1
-        body = t[t.index(r"\midrule") + 8:t.index(r"\bottomrule")].strip().splitlines()
-        columns = len(re.findall(r"(?<!\\)&", t[t.index(r"\toprule"):t.index(r"\midrule")])) + 1
-        assert all(len(re.findall(r"(?<!\\)&", line)) == columns - 1 and line.endswith(r"\\") for line in body)
+        # A wide table may be stacked parts (bench/report/latex.py): each a booktabs tabular with every row.
+        parts = t.split(r"\toprule")[1:]
+        assert parts and t.count(r"\midrule") == t.count(r"\bottomrule") == len(parts)
+        bodies = []
+        for part in parts:
+            body = part[part.index(r"\midrule") + 8:part.index(r"\bottomrule")].strip().splitlines()
+            columns = len(re.findall(r"(?<!\\)&", part[:part.index(r"\midrule")])) + 1
+            assert all(len(re.findall(r"(?<!\\)&", line)) == columns - 1 and line.endswith(r"\\") for line in body)
+            bodies.append(len(body))
+        assert len(set(bodies)) == 1, "every part has every row"
         assert len(re.findall(r"^% row .*: config_id [0-9a-f]{16}; run_ids [0-9a-f]{16}( [0-9a-f]{16})*$", t,
-                              re.M)) == len(body)
+                              re.M)) == bodies[0]
     ids = _csv_ids(path)
     if ids is not None:
         assert _provenance_ids(text) <= ids, f"{path.name} names configurations its CSV does not have"

@@ -126,6 +126,28 @@ def test_one_annotator_and_metric_selection(tmp_path: Path) -> None:
     assert out.exit_code == 0 and "no set-level values of lpips" in out.output
 
 
+def test_left_out_metrics_are_named_with_the_reason(tmp_path: Path) -> None:
+    """Without --metrics, a stored metric that cannot be correlated is named in the output with why: no ok value
+    (its status and fix), or at sample level no per-sample values."""
+    results = tmp_path / "results"
+    _build(results)
+    with Store(results / "bench.sqlite") as st:
+        for run in st.runs():
+            st.set_set_metric(run["run_id"], "lpips", float("nan"), N_SAMPLES, "standard", status="unavailable",
+                              detail="bench weights pull lpips-alex", higher_is_better=False)
+    out = CliRunner().invoke(main, ["correlate", "--results", str(results), "--no-plots", "--resamples", "100"])
+    assert out.exit_code == 0, out.output
+    assert "note: left out lpips: no ok value for the annotated runs (unavailable: bench weights pull lpips-alex)" \
+        in out.output
+    assert "left out psnr" not in out.output and "left out mse" not in out.output
+    out = CliRunner().invoke(main, ["correlate", "--results", str(results), "--no-plots", "--resamples", "100",
+                                    "--level", "sample"])
+    assert out.exit_code == 0, out.output
+    for m in ("flat", "nodir"):  # set-level values only
+        assert f"note: left out {m}: no per-sample values for the annotated reconstructions" in out.output
+    assert "note: left out lpips: no ok value" in out.output
+
+
 def test_correlate_user_errors(tmp_path: Path) -> None:
     out = CliRunner().invoke(main, ["correlate", "--results", str(tmp_path / "nowhere")])
     assert out.exit_code == 2 and out.output.startswith("error: no results store")

@@ -109,6 +109,16 @@ def collect(store: Any, level: str, metrics: Sequence[str] | None) -> tuple[dict
     else:
         names = sorted({m for values in set_values.values() for m, v in values.items() if v["status"] == "ok"})
     wanted = list(metrics) if metrics else names
+    if not metrics:  # say which stored metrics were left out, and why
+        for m in sorted({m for values in set_values.values() for m in values} - set(names)):
+            statuses = sorted({v["status"] + (f": {v['detail']}" if v.get("detail") else "")
+                               for values in set_values.values() for name, v in values.items()
+                               if name == m and v["status"] != "ok"})
+            if level == "sample" and not statuses:
+                why = "no per-sample values for the annotated reconstructions (a set-level metric)"
+            else:
+                why = "no ok value for the annotated runs" + (f" ({'; '.join(statuses)})" if statuses else "")
+            notes.append(f"left out {m}: {why}")
     out: dict[str, Points] = {}
     for metric in wanted:
         hib, why = _direction(metric, dirs.get(metric, set()))

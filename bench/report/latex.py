@@ -127,16 +127,19 @@ def table(board: Board, caption: str, label: str = "", text_width_pt: float = TE
             val_tex[j].append(text)
     key_w = [_width(h, [re.sub(r"\\.|[{}$^]", "", c) for c in cells]) for h, cells in zip(key_heads, key_cells)]
     val_w = [_width(h, cells) for (h, _), cells in zip(val_heads, val_plain)]
-    lines = [r"\begin{table}[t]", r"\centering", r"\caption{" + caption + "}" + (rf"\label{{{label}}}" if label else "")]
-    for k, part in enumerate(_parts(key_w, val_w, text_width_pt / MIN_SCALE)):
+    parts = _parts(key_w, val_w, text_width_pt / MIN_SCALE)
+    lines = [r"\begin{table}[t]", r"\centering", r"\caption{" + caption + "}" + (rf"\label{{{label}}}" if label else ""),
+             FIT]
+    if len(parts) > 1:  # stacked parts in one box: one scale for all of them
+        lines.append(r"\begin{tabular}{@{}c@{}}")
+    for k, part in enumerate(parts):
         spec = "l" * (1 + len(settings)) + "r" * (len(key_heads) - 1 - len(settings) + len(part))
         heads = [_header_cell(h) for h in key_heads] + [_header_cell(*val_heads[j]) for j in part]
-        if k:
-            lines.append(r"\par\medskip")
-        lines += [FIT, r"\begin{tabular}{" + spec + "}", r"\toprule", " & ".join(heads) + r" \\", r"\midrule"]
+        lines += [r"\begin{tabular}{" + spec + "}", r"\toprule", " & ".join(heads) + r" \\", r"\midrule"]
         for i in range(len(frame)):
             lines.append(" & ".join([c[i] for c in key_cells] + [val_tex[j][i] for j in part]) + r" \\")
-        lines += [r"\bottomrule", r"\end{tabular}}"]
+        lines += [r"\bottomrule", r"\end{tabular}" + (r"\\ \noalign{\vskip 2ex}" if k < len(parts) - 1 else "")]
+    lines.append(r"\end{tabular}}" if len(parts) > 1 else "}")
     if board.absent:
         text = "; ".join(f"{m} ({'; '.join(i.details) or 'not computed'})" for m, i in board.absent.items())
         lines.append(r"\par\smallskip{\footnotesize No value in any row: " + escape(text) + r".\par}")

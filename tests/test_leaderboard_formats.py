@@ -361,3 +361,56 @@ def test_html_page_sorts_and_shows_grids(paper_store: Path, page) -> None:
     assert images.count() == 6  # 3 + 2 + 1 runs of the `none` table
     widths = images.evaluate_all("imgs => imgs.map(i => i.complete && i.naturalWidth)")
     assert widths == [48] * 6
+
+
+def test_rows_that_differ_only_in_something_not_shown_get_a_column(tmp_path: Path) -> None:
+    """Same attack, defense and settings, different data folders (fingerprints): a `data` column tells the rows apart;
+    rendered from the CSV (which has no fingerprint), a `config` column does."""
+    with Store(tmp_path / "bench.sqlite") as s:
+        _add(s, _spec(dataset_fingerprint={"files": 3, "digest": "aaa"}), {"ssim": 0.41})
+        _add(s, _spec(dataset_fingerprint={"files": 3, "digest": "bbb"}), {"ssim": 0.42})
+        _add(s, _spec(attack="b"), {"ssim": 0.30})
+        board = load_board(s, "d")
+    from bench.hashing import digest
+
+    header, rows = _table_rows(markdown.render(board, "cmd"), "defense none")
+    assert header == ["attack", "data", "seeds", "ssim ↑"]
+    fingerprints = {digest({"files": 3, "digest": x}, 8) for x in ("aaa", "bbb")}
+    assert {r[1] for r in rows if r[0] == "a"} == fingerprints
+    tex = latex.render(board, "cmd")
+    assert re.search(r"^attack & data & ssim", tex, re.M) and "data: the first 8 hex digits" in tex
+    from bench.report.csv_board import board_from_csv
+
+    csv_path = publish(tmp_path, tmp_path / "out", ["csv"])[0]
+    header, rows = _table_rows(markdown.render(board_from_csv(csv_path), "cmd"), "defense none")
+    assert header == ["attack", "config", "seeds", "ssim ↑"]
+    ids = {r["config_id"][:8] for r in __import__("csv").DictReader(csv_path.open()) if r["attack"] == "a"}
+    assert {r[1] for r in rows if r[0] == "a"} == ids and len(ids) == 2
+
+
+def test_from_csv_renders_the_same_tables_as_the_store(paper_store: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bench leaderboard --from-csv` re-renders a CSV leaderboard without the store: the same rows, numbers, bold
+    cells and one-line notes of metrics without values as the tables rendered from the store."""
+    from click.testing import CliRunner
+
+    from bench.cli import main
+
+    monkeypatch.chdir(paper_store)
+    made = publish(paper_store, paper_store / "from-store", ["csv", "md", "tex"])
+    out = CliRunner().invoke(main, ["leaderboard", "--from-csv", "from-store/d.csv", "--out", "again",
+                                    "--format", "md,tex"])
+    assert out.exit_code == 0, out.output
+    md_store, md_csv = made[1].read_text(), (paper_store / "again" / "d.md").read_text()
+    for heading in ("defense none", "defense subsample(keep=0.5)", "defense subsample(keep=0.1)"):
+        assert _table_rows(md_csv, heading) == _table_rows(md_store, heading)
+    assert "No value in any row: `lpips` (unavailable: bench weights pull alexnet)." in md_csv
+    assert "Regenerate: `bench leaderboard --from-csv from-store/d.csv --out again --format md,tex`" in md_csv
+    tex_store, tex_csv = made[2].read_text(), (paper_store / "again" / "d.tex").read_text()
+    body = lambda t: [line for line in t.splitlines() if line.endswith(r"\\") or "& " in line]  # noqa: E731
+    assert body(tex_csv) == body(tex_store)
+    assert "the CSV does not record them" in tex_csv
+    bad = CliRunner().invoke(main, ["leaderboard", "--from-csv", "from-store/d.csv", "--format", "csv"])
+    assert bad.exit_code != 0 and "the CSV is the input" in bad.output
+    bad = CliRunner().invoke(main, ["leaderboard", "--from-csv", "nowhere.csv"])
+    assert bad.exit_code != 0 and "no such file" in bad.output

@@ -414,3 +414,23 @@ def test_from_csv_renders_the_same_tables_as_the_store(paper_store: Path, tmp_pa
     assert bad.exit_code != 0 and "the CSV is the input" in bad.output
     bad = CliRunner().invoke(main, ["leaderboard", "--from-csv", "nowhere.csv"])
     assert bad.exit_code != 0 and "no such file" in bad.output
+
+
+def test_from_csv_keeps_partial_seeds_and_statuses(tmp_path: Path) -> None:
+    """A metric ok on 2 of 3 seeds (the third unavailable) and one unavailable on every seed of a row read back from
+    the CSV give the same cells and notes as from the store."""
+    from bench.report.csv_board import board_from_csv
+
+    with Store(tmp_path / "bench.sqlite") as s:
+        for seed, v in enumerate((0.5, 0.7, ("unavailable", "bench weights pull x"))):
+            _add(s, _spec(seed=seed), {"ssim": v, "zz": ("unavailable", "bench weights pull x")})
+        _add(s, _spec(attack="b"), {"ssim": 0.2, "zz": 0.3})
+        board = load_board(s, "d")
+    csv_path = publish(tmp_path, tmp_path / "out", ["csv"])[0]
+    again = board_from_csv(csv_path, "d")
+    store_md, csv_md = markdown.render(board, "cmd"), markdown.render(again, "cmd")
+    header, rows = _table_rows(csv_md, "defense none")
+    assert (header, rows) == _table_rows(store_md, "defense none")
+    a = next(r for r in rows if r[0] == "a")
+    assert a[header.index("ssim ↑")].strip("*") == "0.6000 ± 0.1414 (2/3 seeds)" and a[header.index("zz")] == "unavailable"
+    assert "Missing `zz`: unavailable: bench weights pull x." in csv_md  # zz: no direction in the registry either

@@ -12,7 +12,6 @@ regenerating command and each row's provenance are comments. Needs `\\usepackage
 
 from __future__ import annotations
 
-import math
 import re
 
 import pandas as pd
@@ -128,8 +127,8 @@ def table(board: Board, caption: str, label: str = "", text_width_pt: float = TE
     key_w = [_width(h, [re.sub(r"\\.|[{}$^]", "", c) for c in cells]) for h, cells in zip(key_heads, key_cells)]
     val_w = [_width(h, cells) for (h, _), cells in zip(val_heads, val_plain)]
     parts = _parts(key_w, val_w, text_width_pt / MIN_SCALE)
-    lines = [r"\begin{table}[t]", r"\centering", r"\caption{" + caption + "}" + (rf"\label{{{label}}}" if label else ""),
-             FIT]
+    lines = [r"\begin{table}[t]", r"\centering",
+             r"\caption{" + caption + "}" + (rf"\label{{{label}}}" if label else ""), FIT]
     if len(parts) > 1:  # stacked parts in one box: one scale for all of them
         lines.append(r"\begin{tabular}{@{}c@{}}")
     for k, part in enumerate(parts):

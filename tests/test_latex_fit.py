@@ -100,3 +100,31 @@ def test_committed_leaderboards_fit_the_text_width(tmp_path: Path, path: Path, w
 @pytest.mark.parametrize("path", sorted(BOARDS.glob("*.tex")), ids=lambda p: p.name)
 def test_committed_tex_files_fit_the_text_width(tmp_path: Path, path: Path) -> None:
     assert compile_overfull(path.read_text(encoding="utf-8"), "6.5in", tmp_path / "tex") == []
+
+
+@needs_pdflatex
+def test_a_narrow_column_gets_stacked_parts(tmp_path: Path) -> None:
+    """Laid out for a 3.5 in column (`--tex-width 3.5in`), the SIFT table splits into more stacked parts than at
+    6.5 in instead of only shrinking, and still fits the column."""
+    board = board_from_csv(BOARDS / "sift-utkface.csv")
+    wide, narrow = latex.render(board, "cmd"), latex.render(board, "cmd", latex.length_pt("3.5in"))
+    assert narrow.count(r"\begin{tabular}{") > wide.count(r"\begin{tabular}{")
+    assert compile_overfull(narrow, "3.5in", tmp_path / "tex") == []
+
+
+def test_tex_width_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from bench.cli import main
+
+    assert latex.length_pt("6.5in") == pytest.approx(469.755) and latex.length_pt("252pt") == 252.0
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(BOARDS / "sift-utkface.csv", tmp_path / "t.csv")
+    out = CliRunner().invoke(main, ["leaderboard", "--from-csv", "t.csv", "--format", "tex", "--tex-width", "3.5in"])
+    assert out.exit_code == 0, out.output
+    text = (tmp_path / "t.tex").read_text()
+    assert "% Regenerate: bench leaderboard --from-csv t.csv --format tex --tex-width 3.5in" in text
+    assert text == latex.render(board_from_csv(tmp_path / "t.csv"), "bench leaderboard --from-csv t.csv --format tex "
+                                "--tex-width 3.5in", latex.length_pt("3.5in"))
+    bad = CliRunner().invoke(main, ["leaderboard", "--from-csv", "t.csv", "--format", "tex", "--tex-width", "wide"])
+    assert bad.exit_code != 0 and "give a positive length" in bad.output

@@ -39,6 +39,9 @@ def _split(values: tuple[str, ...]) -> list[str]:
               help="Also write <dataset>-leakage-utility.png/.pdf and <dataset>-attacks.png/.pdf.")
 @click.option("--figure-metric", default=DEFAULT_FIGURE_METRIC, show_default=True,
               help="The leakage metric the figures plot (the best attack per defense is chosen by its direction).")
+@click.option("--tex-width", default="6.5in", show_default=True,
+              help="Text width the LaTeX tables are laid out for (e.g. 3.5in for a two-column paper's column): "
+                   "wider tables are split into stacked parts, then shrunk to the line width.")
 @click.option("--from-csv", "from_csv", type=click.Path(path_type=Path), default=None,
               help="Render this CSV leaderboard as md/tex/html [md,tex] without the store (e.g. a committed one); "
                    "files go beside it as <CSV stem>.<format> unless --out; --dataset names it in the tables.")
@@ -46,7 +49,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @user_errors
 def leaderboard_cmd(ctx: click.Context, results: Path, out_dir: Path | None, formats: tuple[str, ...], datasets: tuple[str, ...],
                     defenses: tuple[str, ...], metrics: tuple[str, ...], figures: bool, figure_metric: str,
-                    from_csv: Path | None) -> None:
+                    tex_width: str, from_csv: Path | None) -> None:
     """Regenerate leaderboard tables and figures from the results store (CSV by default, one file per dataset);
     `import BUNDLE` adds a verified submission."""
     if ctx.invoked_subcommand is not None:
@@ -58,11 +61,11 @@ def leaderboard_cmd(ctx: click.Context, results: Path, out_dir: Path | None, for
         if figures or len(_split(datasets)) > 1:
             raise click.UsageError("--from-csv renders one CSV's tables: no --figures, at most one --dataset")
         for path in publish_from_csv(from_csv, out_dir, _split(formats) or ["md", "tex"],
-                                     (_split(datasets) or [None])[0], chosen_defenses, _split(metrics)):
+                                     (_split(datasets) or [None])[0], chosen_defenses, _split(metrics), tex_width):
             click.echo(str(path))
         return
     paths = publish(results, out_dir, _split(formats) or ["csv"], _split(datasets), chosen_defenses, _split(metrics),
-                    figures, figure_metric)
+                    figures, figure_metric, tex_width)
     if not paths:
         click.echo("no finished runs in the store yet")
     for path in paths:

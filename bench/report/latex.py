@@ -16,6 +16,7 @@ import re
 
 import pandas as pd
 
+from bench.errors import BenchError
 from bench.report.tables import BEST_RULE, EXTRA_MEANING, Board, by_defense, cell, layout, notes
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
@@ -40,13 +41,25 @@ def _comment(text: str) -> str:
     return "% " + " ".join(str(text).split())
 
 
-TEXT_WIDTH_PT = 469.0  # \textwidth of a single-column paper page (6.5 in)
+TEXT_WIDTH = "6.5in"  # \textwidth of a single-column paper page
+TEXT_WIDTH_PT = 469.755  # the same in TeX points (72.27 to the inch)
 CHAR_PT = 5.0  # mean width of a digit or lower-case letter at 10 pt
 COLSEP_PT = 12.0  # 2 \tabcolsep
 MIN_SCALE = 0.75  # a table that would be shrunk more than this is split into stacked parts instead
 HEADER_LINE = 11  # characters per line of a stacked column header
 NOT_COMPUTED = "--"
 FIT = r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%"
+
+
+_UNITS = {"in": 72.27, "cm": 72.27 / 2.54, "mm": 72.27 / 25.4, "pt": 1.0}
+
+
+def length_pt(text: str) -> float:
+    """A TeX length such as `6.5in`, `3.5in`, `252pt` or `8.9cm`, in points (what `--tex-width` takes)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(in|cm|mm|pt)\s*", str(text))
+    if not m or float(m.group(1)) <= 0:
+        raise BenchError(f"--tex-width {text!r}: give a positive length in in, cm, mm or pt, such as 6.5in or 3.5in")
+    return float(m.group(1)) * _UNITS[m.group(2)]
 
 
 def _header_lines(text: str) -> list[str]:

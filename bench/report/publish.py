@@ -36,9 +36,16 @@ def _shown(path: Path) -> str:
     return str(path)
 
 
+def _render(fmt: str, board: Board, command: str, tex_width: str) -> str:
+    """The text of one format; LaTeX tables are laid out for `tex_width`."""
+    if fmt == "tex":
+        return latex.render(board, command, latex.length_pt(tex_width))
+    return _RENDER[fmt](board, command)
+
+
 def regenerate_command(results: Path, out_dir: Path | None, formats: Sequence[str], dataset: str,
                        defenses: Sequence[str], metrics: Sequence[str], figures: bool = False,
-                       figure_metric: str | None = None) -> str:
+                       figure_metric: str | None = None, tex_width: str = latex.TEXT_WIDTH) -> str:
     """The `bench leaderboard` line that writes this dataset's files again from the same store."""
     args = ["bench", "leaderboard", "--results", _shown(results)]
     if out_dir is not None:
@@ -52,6 +59,8 @@ def regenerate_command(results: Path, out_dir: Path | None, formats: Sequence[st
         args.append("--figures")
         if figure_metric:
             args += ["--figure-metric", figure_metric]
+    if tex_width != latex.TEXT_WIDTH and "tex" in formats:
+        args += ["--tex-width", tex_width]
     return shlex.join(args)
 
 
@@ -83,7 +92,7 @@ def filtered_csv_frame(store: Store, dataset: str, defenses: Sequence[str], metr
 
 def publish(results: Path, out_dir: Path | None = None, formats: Sequence[str] = ("csv",),
             datasets: Sequence[str] = (), defenses: Sequence[str] = (), metrics: Sequence[str] = (),
-            figures: bool = False, figure_metric: str = "ssim") -> list[Path]:
+            figures: bool = False, figure_metric: str = "ssim", tex_width: str = latex.TEXT_WIDTH) -> list[Path]:
     """Write <out>/<dataset>.<format> for every chosen format and dataset (and the figures); return the paths."""
     from bench.report.figures import check_metric, write_figures
 
@@ -93,6 +102,7 @@ def publish(results: Path, out_dir: Path | None = None, formats: Sequence[str] =
         raise BenchError(f"unknown --format {', '.join(bad)}; choose from {', '.join(FORMATS)}")
     if results.exists() and not results.is_dir():
         raise BenchError(f"--results {results} is a file, not a folder")
+    latex.length_pt(tex_width)  # a bad --tex-width is reported before anything is read or written
     db = results / "bench.sqlite"
     if not db.is_file():
         raise BenchError(f"no results store at {db}; run `bench run` first or pass --results DIR")
@@ -118,13 +128,13 @@ def publish(results: Path, out_dir: Path | None = None, formats: Sequence[str] =
                 check_metric(board, figure_metric)
         for board in boards:
             command = regenerate_command(results, out_dir, formats, board.dataset, defenses, metrics, figures,
-                                         figure_metric if figures else None)
+                                         figure_metric if figures else None, tex_width)
             for fmt in formats:
                 path = out / f"{board.dataset}.{fmt}"
                 if fmt == "csv":
                     _write_csv_atomically(filtered_csv_frame(store, board.dataset, defenses, metrics), path)
                 else:
-                    _write_text(_RENDER[fmt](board, command), path)
+                    _write_text(_render(fmt, board, command, tex_width), path)
                 paths.append(path)
             if figures:
                 paths += write_figures(board, figure_metric, out)
@@ -132,7 +142,7 @@ def publish(results: Path, out_dir: Path | None = None, formats: Sequence[str] =
 
 
 def from_csv_command(csv_path: Path, out_dir: Path | None, formats: Sequence[str], dataset: str | None,
-                     defenses: Sequence[str], metrics: Sequence[str]) -> str:
+                     defenses: Sequence[str], metrics: Sequence[str], tex_width: str = latex.TEXT_WIDTH) -> str:
     """The `bench leaderboard --from-csv` line that writes these files again from the same CSV."""
     args = ["bench", "leaderboard", "--from-csv", _shown(csv_path)]
     if out_dir is not None:
@@ -144,12 +154,14 @@ def from_csv_command(csv_path: Path, out_dir: Path | None, formats: Sequence[str
         args += ["--defense", d]
     if metrics:
         args += ["--metrics", ",".join(metrics)]
+    if tex_width != latex.TEXT_WIDTH and "tex" in formats:
+        args += ["--tex-width", tex_width]
     return shlex.join(args)
 
 
 def publish_from_csv(csv_path: Path, out_dir: Path | None = None, formats: Sequence[str] = ("md", "tex"),
                      dataset: str | None = None, defenses: Sequence[str] = (),
-                     metrics: Sequence[str] = ()) -> list[Path]:
+                     metrics: Sequence[str] = (), tex_width: str = latex.TEXT_WIDTH) -> list[Path]:
     """Render a CSV leaderboard (one already written, e.g. a committed one) as <out>/<CSV stem>.<format> without the
     results store; directions and conventions come from the metric registry (bench/report/csv_board.py)."""
     from bench.report.csv_board import board_from_csv
@@ -160,12 +172,13 @@ def publish_from_csv(csv_path: Path, out_dir: Path | None = None, formats: Seque
         raise BenchError(f"--format {', '.join(bad)} with --from-csv: choose from md, tex, html (the CSV is the input)")
     if not csv_path.is_file():
         raise BenchError(f"--from-csv {csv_path}: no such file")
+    latex.length_pt(tex_width)
     out = ensure_out_dir(Path(out_dir) if out_dir is not None else csv_path.parent)
     board = select(board_from_csv(csv_path, dataset), defenses, metrics)
-    command = from_csv_command(csv_path, out_dir, formats, dataset, defenses, metrics)
+    command = from_csv_command(csv_path, out_dir, formats, dataset, defenses, metrics, tex_width)
     paths = []
     for fmt in formats:
         path = out / f"{csv_path.stem}.{fmt}"
-        _write_text(_RENDER[fmt](board, command), path)
+        _write_text(_render(fmt, board, command, tex_width), path)
         paths.append(path)
     return paths

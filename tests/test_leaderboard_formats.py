@@ -173,6 +173,9 @@ def test_markdown_table(paper_store: Path) -> None:
     assert not any("**" in c for r in rows if r[0] != "cfgan" for c in r)
     assert "20 auxiliary (attacker) / 8 private (scored) images per run" in md
     assert "- `ssim`: conv-ssim" in md and "Regenerate: `bench leaderboard --format md --dataset d`" in md
+    # Conventions and the cell rule once, after the last table (not under each of the three).
+    tail = md[md.rindex("Regenerate:"):]
+    assert md.count("conv-ssim") == 1 and "conv-ssim" in tail and md.count("one seed: no band") == 1
     assert all(rid in md for rid in run_ids)  # every run's id is in the provenance
     # The subsample table: two parameter settings are two tables; utility shown; no lpips column there.
     header, rows = _table_rows(md, "defense subsample(keep=0.5)")

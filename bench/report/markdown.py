@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.report.tables import BEST_RULE, EXTRA_MEANING, Board, by_defense, cell, layout, notes
+from bench.report.tables import BEST_RULE, EXTRA_MEANING, Board, by_defense, cell, layout, merge_parts, notes
 
 
 def escape(text: str) -> str:
@@ -38,8 +38,13 @@ def table(board: Board) -> list[str]:
 
 
 def render(board: Board, command: str) -> str:
-    """A Markdown document: per defense a heading, its table and its notes."""
+    """A Markdown document: per defense a heading, its table, what its cells lack and its provenance; then the notes
+    every table shares (cell format, conventions, caveats, data), said once."""
     out = [f"# Leaderboard: {escape(board.dataset)}", ""]
+    conventions: dict[str, list[str]] = {}
+    caveats: dict[str, list[str]] = {}
+    data: list[str] = []
+    extra: list[str] = []
     for defense, sub in by_defense(board):
         n = notes(sub, command)
         out += [f"## {escape(board.dataset)} — defense {escape(defense)}", ""]
@@ -48,26 +53,38 @@ def render(board: Board, command: str) -> str:
         out += table(sub)
         if n.absent:
             out += ["", "No value in any row: " + "; ".join(f"`{m}` ({escape(d)})" for m, d in n.absent) + "."]
-        out += ["", "Mean ± sample standard deviation over seeds; ↑ higher is better, ↓ lower is better; "
-                    + escape(BEST_RULE) + "."]
-        if n.dataset_note:
-            out += ["", f"Data: {escape(n.dataset_note)}."]
         for metric, detail in n.missing:
             out += ["", f"Missing `{metric}`: {escape(detail)}."]
-        for metric, detail in n.caveats:
-            out += ["", f"Caveat on `{metric}`: {escape(detail)}."]
-        for col in (c for c in layout(sub).settings if c in EXTRA_MEANING):
-            out += ["", escape(EXTRA_MEANING[col]) + "."]
         for label, source in n.sources:
             out += ["", f"† {escape(label)}: imported from a submitted bundle ({escape(source)})."]
-        if n.conventions:
-            out += ["", "Conventions:", ""]
-            out += [f"- `{m}`: {escape(c)}" for m, c in n.conventions]
-        if sub.origin_note:
-            out += ["", escape(sub.origin_note[0].upper() + sub.origin_note[1:]) + "."]
+        for m, c in n.conventions:
+            conventions.setdefault(m, []).append(c)
+        for m, d in n.caveats:
+            caveats.setdefault(m, []).append(d)
+        data.append(n.dataset_note)
+        extra += [c for c in layout(sub).settings if c in EXTRA_MEANING]
         out += ["", "Provenance (row: configuration id; run ids):", ""]
         out += [f"- {escape(label)}: `{cid}`; `{runs}`" for label, cid, runs in n.provenance]
         out += ["", f"Regenerate: `{command}`", ""]
     if board.frame.empty:
         out += ["No finished runs.", "", f"Regenerate: `{command}`", ""]
-    return "\n".join(out)
+        return "\n".join(out)
+    out += ["### Notes on every table above", "",
+            "Mean ± sample standard deviation over seeds; ↑ higher is better, ↓ lower is better; "
+            + escape(BEST_RULE) + "."]
+    for p in dict.fromkeys(str(v) for v in board.frame.get("profile_note", []) if str(v) not in ("", "nan")):
+        out += ["", escape(p) + "."]
+    for d in dict.fromkeys(d for d in data if d):
+        out += ["", f"Data: {escape(d)}."]
+    for col in dict.fromkeys(extra):
+        out += ["", escape(EXTRA_MEANING[col]) + "."]
+    for metric, texts in caveats.items():
+        merged = merge_parts(texts)
+        out += ["", f"Caveat on `{metric}`" + (" (a–b: the range over the rows)" if "–" in merged else "")
+                + f": {escape(merged)}."]
+    if board.origin_note:
+        out += ["", escape(board.origin_note[0].upper() + board.origin_note[1:]) + "."]
+    if conventions:
+        out += ["", "Conventions:", ""]
+        out += [f"- `{m}`: {escape(' | '.join(dict.fromkeys(c)))}" for m, c in conventions.items()]
+    return "\n".join(out + [""])

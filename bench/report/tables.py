@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -423,6 +424,27 @@ def notes(board: Board, command: str) -> Notes:
     src = [(lab, s) for lab, s in zip(labels, sources(frame)) if s]
     prov = [(lab, str(r["config_id"]), str(r["run_ids"])) for lab, (_, r) in zip(labels, frame.iterrows())]
     return Notes("; ".join(parts), conv, missing, caveats, absent, "; ".join(dnotes), src, prov, command)
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def merge_parts(texts: list[str]) -> str:
+    """Per-row texts said once: split at '; ', and the parts that differ only in their numbers merged into one part
+    with each differing number shown as the range over the rows (`no face detected in 0–18/200 reconstructions`)."""
+    groups: dict[str, list[list[str]]] = {}
+    for part in (p.strip() for t in texts for p in t.split("; ")):
+        if part:
+            groups.setdefault(_NUMBER.sub("\0", part), []).append(_NUMBER.findall(part))
+    out = []
+    for template, numbers in groups.items():
+        slots = []
+        for values in zip(*numbers):
+            lo, hi = min(values, key=float), max(values, key=float)
+            slots.append(lo if float(lo) == float(hi) else f"{lo}–{hi}")
+        it = iter(slots)
+        out.append(re.sub("\0", lambda _: next(it), template))
+    return "; ".join(out)
 
 
 BEST_RULE = ("best value in bold only when it is not tied with the runner-up at the shown precision and its "

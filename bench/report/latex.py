@@ -89,20 +89,28 @@ def _width(header: str, cells: list[str]) -> float:
     return longest * CHAR_PT + COLSEP_PT
 
 
+def _fill(values: list[float], cap: float) -> list[list[int]]:
+    """Consecutive columns packed into groups of at most `cap` (a column wider than `cap` is a group alone)."""
+    groups: list[list[int]] = [[]]
+    used = 0.0
+    for i, w in enumerate(values):
+        if groups[-1] and used + w > cap:
+            groups.append([])
+            used = 0.0
+        groups[-1].append(i)
+        used += w
+    return groups
+
+
 def _parts(keys: list[float], values: list[float], limit: float) -> list[list[int]]:
-    """Indices of the value columns per stacked part: one part when all fit under `limit`, else greedy filling."""
+    """Indices of the value columns per stacked part: one part when the table fits under `limit`, else the fewest
+    parts that do, as even in width as consecutive columns allow (each part repeats the row columns `keys`)."""
     row_width = sum(keys)
     if row_width + sum(values) <= limit or len(values) < 2:
         return [list(range(len(values)))]
-    parts: list[list[int]] = [[]]
-    used = row_width
-    for i, w in enumerate(values):
-        if parts[-1] and used + w > limit:
-            parts.append([])
-            used = row_width
-        parts[-1].append(i)
-        used += w
-    return parts
+    fewest = len(_fill(values, max(limit - row_width, 0.0)))
+    caps = sorted({sum(values[a:b]) for a in range(len(values)) for b in range(a + 1, len(values) + 1)})
+    return next(g for cap in caps if len(g := _fill(values, cap)) <= fewest)
 
 
 def _slug(text: str) -> str:

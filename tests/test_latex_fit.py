@@ -76,6 +76,9 @@ def test_a_wide_board_fits_the_text_width(tmp_path: Path, width: str) -> None:
         board = load_board(s, "d")
     tex = latex.render(board, "cmd")
     assert tex.count(r"\begin{tabular}{") >= 2  # too wide for one part at 6.5 in: stacked parts, not a tiny table
+    # Per-row caveats said once, their differing numbers as the range over the rows (seeds 0, 1, 2 and 0).
+    assert tex.count("caveat 0--2 of ssim.") == 1 and "caveat 1 of ssim" not in tex
+    assert tex.count("convention of ssim:") == 1
     assert compile_overfull(tex, width, tmp_path / "tex") == []
 
 

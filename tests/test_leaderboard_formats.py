@@ -391,6 +391,24 @@ def test_rows_that_differ_only_in_something_not_shown_get_a_column(tmp_path: Pat
     assert {r[1] for r in rows if r[0] == "a"} == ids and len(ids) == 2
 
 
+def test_rows_that_differ_in_a_spec_field_get_it_as_a_column(tmp_path: Path) -> None:
+    """Same attack, defense, settings and data; different extraction size and attack hyper-parameter: a `differs`
+    column names the fields and values (not a bare configuration id)."""
+    with Store(tmp_path / "bench.sqlite") as s:
+        for size, steps in ((64, 100), (128, 200)):
+            spec = _spec(extract_size=size)
+            spec.attack_config["hyper"] = {"steps": steps}
+            _add(s, spec, {"ssim": 0.4 + size / 1000})
+        _add(s, _spec(attack="b"), {"ssim": 0.30})
+        board = load_board(s, "d")
+    header, rows = _table_rows(markdown.render(board, "cmd"), "defense none")
+    assert header == ["attack", "differs", "seeds", "ssim ↑"]
+    # fields in the order of their spec path (attack_config.hyper.steps before extract_size)
+    assert sorted(r[1] for r in rows if r[0] == "a") == ["steps=100, extract\\_size=64",
+                                                         "steps=200, extract\\_size=128"]
+    assert [r[1] for r in rows if r[0] == "b"] == [""]
+
+
 def test_from_csv_renders_the_same_tables_as_the_store(paper_store: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """`bench leaderboard --from-csv` re-renders a CSV leaderboard without the store: the same rows, numbers, bold

@@ -114,19 +114,59 @@ def _merge_info(info: dict[str, dict[str, Any]], name: str, entry: dict[str, Any
             slot["details"].append(text)
 
 
-def _data_fingerprint(store: Store, run_ids: Sequence[str]) -> str:
-    """The first 8 hex digits of the digest of the data folder's fingerprint in the runs' spec ('' when none)."""
-    from bench.hashing import digest
-
+def _spec_of(store: Store, run_ids: Sequence[str]) -> dict[str, Any]:
+    """The run spec of the first of `run_ids` the store can parse ({} when none)."""
     for rid in run_ids:
         run = store.run(rid) or {}
         try:
             spec = json.loads(run.get("spec_json") or "{}")
         except ValueError:
             continue
-        if isinstance(spec, dict) and spec.get("dataset_fingerprint"):
-            return digest(spec["dataset_fingerprint"], 8)
-    return ""
+        if isinstance(spec, dict):
+            return spec
+    return {}
+
+
+def _data_fingerprint(spec: dict[str, Any]) -> str:
+    """The first 8 hex digits of the digest of the data folder's fingerprint in a run spec ('' when none)."""
+    from bench.hashing import digest
+
+    return digest(spec["dataset_fingerprint"], 8) if spec.get("dataset_fingerprint") else ""
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, str]:
+    if isinstance(obj, dict):
+        out: dict[str, str] = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: json.dumps(obj, sort_keys=True) if isinstance(obj, (list, tuple)) else str(obj)}
+
+
+# Run-spec fields a table shows elsewhere (row label, settings, `data`), never a difference between configurations
+# (the seed), or a machine's folder (data roots: the `data` column tells data apart without naming a path).
+_SHOWN = re.compile(r"^(seed|attack|defense|dataset|aux_dataset|profile|n_train|n_test|data_root|aux_data_root|"
+                    r"dataset_fingerprint(\..*)?|extractor\.name|attack_config\.(name|params\..*)|"
+                    r"defense_params\.(name|params\..*))$")
+
+
+def _differences(rows: list[dict[str, Any]], specs: list[dict[str, Any]]) -> None:
+    """Set each row's `differs`: the run-spec fields not shown elsewhere in which it differs from another row of the
+    same attack and defense (`extract_size=128`), '' when none."""
+    flat = [{k: v for k, v in _flatten(spec).items() if not _SHOWN.match(k)} for spec in specs]
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault((str(row.get("attack")), str(row.get("defense"))), []).append(i)
+        row["differs"] = ""
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        keys = sorted(k for k in set().union(*(flat[i] for i in members))
+                      if len({flat[i].get(k, "") for i in members}) > 1)
+        last = [k.rsplit(".", 1)[-1] for k in keys]
+        names = [s if last.count(s) == 1 else k for k, s in zip(keys, last)]
+        for i in members:
+            rows[i]["differs"] = ", ".join(f"{n}={flat[i].get(k, '-')}" for k, n in zip(keys, names))
 
 
 def load_board(store: Store, dataset: str, runs_dir: Path | None = None) -> Board:
@@ -134,13 +174,15 @@ def load_board(store: Store, dataset: str, runs_dir: Path | None = None) -> Boar
     base = leaderboard_frame(store, dataset)
     keep = [c for c in base.columns if c in FIRST_COLUMNS or c in LAST_COLUMNS or c == "source"]
     rows: list[dict[str, Any]] = []
+    specs: list[dict[str, Any]] = []
     names: set[str] = set()
     utilities: set[str] = set()
     for _, base_row in base.iterrows():
         row = {c: base_row[c] for c in keep}
         run_ids = str(base_row["run_ids"]).split()
         row["config"] = str(base_row["config_id"])[:8]
-        row["data"] = _data_fingerprint(store, run_ids)
+        specs.append(_spec_of(store, run_ids))
+        row["data"] = _data_fingerprint(specs[-1])
         per_run = [store.set_metrics(r) for r in run_ids]
         entries = {name: [m.get(name) for m in per_run] for name in sorted(set().union(*per_run))} if per_run else {}
         for name, values in entries.items():
@@ -155,6 +197,7 @@ def load_board(store: Store, dataset: str, runs_dir: Path | None = None) -> Boar
         row["entries"] = entries
         row["grids"] = tuple(str(Path(runs_dir) / r / "grid.png") for r in run_ids) if runs_dir else ()
         rows.append(row)
+    _differences(rows, specs)
     frame = pd.DataFrame(rows)
     if not len(frame):
         frame = pd.DataFrame(columns=keep + ["entries", "grids"])
@@ -253,10 +296,10 @@ def common_settings(frame: pd.DataFrame) -> dict[str, Any]:
 
 
 # Columns beyond the settings that tell two rows apart when everything shown is the same: the data folder's
-# fingerprint (`data`, set by `load_board`), and as a last resort the configuration id (`config`), whose run.json says
-# what differs. Each is a column only when rows would otherwise look identical.
-EXTRA_FIELDS = ("data", "config")
+# fingerprint (`data`) and the other run-spec fields that differ (`differs`), both set by `load_board`, and as a last
+# resort (a CSV leaderboard has no spec) the configuration id (`config`), whose run.json says what differs. Each is a column only when rows would otherwise look identical.
 EXTRA_MEANING = {
+    "differs": "differs: the run-spec fields (beyond the columns shown) in which rows of the same attack differ",
     "data": "data: the first 8 hex digits of the data folder's fingerprint (file names, sizes and modification "
             "times); rows that differ in it were run on different copies of the data",
     "config": "config: the first 8 hex digits of the configuration id; rows that differ only in it differ in "
@@ -264,20 +307,26 @@ EXTRA_MEANING = {
 }
 
 
-def _collisions(frame: pd.DataFrame, fields: Sequence[str]) -> bool:
-    keys = frame[["attack", *fields]].astype(str).agg("\x1f".join, axis=1) if len(frame) else pd.Series([], dtype=str)
-    return bool(keys.duplicated().any())
+def _colliding(frame: pd.DataFrame, fields: Sequence[str]) -> pd.Series:
+    """Whether each row shares its attack and `fields` with another row (the two would look identical)."""
+    if not len(frame):
+        return pd.Series([], dtype=bool)
+    return frame[["attack", *fields]].astype(str).agg("\x1f".join, axis=1).duplicated(keep=False)
 
 
 def distinguishing_columns(frame: pd.DataFrame) -> list[str]:
-    """The columns that tell the rows apart: the varying settings, then `data` and `config` when rows would look
-    identical without them (a row that differs only in something not shown must not look like a duplicate)."""
+    """The columns that tell the rows apart: the varying settings, then, when rows would look identical without
+    them, `data` and `differs` where they vary among those rows, and `config` when that is still not enough (a row
+    that differs only in something not shown must not look like a duplicate)."""
     fields = varying_settings(frame)
-    for extra in EXTRA_FIELDS:
-        if not _collisions(frame, fields):
-            break
-        if extra in frame and frame[extra].astype(str).nunique() > 1:
+    clash = _colliding(frame, fields)
+    if not clash.any():
+        return fields
+    for extra in ("data", "differs"):
+        if extra in frame and frame.loc[clash, extra].astype(str).nunique() > 1:
             fields.append(extra)
+    if _colliding(frame, fields).any() and "config" in frame:
+        fields.append("config")
     return fields
 
 

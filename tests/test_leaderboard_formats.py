@@ -453,5 +453,6 @@ def test_from_csv_keeps_partial_seeds_and_statuses(tmp_path: Path) -> None:
     header, rows = _table_rows(csv_md, "defense none")
     assert (header, rows) == _table_rows(store_md, "defense none")
     a = next(r for r in rows if r[0] == "a")
-    assert a[header.index("ssim ↑")].strip("*") == "0.6000 ± 0.1414 (2/3 seeds)" and a[header.index("zz")] == "unavailable"
+    assert a[header.index("ssim ↑")].strip("*") == "0.6000 ± 0.1414 (2/3 seeds)"
+    assert a[header.index("zz")] == "unavailable"
     assert "Missing `zz`: unavailable: bench weights pull x." in csv_md  # zz: no direction in the registry either

@@ -297,7 +297,8 @@ def common_settings(frame: pd.DataFrame) -> dict[str, Any]:
 
 # Columns beyond the settings that tell two rows apart when everything shown is the same: the data folder's
 # fingerprint (`data`) and the other run-spec fields that differ (`differs`), both set by `load_board`, and as a last
-# resort (a CSV leaderboard has no spec) the configuration id (`config`), whose run.json says what differs. Each is a column only when rows would otherwise look identical.
+# resort (a CSV leaderboard has no spec) the configuration id (`config`), whose run.json says what differs. Each is a
+# column only when rows would otherwise look identical.
 EXTRA_MEANING = {
     "differs": "differs: the run-spec fields (beyond the columns shown) in which rows of the same attack differ",
     "data": "data: the first 8 hex digits of the data folder's fingerprint (file names, sizes and modification "

@@ -69,6 +69,7 @@ class Dataset(Plugin, ABC):
 
     needs_root: ClassVar[bool] = True
     note: ClassVar[str] = ""  # shown in every output, e.g. "demo set: synthetic faces"
+    keys_by_content: ClassVar[bool] = False  # True: content_keys are content digests, comparable across datasets
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = root
@@ -80,6 +81,11 @@ class Dataset(Plugin, ABC):
     @abstractmethod
     def load(self, ids: Sequence[str], size: int) -> ImageSet:
         """Load `ids` resized to size×size RGB; unreadable files are skipped and listed in `skipped`."""
+
+    def content_keys(self, ids: Sequence[str]) -> list[str]:
+        """What orders items in splits and tells equal images apart: the ids themselves by default (generated
+        sets); folder datasets return each file's sha256 (and set `keys_by_content`)."""
+        return list(ids)
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this dataset's content for cache keys (name, root, and anything else relevant)."""

@@ -37,7 +37,7 @@ from typing import Any, Iterator, Mapping
 
 from bench import __version__, registry
 from bench.errors import BenchError
-from bench.hashing import canonical_json, digest, file_sha256
+from bench.hashing import canonical_json, file_sha256
 
 BUNDLE_FORMAT = "leakbench-submission"
 FORMAT_VERSION = 1
@@ -307,11 +307,13 @@ def verify_bundle(root: Path) -> tuple[dict[str, Any], list[VerifiedRun]]:
 
 def _verify_run(root: Path, entry: Mapping[str, Any], kind: str, name: str, spec_config_id: Any,
                 statuses: tuple[str, ...]) -> VerifiedRun:
+    from bench.run.spec import run_id as spec_run_id
+
     run_id = str(entry.get("run_id", ""))
     d = root / "runs" / run_id
     where = f"run {run_id}"
     spec = _load_json(d / "spec.json", f"runs/{run_id}/spec.json")
-    if not isinstance(spec, dict) or digest(spec) != run_id:
+    if not isinstance(spec, dict) or spec_run_id(spec) != run_id:
         raise BenchError(f"{where}: spec.json does not hash to its run id (the spec was changed)")
     record = _load_json(d / "run.json", f"runs/{run_id}/run.json")
     if record.get("spec") not in (None, spec):

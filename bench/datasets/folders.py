@@ -1,8 +1,10 @@
 """Datasets read from a folder the user points at (--data-root): any image tree, UTKFace, CelebA-HQ, FFHQ, LFW.
 
 The tool ships none of these images; each class only knows how its folder is laid out and which labels its
-file names or folders carry. Unreadable files are skipped and reported (`ImageSet.skipped`); the runner refuses a
-split in which no file loads, naming the files and reasons (`describe_skipped`).
+file names or folders carry. Images are known by their content (sha256 of the file, `bench.datasets.digests`), so a
+copy of a folder is the same dataset with the same splits. Files that cannot be read at all (a dangling symlink) are
+left out when listing (`FolderDataset.listing_skipped`); files that do not decode are skipped at load
+(`ImageSet.skipped`). Both are reported in run.json; the runner refuses a split in which no file loads.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path, PurePosixPath
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
 from PIL import UnidentifiedImageError
 
+from bench.datasets.digests import folder_digests
 from bench.errors import BenchError
 from bench.images import IMAGE_SUFFIXES, ImageReadError, read_image
 from bench.plugins import Dataset, ImageSet, register_dataset
@@ -62,11 +65,14 @@ class FolderDataset(Dataset):
     """Base class: images found under a root folder, ids = their relative POSIX paths, labels from the names."""
 
     needs_root = True
+    keys_by_content: ClassVar[bool] = True
 
     def __init__(self, root: Path | str | None = None) -> None:
         super().__init__(Path(root).expanduser() if root is not None else None)
         self._ids: list[str] | None = None
         self._known: frozenset[str] = frozenset()
+        self._digests: dict[str, str] = {}
+        self.listing_skipped: list[tuple[str, str]] = []  # (file, reason) of listed files that cannot be read
 
     def _checked_root(self) -> Path:
         hint = f"dataset {self.name!r} needs --data-root PATH (a folder of images)"
@@ -79,14 +85,29 @@ class FolderDataset(Dataset):
         return self.root
 
     def item_ids(self) -> list[str]:
-        """Every image under the root as a relative POSIX path, sorted; a BenchError when there are none."""
+        """Every readable image under the root as a relative POSIX path, sorted; a BenchError when there are none.
+
+        Listing digests every file (cached, see `bench.datasets.digests`); a file that cannot be read (a dangling
+        symlink, no permission) is left out and recorded in `listing_skipped` with the reason.
+        """
         if self._ids is None:
             root = self._checked_root()
-            ids = list_images(root)
-            if not ids:
+            listed = list_images(root)
+            if not listed:
                 raise BenchError(f"dataset {self.name!r}: no images ({', '.join(sorted(_SUFFIXES))}) under '{root}'")
-            self._ids, self._known = ids, frozenset(ids)
+            found = folder_digests(root, listed)
+            ids = [i for i in listed if i in found.digests]
+            if not ids:
+                raise BenchError(f"dataset {self.name!r}: none of the {len(listed)} image files under '{root}' can "
+                                 f"be read, e.g. {found.skipped[0][0]} ({found.skipped[0][1]})")
+            self._ids, self._known, self._digests = ids, frozenset(ids), found.digests
+            self.listing_skipped = found.skipped
         return list(self._ids)
+
+    def content_keys(self, ids: Sequence[str]) -> list[str]:
+        """The sha256 of each file: equal keys mean byte-identical images, whatever their names or folders."""
+        self.item_ids()
+        return [self._digests[i] for i in ids]
 
     def labels_for(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Int label arrays aligned with `ids` (none by default); subclasses parse names or folders."""
@@ -116,23 +137,18 @@ class FolderDataset(Dataset):
         return ImageSet(ids=kept, images=images, labels=self.labels_for(kept), skipped=skipped)
 
     def fingerprint(self) -> dict[str, Any]:
-        """Name, version, resolved root, number of files and one digest of every file's (path, size, mtime_ns).
+        """Name, version, number of files and one sha256 over every (relative path, content sha256), sorted.
 
-        A picture replaced under the same name changes its size or modification time, so cached features of the
-        old picture are never reused for the new one; the digest keeps the fingerprint small for large folders.
+        No folder path and no modification time: a copy of the folder elsewhere is the same dataset (same cache
+        keys, run and configuration ids), while a picture replaced under the same name, or a renamed file (names
+        carry labels and are the sample ids), is a different one. `keys: sha256` marks content-keyed splits.
         """
         ids = self.item_ids()
-        root = self._checked_root()
         h = hashlib.sha256()
         for item in ids:
-            try:
-                st = os.stat(root / item)
-            except OSError as exc:
-                raise BenchError(f"dataset {self.name!r}: cannot read '{root / item}' ({exc.strerror or exc}); "
-                                 "did the folder change during the run?") from None
-            h.update(f"{item}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        return {"name": self.name, "version": self.version, "root": str(root.resolve()), "files": len(ids),
-                "content": h.hexdigest()}
+            h.update(f"{item}\0{self._digests[item]}\n".encode())
+        return {"name": self.name, "version": self.version, "files": len(ids), "content": h.hexdigest(),
+                "keys": "sha256"}
 
 
 @register_dataset

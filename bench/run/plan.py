@@ -127,12 +127,9 @@ def _same_files(a: Dataset, b: Dataset) -> bool:
     return ra == rb or ra in rb.parents or rb in ra.parents
 
 
-def _item_key(ds: Dataset) -> Callable[[str], str]:
-    """What identifies an item across datasets: its resolved file for folder datasets, else its id."""
-    if ds.root is None:
-        return str
-    root = ds.root.resolve()
-    return lambda item: str((root / item).resolve())
+def _key_of(ds: Dataset, ids: Sequence[str]) -> Callable[[str], str]:
+    """Each item's content key (its file's sha256 for folder datasets, its id for generated sets)."""
+    return dict(zip(ids, ds.content_keys(ids))).__getitem__
 
 
 def plan(req: RunRequest) -> Plan:
@@ -174,15 +171,18 @@ def plan(req: RunRequest) -> Plan:
         aux = _dataset(req.aux_dataset, req.aux_data_root, "--aux-data-root")
         private_ids = dataset.item_ids()
         aux_ids = aux.item_ids()
-        # The attacker must never train on a private image: when both sides can share files, the private split
-        # is drawn first and its ids are removed from the auxiliary candidates.
-        shared = _same_files(aux, dataset) or bool(set(aux_ids) & set(private_ids))
+        # The attacker must never train on a private image: the private split is drawn first and every auxiliary
+        # candidate with the same content (a copy, a renamed copy or a symlink: equal sha256) is removed. Generated
+        # sets are keyed by id, so they are compared only when both sides can share items.
+        shared = (aux.keys_by_content and dataset.keys_by_content) or _same_files(aux, dataset) \
+            or bool(set(aux_ids) & set(private_ids))
         train_ids, test_ids = split_cross(aux_ids, private_ids, req.seed, n_train, n_test,
                                           req.aux_dataset, req.dataset, exclude_private=shared,
-                                          aux_key=_item_key(aux), private_key=_item_key(dataset))
+                                          aux_key=_key_of(aux, aux_ids), private_key=_key_of(dataset, private_ids))
     else:
         aux = dataset
-        train_ids, test_ids = split_ids(dataset.item_ids(), req.seed, n_train, n_test, req.dataset)
+        ids = dataset.item_ids()
+        train_ids, test_ids = split_ids(ids, req.seed, n_train, n_test, req.dataset, key=_key_of(dataset, ids))
 
     spec = RunSpec(
         attack=req.attack, defense=req.defense, dataset=req.dataset,

@@ -141,7 +141,7 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
     del aux_images
     record = outputs.run_record(
         p, req, timer.times, trained, ev, utility, threads,
-        skipped_files=aux.skipped + private.skipped, n_train=len(aux.ids), n_test=len(private.ids),
+        skipped_files=_listing_skipped(p) + aux.skipped + private.skipped, n_train=len(aux.ids), n_test=len(private.ids),
         cache={"features": aux.cache_hit and private.cache_hit, "attack": trained.cache_hit,
                "eval_batches_reused": ev.batches_reused, "eval_batches": ev.batches},
     )
@@ -149,6 +149,14 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
     fault_point("before-finish")
     return RunOutcome(run_id=p.spec.run_id, config_id=p.spec.config_id, spec=p.spec.to_dict(), record=record,
                       run_dir=run_dir, evaluation=ev, utility=utility)
+
+
+def _listing_skipped(p: Plan) -> list[tuple[str, str]]:
+    """Files left out when the data folders were listed (e.g. a dangling symlink), with the reason, once each."""
+    found: list[tuple[str, str]] = []
+    for ds in dict.fromkeys([p.aux_dataset, p.dataset]):
+        found += [tuple(s) for s in getattr(ds, "listing_skipped", [])]
+    return list(dict.fromkeys(found))
 
 
 def write(store: Store, outcome: RunOutcome) -> None:

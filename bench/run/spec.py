@@ -2,7 +2,9 @@
 
 Metrics are not part of the spec: values for one reconstruction set accumulate (adding a metric to a finished
 run scores the existing reconstructions). The configuration id is the hash of everything but the seed: one
-leaderboard row is one configuration, with its seeds counted.
+leaderboard row is one configuration, with its seeds counted. Neither id holds a folder path: `data_root` and
+`aux_data_root` are recorded (to find the originals again) but hashed as None, and the datasets enter through their
+content fingerprints, so a copy of the data elsewhere gives the same run and configuration ids.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        return digest(self.to_dict())
+        return run_id(self.to_dict())
 
     @property
     def config_id(self) -> str:
@@ -55,6 +57,20 @@ class RunSpec:
         return cls(**data)
 
 
+# Where the data lay when the run was made: recorded, never hashed (None in the hashed form, so ids of runs on
+# generated sets, whose roots are None, are unchanged).
+PATH_FIELDS = ("data_root", "aux_data_root")
+
+
+def _hashed(spec: dict[str, Any]) -> dict[str, Any]:
+    return {**spec, **{k: None for k in PATH_FIELDS if k in spec}}
+
+
+def run_id(spec: dict[str, Any]) -> str:
+    """Run id of a spec dict: the hash of everything but the folder paths."""
+    return digest(_hashed(spec))
+
+
 def config_id(spec: dict[str, Any]) -> str:
-    """Configuration id of a spec dict (everything but the seed)."""
-    return digest({k: v for k, v in spec.items() if k != "seed"})
+    """Configuration id of a spec dict (everything but the seed and the folder paths)."""
+    return digest({k: v for k, v in _hashed(spec).items() if k != "seed"})

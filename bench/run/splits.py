@@ -1,4 +1,5 @@
-"""Deterministic train/test splits from the run seed and the item ids (file names) alone."""
+"""Deterministic train/test splits from the run seed and each item's key: its content digest for folder datasets
+(a copy of a folder, even with renamed files, gives the same split), its id for generated sets."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ def _rank(seed: int, item_id: str) -> bytes:
     return hashlib.sha256(f"{seed}\0{item_id}".encode()).digest()
 
 
-def split_ids(ids: Sequence[str], seed: int, n_train: int, n_test: int, dataset: str = "dataset") -> tuple[list[str], list[str]]:
-    """(train, test) id lists: items ordered by a seeded hash of their id; test first, then train.
+def split_ids(ids: Sequence[str], seed: int, n_train: int, n_test: int, dataset: str = "dataset",
+              key: Callable[[str], str] = str) -> tuple[list[str], list[str]]:
+    """(train, test) id lists: items ordered by a seeded hash of their key (ties by id); test first, then train.
 
     Adding or removing other files does not move an item from test to train or back unless it changes the
-    item's rank among the first n_test, and the same seed and names always give the same split.
+    item's rank among the first n_test, and the same seed and keys always give the same split. An item whose key
+    equals a test item's (the same image under another name) never enters the training split.
     """
     if n_train < 1 or n_test < 1:
         raise BenchError(f"--n-train and --n-test must be >= 1 (got {n_train} and {n_test})")
@@ -26,8 +29,14 @@ def split_ids(ids: Sequence[str], seed: int, n_train: int, n_test: int, dataset:
     if len(ids) < need:
         raise BenchError(f"{dataset} has {len(ids)} images but the run needs {need} "
                          f"(--n-train {n_train} + --n-test {n_test}); lower them or add images")
-    ordered = sorted(ids, key=lambda i: (_rank(seed, i), i))
-    return ordered[n_test:need], ordered[:n_test]
+    ordered = sorted(ids, key=lambda i: (_rank(seed, key(i)), i))
+    test = ordered[:n_test]
+    private = {key(i) for i in test}
+    rest = [i for i in ordered[n_test:] if key(i) not in private]
+    if len(rest) < n_train:
+        raise BenchError(f"{dataset} has {len(ids)} images but only {len(rest)} once copies of the {n_test} private "
+                         f"images are excluded; the run needs --n-train {n_train}")
+    return rest[:n_train], test
 
 
 def split_cross(aux_ids: Sequence[str], private_ids: Sequence[str], seed: int, n_train: int, n_test: int,
@@ -38,17 +47,17 @@ def split_cross(aux_ids: Sequence[str], private_ids: Sequence[str], seed: int, n
 
     The private split is drawn first; with `exclude_private` (the two sides can share files) every auxiliary
     candidate whose `aux_key` equals the `private_key` of a private item (e.g. the same resolved file) is removed,
-    so the attacker never trains on a private image.
+    so the attacker never trains on a private image. Both sides are ordered by a seeded hash of their key.
     """
     if n_train < 1 or n_test < 1:
         raise BenchError(f"--n-train and --n-test must be >= 1 (got {n_train} and {n_test})")
     if len(private_ids) < n_test:
         raise BenchError(f"{private_name} has {len(private_ids)} images but --n-test is {n_test}")
-    test = sorted(private_ids, key=lambda i: (_rank(seed, i), i))[:n_test]
+    test = sorted(private_ids, key=lambda i: (_rank(seed, private_key(i)), i))[:n_test]
     private = {private_key(i) for i in test} if exclude_private else set()
     candidates = [i for i in aux_ids if aux_key(i) not in private]
     if len(candidates) < n_train:
         shared = f" once the {len(private)} private ids are excluded" if private else ""
         raise BenchError(f"{aux_name} has {len(candidates)} images{shared} but --n-train is {n_train}")
-    train = sorted(candidates, key=lambda i: (_rank(seed, i), i))[:n_train]
+    train = sorted(candidates, key=lambda i: (_rank(seed, aux_key(i)), i))[:n_train]
     return train, test

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from bench.errors import BenchError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 METRIC_STATUSES = ("ok", "unavailable", "undefined", "not-applicable", "failed")
 
@@ -176,8 +176,39 @@ _V4_SOURCE = """
 """
 
 
+
+
+def _v4_to_v5(db: sqlite3.Connection) -> None:
+    """v5: folder datasets are known by content (bench.datasets.rekey); a run whose data folders are present and
+    unchanged since it ran gets the configuration id its data has now, so it pools with new runs (and copies) of the
+    same data. Its run id, spec (which hashes to the run id) and rows stay; the record notes the re-keying."""
+    from bench.datasets.rekey import rekeyed_spec
+    from bench.run.spec import config_id
+
+    for run_id, spec_json, old_cid, record_json in db.execute(
+            "SELECT run_id, spec_json, config_id, record_json FROM runs").fetchall():
+        try:
+            spec = json.loads(spec_json)
+            new = rekeyed_spec(spec) if isinstance(spec, dict) else None
+            record = json.loads(record_json) if record_json else None
+        except ValueError:
+            continue
+        if new is None:
+            continue
+        cid = config_id(new)
+        if isinstance(record, dict):
+            record["config_id"] = cid
+            record["rekeyed"] = {"store_schema": 5, "old_config_id": old_cid,
+                                 "dataset_fingerprint": new["dataset_fingerprint"],
+                                 "note": "data folders unchanged since the run (same paths, sizes and modification "
+                                         "times): configuration id recomputed from their content"}
+            record_json = json.dumps(record, sort_keys=True)
+        db.execute("UPDATE runs SET config_id = ?, record_json = ? WHERE run_id = ?", (cid, record_json, run_id))
+
+
 # Migrations: index i brings the schema from version i to i + 1 (inside the transaction that opens the store).
-_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_sql(_V1), _v1_to_v2, _sql(_V3), _sql(_V4_SOURCE)]
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_sql(_V1), _v1_to_v2, _sql(_V3), _sql(_V4_SOURCE),
+                                                           _v4_to_v5]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -60,8 +60,8 @@ def _results_is_file(tmp: Path) -> None:
 
 def _blank_images(tmp: Path) -> None:
     (tmp / "blank").mkdir()
-    for i in range(12):
-        Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp / "blank" / f"{i:02d}.png")
+    for i in range(12):  # flat images of distinct greys: identical files would be copies of the private ones
+        Image.fromarray(np.full((64, 64, 3), 100 + i, np.uint8)).save(tmp / "blank" / f"{i:02d}.png")
 
 
 def _unreadable_images(tmp: Path) -> None:

@@ -53,7 +53,8 @@ def test_runs_differing_in_n_test_are_two_rows(tmp_path: Path) -> None:
 
 
 def test_other_configuration_fields_are_separate_rows(tmp_path: Path) -> None:
-    variants = [dict(), dict(n_train=40), dict(aux_dataset="other"), dict(data_root="/x"), dict(profile="cpu"),
+    variants = [dict(), dict(n_train=40), dict(aux_dataset="other"), dict(profile="cpu"),
+                dict(dataset_fingerprint={"private": {"content": "other images"}}),
                 dict(extractor={"name": "sift", "version": "1", "n": 500}),
                 dict(defense_params={"name": "none", "version": "1", "params": {"keep": 0.5}}),
                 dict(attack_config={"name": "a", "version": "1", "params": {"w": 2}})]
@@ -65,6 +66,15 @@ def test_other_configuration_fields_are_separate_rows(tmp_path: Path) -> None:
         frame = leaderboard_frame(s, "d")
     assert len(frame) == len(variants) and frame["seeds"].tolist() == [1] * len(variants)
     assert frame["config_id"].nunique() == len(variants)
+
+
+def test_the_same_data_elsewhere_pools_into_one_row(tmp_path: Path) -> None:
+    """Where the data lay is not part of the configuration: its content fingerprint is."""
+    with Store(tmp_path / "bench.sqlite") as s:
+        _finish(s, _spec(data_root="/x", seed=0), {"psnr": 1.0})
+        _finish(s, _spec(data_root="/mnt/node2/x", aux_data_root="/y", seed=1), {"psnr": 3.0})
+        frame = leaderboard_frame(s, "d")
+    assert len(frame) == 1 and frame["seeds"].tolist() == [2] and frame["psnr"].tolist() == [2.0]
 
 
 def test_seeds_of_one_configuration_are_one_row_with_mean_and_std(tmp_path: Path) -> None:

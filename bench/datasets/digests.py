@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,15 +68,17 @@ def folder_digests(root: Path, ids: Sequence[str]) -> FolderDigests:
     permission) are left out and listed in `skipped` with the reason instead of failing the whole folder."""
     out = FolderDigests()
     stats: dict[str, tuple[str, int, int]] = {}
+    base = os.path.realpath(root)  # once: resolving every file's path would cost more than the digest lookup
     for item in ids:
-        path = root / item
+        path = os.path.join(base, item)
         try:
-            st = os.stat(path)
-            real = os.path.realpath(path)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):  # a symlink: keyed by its target, so links and target share one entry
+                st, path = os.stat(path), os.path.realpath(path)
         except OSError as exc:
-            out.skipped.append((item, _stat_reason(path, exc)))
+            out.skipped.append((item, _stat_reason(root / item, exc)))
             continue
-        stats[item] = (real, st.st_size, st.st_mtime_ns)
+        stats[item] = (path, st.st_size, st.st_mtime_ns)
     db = _open_cache()
     known: dict[str, tuple[int, int, str]] = {}
     if db is not None:

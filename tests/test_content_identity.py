@@ -237,3 +237,32 @@ def test_dangling_symlink_is_skipped_with_a_reason(tmp_path: Path, memoriser) ->
     record = json.loads((res.run_dir / "run.json").read_text())
     files = record["skipped_files"]["files"]
     assert [f["file"] for f in files] == ["gone.png"] and "dangling symlink" in files[0]["reason"]
+
+
+def test_a_plugin_dataset_not_keyed_by_content_still_never_shares_private_files(tmp_path: Path, memoriser) -> None:
+    """An outside dataset reading the same folder by its own ids: private files are matched by resolved path."""
+    from bench.datasets.folders import list_images
+    from bench.images import read_image
+    from bench.plugins import Dataset, register_dataset
+
+    class PlainFolder(Dataset):
+        """Outside-style folder dataset without content keys."""
+
+        name = "toy-plain-folder"
+
+        def item_ids(self) -> list[str]:
+            return list_images(self.root)
+
+        def load(self, ids: Sequence[str], size: int) -> ImageSet:
+            return ImageSet(list(ids), torch.stack([read_image(self.root / i, size) for i in ids]))
+
+    root = tmp_path / "faces"
+    _images(root, 20, seed=11)
+    register_dataset(PlainFolder)
+    try:
+        for seed in range(3):
+            p = plan(_request(data_root=root, aux_dataset="toy-plain-folder", aux_data_root=root, seed=seed,
+                              n_train=12, n_test=8))
+            assert not set(p.train_ids) & set(p.test_ids), f"seed {seed}"
+    finally:
+        registry.datasets.unregister("toy-plain-folder")

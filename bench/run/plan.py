@@ -127,6 +127,15 @@ def _same_files(a: Dataset, b: Dataset) -> bool:
     return ra == rb or ra in rb.parents or rb in ra.parents
 
 
+def _file_key(ds: Dataset) -> Callable[[str], str]:
+    """The resolved file of an item (datasets with a root), else its id: to compare a content-keyed side with one
+    that is not (e.g. an outside folder plugin reading the same files)."""
+    if ds.root is None:
+        return str
+    root = ds.root.resolve()
+    return lambda item: str((root / item).resolve())
+
+
 def _key_of(ds: Dataset, ids: Sequence[str]) -> Callable[[str], str]:
     """Each item's content key (its file's sha256 for folder datasets, its id for generated sets)."""
     return dict(zip(ids, ds.content_keys(ids))).__getitem__
@@ -175,10 +184,12 @@ def plan(req: RunRequest) -> Plan:
         # candidate with the same content (a copy, a renamed copy or a symlink: equal sha256) is removed. Generated
         # sets are keyed by id, so they are compared only when both sides can share items.
         shared = (aux.keys_by_content and dataset.keys_by_content) or _same_files(aux, dataset) \
-            or bool(set(aux_ids) & set(private_ids))
+            or bool(set(aux_ids) & set(private_ids))  # generated sets: comparable only when they can share items
+        by_content = aux.keys_by_content and dataset.keys_by_content
         train_ids, test_ids = split_cross(aux_ids, private_ids, req.seed, n_train, n_test,
                                           req.aux_dataset, req.dataset, exclude_private=shared,
-                                          aux_key=_key_of(aux, aux_ids), private_key=_key_of(dataset, private_ids))
+                                          aux_key=_key_of(aux, aux_ids), private_key=_key_of(dataset, private_ids),
+                                          match=None if by_content else (_file_key(aux), _file_key(dataset)))
     else:
         aux = dataset
         ids = dataset.item_ids()

@@ -42,20 +42,24 @@ def split_ids(ids: Sequence[str], seed: int, n_train: int, n_test: int, dataset:
 def split_cross(aux_ids: Sequence[str], private_ids: Sequence[str], seed: int, n_train: int, n_test: int,
                 aux_name: str, private_name: str, exclude_private: bool = True,
                 aux_key: Callable[[str], str] = str, private_key: Callable[[str], str] = str,
+                match: tuple[Callable[[str], str], Callable[[str], str]] | None = None,
                 ) -> tuple[list[str], list[str]]:
     """Cross-dataset split: the auxiliary split from one dataset, the private split from another.
 
     The private split is drawn first; with `exclude_private` (the two sides can share files) every auxiliary
     candidate whose `aux_key` equals the `private_key` of a private item (e.g. the same resolved file) is removed,
-    so the attacker never trains on a private image. Both sides are ordered by a seeded hash of their key.
+    so the attacker never trains on a private image. Both sides are ordered by a seeded hash of their key;
+    `match` = (aux, private) key functions compares items by other keys than the ordering ones (e.g. resolved
+    files when only one side is keyed by content).
     """
     if n_train < 1 or n_test < 1:
         raise BenchError(f"--n-train and --n-test must be >= 1 (got {n_train} and {n_test})")
     if len(private_ids) < n_test:
         raise BenchError(f"{private_name} has {len(private_ids)} images but --n-test is {n_test}")
     test = sorted(private_ids, key=lambda i: (_rank(seed, private_key(i)), i))[:n_test]
-    private = {private_key(i) for i in test} if exclude_private else set()
-    candidates = [i for i in aux_ids if aux_key(i) not in private]
+    aux_match, private_match = match or (aux_key, private_key)
+    private = {private_match(i) for i in test} if exclude_private else set()
+    candidates = [i for i in aux_ids if aux_match(i) not in private]
     if len(candidates) < n_train:
         shared = f" once the {len(private)} private ids are excluded" if private else ""
         raise BenchError(f"{aux_name} has {len(candidates)} images{shared} but --n-train is {n_train}")

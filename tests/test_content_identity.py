@@ -266,3 +266,33 @@ def test_a_plugin_dataset_not_keyed_by_content_still_never_shares_private_files(
             assert not set(p.train_ids) & set(p.test_ids), f"seed {seed}"
     finally:
         registry.datasets.unregister("toy-plain-folder")
+
+
+def _digests_in_child(root: str, ids: list[str], home: str) -> dict[str, str]:
+    os.environ["BENCH_HOME"] = home
+    return folder_digests(Path(root), ids).digests
+
+
+def test_digest_cache_shared_by_concurrent_processes(tmp_path: Path, bench_home: Path) -> None:
+    import multiprocessing
+
+    root = tmp_path / "faces"
+    _images(root, 40, seed=12)
+    ids = sorted(p.name for p in root.iterdir())
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        results = pool.starmap(_digests_in_child, [(str(root), ids, str(bench_home))] * 4)
+    assert all(r == results[0] for r in results) and len(results[0]) == 40
+    assert folder_digests(root, ids).computed == 0  # every entry was written once and is valid
+
+
+def test_unusable_digest_cache_only_costs_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "faces"
+    _images(root, 3, seed=13)
+    (tmp_path / "home-is-a-file").write_text("")
+    monkeypatch.setenv("BENCH_HOME", str(tmp_path / "home-is-a-file"))
+    ids = sorted(p.name for p in root.iterdir())
+    with pytest.warns(UserWarning, match="digest cache unavailable"):
+        found = folder_digests(root, ids)
+    import hashlib
+
+    assert found.digests == {i: hashlib.sha256((root / i).read_bytes()).hexdigest() for i in ids}

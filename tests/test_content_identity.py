@@ -296,3 +296,15 @@ def test_unusable_digest_cache_only_costs_time(tmp_path: Path, monkeypatch: pyte
     import hashlib
 
     assert found.digests == {i: hashlib.sha256((root / i).read_bytes()).hexdigest() for i in ids}
+
+
+def test_the_same_seed_on_a_copy_reuses_the_run_and_its_cached_stages(tmp_path: Path, memoriser) -> None:
+    src = tmp_path / "faces"
+    _images(src, 16, seed=14)
+    copy = _copy_with_new_times(src, tmp_path / "restored" / "faces")
+    results = tmp_path / "results"
+    first = execute(_request(data_root=src, seed=0, n_train=8, n_test=4, results=results))
+    again = execute(_request(data_root=copy, seed=0, n_train=8, n_test=4, results=results))
+    assert again.run_id == first.run_id
+    assert again.record["cache"]["features"] is True and again.record["training"]["from_cache"] is True
+    assert again.record["spec"]["data_root"] == str(copy.resolve())  # the store points at the data now in use

@@ -90,3 +90,14 @@ def test_schema_4_store_migrates_without_losing_a_row(tmp_path: Path) -> None:
         board = refresh_leaderboard(store, tmp_path / "results", "folder")
     rows = board.read_text().splitlines()
     assert len(rows) == 3  # header, the two seeds of faces in one row, the run on the deleted folder
+
+
+def test_a_folder_is_checked_once_for_all_its_runs(tmp_path: Path, monkeypatch) -> None:
+    from bench.datasets import rekey
+
+    calls = []
+    real = rekey.legacy_content
+    monkeypatch.setattr(rekey, "legacy_content", lambda root: calls.append(root) or real(root))
+    with Store(_v4_store(tmp_path)) as store:
+        assert store.schema_version() == 5
+    assert sorted(p.name for p in calls) == ["faces"]  # two runs on faces, one listing; 'gone' is absent

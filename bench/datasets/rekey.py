@@ -36,8 +36,16 @@ def legacy_content(root: Path) -> tuple[int, str] | None:
     return len(ids), h.hexdigest()
 
 
-def _content_fingerprint(name: str | None, old: Any) -> dict[str, Any] | None:
-    """The content fingerprint of the folder an old fingerprint describes, when that folder is unchanged."""
+def _content_fingerprint(name: str | None, old: Any, memo: dict[str, Any]) -> dict[str, Any] | None:
+    """The content fingerprint of the folder an old fingerprint describes, when that folder is unchanged (memoised
+    in `memo`: a store holds many runs on one folder)."""
+    key = repr((name, old))
+    if key not in memo:
+        memo[key] = _content_fingerprint_of(name, old)
+    return memo[key]
+
+
+def _content_fingerprint_of(name: str | None, old: Any) -> dict[str, Any] | None:
     if not name or not isinstance(old, dict) or "root" not in old or "content" not in old or not old.get("root"):
         return None
     root = Path(old["root"])
@@ -55,8 +63,11 @@ def _content_fingerprint(name: str | None, old: Any) -> dict[str, Any] | None:
         return None
 
 
-def rekeyed_spec(spec: dict[str, Any]) -> dict[str, Any] | None:
-    """`spec` with content fingerprints in place of the old ones, or None when it cannot (or need not) be re-keyed."""
+def rekeyed_spec(spec: dict[str, Any], memo: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """`spec` with content fingerprints in place of the old ones, or None when it cannot (or need not) be re-keyed.
+
+    `memo` (one dict for a whole store) avoids listing one folder again for every run made on it."""
+    memo = {} if memo is None else memo
     prints = spec.get("dataset_fingerprint")
     if not isinstance(prints, dict) or not any(isinstance(v, dict) and "root" in v and "content" in v
                                                for v in prints.values()):
@@ -65,7 +76,7 @@ def rekeyed_spec(spec: dict[str, Any]) -> dict[str, Any] | None:
     names = {"private": spec.get("dataset"), "aux": spec.get("aux_dataset") or spec.get("dataset")}
     for role, old in prints.items():
         if isinstance(old, dict) and "root" in old and "content" in old:
-            fresh = _content_fingerprint(names.get(role), old)
+            fresh = _content_fingerprint(names.get(role), old, memo)
             if fresh is None:
                 return None
             new["dataset_fingerprint"][role] = fresh

@@ -185,11 +185,12 @@ def _v4_to_v5(db: sqlite3.Connection) -> None:
     from bench.datasets.rekey import rekeyed_spec
     from bench.run.spec import config_id
 
+    memo: dict[str, Any] = {}
     for run_id, spec_json, old_cid, record_json in db.execute(
             "SELECT run_id, spec_json, config_id, record_json FROM runs").fetchall():
         try:
             spec = json.loads(spec_json)
-            new = rekeyed_spec(spec) if isinstance(spec, dict) else None
+            new = rekeyed_spec(spec, memo) if isinstance(spec, dict) else None
             record = json.loads(record_json) if record_json else None
         except ValueError:
             continue

@@ -1,6 +1,7 @@
 """Builds store_v4.sql: a results store written by the code of schema 4 (run it with that code installed).
 
-    python tests/data/store_v4/make_store_v4.py        # from a checkout of the schema-4 code (git show 7324c37)
+    git worktree add ../bench-v4 7324c37       # the last commit with store schema 4
+    PYTHONPATH=../bench-v4 python tests/data/store_v4/make_store_v4.py   # bench imported from there (it checks)
 
 It copies faces/*.png to a temporary folder with fixed modification times (MTIME_NS + index), runs mean-image at
 the smoke profile there with seeds 0 and 1, on a second copy that is deleted afterwards (seed 0), and on the
@@ -39,6 +40,7 @@ def main() -> None:
     from bench.store.db import SCHEMA_VERSION
 
     assert SCHEMA_VERSION == 4, f"run this with the schema-4 code (this one writes schema {SCHEMA_VERSION})"
+    print(f"bench from {Path(sys.modules['bench'].__file__).parent}", file=sys.stderr)
     faces, gone = place(tmp / "faces"), place(tmp / "gone")
     common = dict(attack="mean-image", profile="smoke", n_train=8, n_test=4, metrics=("mse", "psnr"),
                   results=tmp / "results", progress=False)

@@ -141,7 +141,8 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
     del aux_images
     record = outputs.run_record(
         p, req, timer.times, trained, ev, utility, threads,
-        skipped_files=_listing_skipped(p) + aux.skipped + private.skipped, n_train=len(aux.ids), n_test=len(private.ids),
+        skipped_files=_listing_skipped(p) + aux.skipped + private.skipped,
+        n_train=len(aux.ids), n_test=len(private.ids),
         cache={"features": aux.cache_hit and private.cache_hit, "attack": trained.cache_hit,
                "eval_batches_reused": ev.batches_reused, "eval_batches": ev.batches},
     )

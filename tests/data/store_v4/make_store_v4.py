@@ -1,6 +1,6 @@
 """Builds store_v4.sql: a results store written by the code of schema 4 (run it with that code installed).
 
-    git worktree add ../bench-v4 7324c37       # the last commit with store schema 4
+    git worktree add ../bench-v4 7324c37       # store schema 4: the commit the committed dump was made from
     PYTHONPATH=../bench-v4 python tests/data/store_v4/make_store_v4.py   # bench imported from there (it checks)
 
 It copies faces/*.png to a temporary folder with fixed modification times (MTIME_NS + index), runs mean-image at

@@ -101,3 +101,17 @@ def test_a_folder_is_checked_once_for_all_its_runs(tmp_path: Path, monkeypatch) 
     with Store(_v4_store(tmp_path)) as store:
         assert store.schema_version() == 5
     assert sorted(p.name for p in calls) == ["faces"]  # two runs on faces, one listing; 'gone' is absent
+
+
+def test_a_migrated_row_names_its_data_by_content(tmp_path: Path) -> None:
+    """The tables' `data` column of a re-keyed row digests the content fingerprint its configuration id came from,
+    so it reads the same as a row of new runs on the same data (not the old path-and-time fingerprint)."""
+    from bench.hashing import digest
+    from bench.report.tables import load_board
+
+    path = _v4_store(tmp_path)
+    content = ImageFolder(root=tmp_path / "faces").fingerprint()
+    with Store(path) as store:
+        board = load_board(store, "folder")
+    data = sorted(board.frame["data"])
+    assert digest({"aux": content, "private": content}, 8) in data

@@ -115,14 +115,19 @@ def _merge_info(info: dict[str, dict[str, Any]], name: str, entry: dict[str, Any
 
 
 def _spec_of(store: Store, run_ids: Sequence[str]) -> dict[str, Any]:
-    """The run spec of the first of `run_ids` the store can parse ({} when none)."""
+    """The run spec of the first of `run_ids` the store can parse ({} when none); for a run re-keyed by the store
+    migration to content fingerprints, with the fingerprint its configuration id was computed from."""
     for rid in run_ids:
         run = store.run(rid) or {}
         try:
             spec = json.loads(run.get("spec_json") or "{}")
+            record = json.loads(run.get("record_json") or "{}")
         except ValueError:
             continue
         if isinstance(spec, dict):
+            rekeyed = record.get("rekeyed") if isinstance(record, dict) else None
+            if isinstance(rekeyed, dict) and isinstance(rekeyed.get("dataset_fingerprint"), dict):
+                spec = {**spec, "dataset_fingerprint": rekeyed["dataset_fingerprint"]}
             return spec
     return {}
 

@@ -23,6 +23,7 @@ from bench.plugins import Attack, FitContext, register_attack
 from bench.run import grid as grid_mod
 from bench.run.command import request_args, request_command
 from bench.run.grid import DatasetItem, GridSpec, PluginItem, expand, load_grid_file, parse_plugin_item, run_grid
+from bench.install_hint import extra_install_command
 from bench.run.metric_defaults import IMAGE_METRICS
 from bench.run.plan import RunRequest
 from bench.store import Store
@@ -120,7 +121,7 @@ def test_dask_missing_is_one_exact_line(tmp_path: Path, monkeypatch: pytest.Monk
     out = CliRunner().invoke(group(), ["grid", "--attacks", "mean-image", "--results", str(tmp_path),
                                        "--executor", "dask"])
     assert out.exit_code == 2
-    assert out.output.strip() == "error: --executor dask needs Dask: pip install leakbench[dask]"
+    assert out.output.strip() == f"error: --executor dask needs Dask: {extra_install_command('dask')}"
 
 
 # ---------------------------------------------------------------------------------------------- executing

@@ -22,7 +22,6 @@ from bench.profiles import DEFAULT_PROFILE
 from bench.run.plan import RunRequest, plan
 
 EXECUTORS = ("local", "dask")
-DASK_MISSING = "--executor dask needs Dask: pip install leakbench[dask]"
 GRID_FILE_KEYS = ("attacks", "defenses", "datasets", "seeds", "profile", "n_train", "n_test", "metrics", "results",
                   "device", "extractor", "attack_params", "threads")
 
@@ -435,7 +434,9 @@ def run_grid(grid: GridSpec, executor: str = "local", workers: int | None = None
     if executor not in EXECUTORS:
         raise BenchError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     if executor == "dask" and not dask_available():
-        raise BenchError(DASK_MISSING)
+        from bench.install_hint import extra_install_command
+
+        raise BenchError(f"--executor dask needs Dask: {extra_install_command('dask')}")
     if executor == "local" and (workers is not None or scheduler is not None):
         raise BenchError("--workers and --scheduler go with --executor dask")
     if workers is not None and workers < 1:

@@ -259,6 +259,9 @@ class Attack(Plugin, ABC):
     uses_features: ClassVar[bool] = True
     # Its reconstructions are faces (e.g. face-cnn, feature-decoder): identity leakage is among its default metrics.
     reconstructs_faces: ClassVar[bool] = False
+    # Figures its paper publishes for the paper profile, by `describe()` key, in that key's unit (e.g.
+    # {"params_generators": 78e6, "gmacs": 96}); `bench describe --profile paper` flags those off by > 25 %.
+    paper_figures: ClassVar[Mapping[str, float]] = {}
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:

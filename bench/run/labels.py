@@ -26,11 +26,12 @@ def check_attribute_labels(attack_cls: type[Attack], datasets: dict[str, type[Da
         missing = missing_labels(attack_cls, cls)
         if missing:
             has = ", ".join(cls.label_names or ()) or "none"
-            fits = labelled_datasets(missing)
+            fits = [f"--dataset {name}" + (" --data-root PATH" if registry.datasets.get(name).obj.needs_root else "")
+                    for name in labelled_datasets(missing)]
             raise IncompatibleError(
                 f"attack {attack_cls.name!r} infers {', '.join(missing)} but {role} dataset {cls.name!r} has no "
                 f"{', '.join(missing)} labels (its labels: {has}); use a dataset with them"
-                + (f": {', '.join(fits)}" if fits else ""))
+                + (f": {' or '.join(fits)}" if fits else ""))
 
 
 def labelled_datasets(attributes: list[str]) -> list[str]:

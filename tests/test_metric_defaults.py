@@ -163,3 +163,21 @@ def test_bench_run_attribute_inference_prints_its_number(tmp_path: Path) -> None
     rows = [line for line in out.output.splitlines() if line.startswith("inferred-gender-accuracy")]
     assert len(rows) == 1 and re.search(r"\s\d\.\d{4}\s+higher", rows[0]), out.output
     assert "not-applicable" not in out.output
+
+
+def _facts(output: str, name: str) -> str:
+    """The facts line (version; ...) under plugin `name` in `bench list KIND -v` output."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == [name] and line.startswith("  " + name))
+    return lines[start + 1]
+
+
+def test_bench_list_shows_the_declarations() -> None:
+    out = CliRunner().invoke(main, ["list", "datasets", "-v"]).output
+    utk = _facts(out, "utkface")
+    assert "faces (identity metrics by default)" in utk and "labels age, gender, race" in utk, out
+    demo = _facts(out, "synthetic-faces")
+    assert "identity metrics" not in demo and "labels identity" in demo, out
+    out = CliRunner().invoke(main, ["list", "attacks", "-v"]).output
+    assert "reconstructs faces" in _facts(out, "face-cnn"), out
+    assert "reconstructs faces" not in _facts(out, "cfgan"), out

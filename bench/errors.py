@@ -10,7 +10,8 @@ class UnknownNameError(BenchError):
 
 
 class IncompatibleError(BenchError):
-    """An attack that cannot consume what a defense releases."""
+    """A pairing that cannot run: an attack that cannot consume what a defense releases, or an attribute attack on
+    a dataset without the labels it infers (a grid lists such pairings as skipped)."""
 
 
 class WeightsMissingError(BenchError):

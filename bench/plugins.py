@@ -70,6 +70,11 @@ class Dataset(Plugin, ABC):
     needs_root: ClassVar[bool] = True
     note: ClassVar[str] = ""  # shown in every output, e.g. "demo set: synthetic faces"
     keys_by_content: ClassVar[bool] = False  # True: content_keys are content digests, comparable across datasets
+    # Real face photographs: any image attack on them reports identity leakage by default (bench/run/metric_defaults).
+    faces: ClassVar[bool] = False
+    # The labels `load` gives (e.g. ("age", "gender", "race")); None: not declared, so an attribute attack's need
+    # for a label is found only when it trains. A declared list lets a run refuse, and a grid skip, up front.
+    label_names: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = root
@@ -93,7 +98,8 @@ class Dataset(Plugin, ABC):
 
     @classmethod
     def registry_meta(cls) -> dict[str, Any]:
-        return {**super().registry_meta(), "needs_root": cls.needs_root, "note": cls.note}
+        return {**super().registry_meta(), "needs_root": cls.needs_root, "note": cls.note, "faces": cls.faces,
+                "labels": None if cls.label_names is None else list(cls.label_names)}
 
 
 def register_dataset(cls: type[Dataset]) -> type[Dataset]:
@@ -257,6 +263,11 @@ class Attack(Plugin, ABC):
     # False for an attack whose output does not depend on the released features (the mean-image floor): a split
     # without any feature (blank images, a dataset without keypoints) is then no reason to refuse it.
     uses_features: ClassVar[bool] = True
+    # Its reconstructions are faces (e.g. face-cnn, feature-decoder): identity leakage is among its default metrics.
+    reconstructs_faces: ClassVar[bool] = False
+    # Figures its paper publishes for the paper profile, by `describe()` key, in that key's unit (e.g.
+    # {"params_generators": 78e6, "gmacs": 96}); `bench describe --profile paper` flags those off by > 25 %.
+    paper_figures: ClassVar[Mapping[str, float]] = {}
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:
@@ -303,7 +314,7 @@ class Attack(Plugin, ABC):
     def registry_meta(cls) -> dict[str, Any]:
         return {**super().registry_meta(), "consumes": cls.consumes.describe(), "paper": cls.paper,
                 "profiles": list(cls.profiles), "outputs": cls.outputs, "attributes": list(cls.attributes),
-                "default_extractor": cls.default_extractor}
+                "default_extractor": cls.default_extractor, "reconstructs_faces": cls.reconstructs_faces}
 
 
 def register_attack(cls: type[Attack]) -> type[Attack]:
@@ -376,6 +387,8 @@ class Metric(Plugin):
     needs_weights: ClassVar[bool] = False
     level: ClassVar[str] = "sample"
     inputs: ClassVar[str] = "images"
+    # The predicted attribute an attribute metric scores (e.g. "gender"); an attack predicting it defaults to it.
+    attribute: ClassVar[str | None] = None
     convention: ClassVar[str] = ""  # the pinned convention, recorded with every value
 
     def prepare(self, ctx: EvalContext) -> None:
@@ -406,7 +419,7 @@ class Metric(Plugin):
     def registry_meta(cls) -> dict[str, Any]:
         return {**super().registry_meta(), "higher_is_better": cls.higher_is_better, "range": list(cls.value_range),
                 "needs_reference": cls.needs_reference, "needs_weights": cls.needs_weights, "level": cls.level,
-                "inputs": cls.inputs, "convention": cls.convention}
+                "inputs": cls.inputs, "attribute": cls.attribute, "convention": cls.convention}
 
 
 def register_metric(cls: type[Metric]) -> type[Metric]:

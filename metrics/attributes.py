@@ -22,6 +22,7 @@ class InferredGenderAccuracy(Metric):
 
     name = "inferred-gender-accuracy"
     inputs = "attributes"
+    attribute = "gender"
     level = "set"
     value_range = (0.0, 1.0)
     higher_is_better = True

@@ -6,6 +6,7 @@ import pytest
 
 from bench import registry
 from bench.contract import check_plugin
+from bench.install_hint import extra_install_command
 
 PLUGINS = [(k, e.name) for k in ("attacks", "defenses", "metrics") for e in registry.REGISTRIES[k]]
 
@@ -14,7 +15,7 @@ PLUGINS = [(k, e.name) for k in ("attacks", "defenses", "metrics") for e in regi
 def test_builtin_plugin_passes_contract(kind: str, name: str) -> None:
     results = check_plugin(name, kind)
     failed = [(check, detail) for check, ok, detail in results if not ok]
-    if failed and all("pip install leakbench[faces]" in detail for _, detail in failed):
+    if failed and all(extra_install_command("faces") in detail for _, detail in failed):
         pytest.skip(f"{name}: its smoke data needs the optional face extractor: {failed[0][1]}")
     assert results and not failed, failed
 

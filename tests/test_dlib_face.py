@@ -16,6 +16,7 @@ import torch
 
 from bench.embedders import batch_features, dlib_face, get_embedder
 from bench.images import read_image
+from bench.install_hint import extra_install_command
 from bench.metrics.distribution import FrechetDlibFace, frechet_distance
 from bench.plugins import EvalBatch, EvalContext, MetricUnavailable
 
@@ -39,12 +40,12 @@ def test_missing_packages_make_fd_dlib_unavailable(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "dlib", None)  # `import dlib` now raises ImportError
     with pytest.raises(MetricUnavailable) as exc:
         FrechetDlibFace().prepare(_ctx(tmp_path))
-    assert exc.value.fix == "pip install leakbench[faces]"
+    assert exc.value.fix == extra_install_command("faces")
     monkeypatch.setitem(sys.modules, "dlib", types.ModuleType("dlib"))  # dlib importable ...
     monkeypatch.setattr(dlib_face, "models_dir", lambda: None)  # ... but face-recognition-models absent
     with pytest.raises(MetricUnavailable) as exc:
         dlib_face.load()
-    assert exc.value.fix == "pip install leakbench[faces]"
+    assert exc.value.fix == extra_install_command("faces")
 
 
 @pytest.fixture(scope="module")

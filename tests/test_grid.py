@@ -23,7 +23,9 @@ from bench.plugins import Attack, FitContext, register_attack
 from bench.run import grid as grid_mod
 from bench.run.command import request_args, request_command
 from bench.run.grid import DatasetItem, GridSpec, PluginItem, expand, load_grid_file, parse_plugin_item, run_grid
-from bench.run.plan import DEFAULT_METRICS, RunRequest
+from bench.install_hint import extra_install_command
+from bench.run.metric_defaults import IMAGE_METRICS
+from bench.run.plan import RunRequest
 from bench.store import Store
 
 SMALL = {"profile": "smoke", "n_train": 8, "n_test": 4}
@@ -119,7 +121,7 @@ def test_dask_missing_is_one_exact_line(tmp_path: Path, monkeypatch: pytest.Monk
     out = CliRunner().invoke(group(), ["grid", "--attacks", "mean-image", "--results", str(tmp_path),
                                        "--executor", "dask"])
     assert out.exit_code == 2
-    assert out.output.strip() == "error: --executor dask needs Dask: pip install leakbench[dask]"
+    assert out.output.strip() == f"error: --executor dask needs Dask: {extra_install_command('dask')}"
 
 
 # ---------------------------------------------------------------------------------------------- executing
@@ -129,7 +131,7 @@ def test_local_grid_runs_every_compatible_pair(local_grid: tuple[Path, Any]) -> 
     runs, samples, sets = store_dump(results)
     assert sorted(runs.values()) == ["done"] * 6
     for run_id in runs:
-        assert set(DEFAULT_METRICS) <= set(sets[run_id])
+        assert set(IMAGE_METRICS) <= set(sets[run_id])
         assert len(samples[run_id]) >= 4
     assert report.leaderboards and all(p.is_file() for p in report.leaderboards)
 
@@ -246,8 +248,8 @@ def test_request_command_parses_back_to_the_same_request(req: RunRequest) -> Non
     assert Path(params["results"]) == Path(req.results)
     for key in ("data_root", "aux_data_root"):
         assert params[key] == (Path(getattr(req, key)).resolve() if getattr(req, key) else None)
-    metrics = tuple(params["metric_names"].split(",")) if params["metric_names"] else DEFAULT_METRICS
-    assert metrics == tuple(req.metrics)
+    metrics = tuple(params["metric_names"].split(",")) if params["metric_names"] else None
+    assert metrics == (None if req.metrics is None else tuple(req.metrics))
     assert parse_assignments(params["attack_args"], "a") == {k: str(v) if not isinstance(v, float) else repr(v)
                                                              for k, v in req.attack_params.items()}
     given = parse_assignments(params["defense_args"], "d")

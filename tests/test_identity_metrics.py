@@ -16,6 +16,7 @@ import torch
 
 from bench import registry
 from bench.images import read_image
+from bench.install_hint import extra_install_command
 from bench.metrics import identity
 from bench.plugins import EvalBatch, EvalContext, MetricUnavailable
 
@@ -131,7 +132,7 @@ def test_dlib_missing_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
         for name in METRICS:
             with pytest.raises(MetricUnavailable) as exc:
                 _metric(name).prepare(ctx)
-            assert exc.value.fix == "pip install leakbench[faces]"
+            assert exc.value.fix == extra_install_command("faces")
 
 
 def test_gender_accuracy_needs_gender_labels() -> None:

@@ -22,6 +22,7 @@ from bench.cli import main
 from bench.contract import check_plugin, smoke_data
 from bench.embedders import dlib_face
 from bench.errors import BenchError
+from bench.install_hint import extra_install_command
 from bench.plugins import FitContext
 
 
@@ -140,7 +141,7 @@ def test_bench_run_without_dlib_is_one_error_line(monkeypatch: pytest.MonkeyPatc
     out = CliRunner().invoke(main, ["run", "--attack", "sli-l", "--defense", "drop-coordinates", *SMOKE,
                                     "--results", str(tmp_path)])
     assert out.exit_code == 2, out.output
-    assert "error:" in out.output and "leakbench[faces]" in out.output and "Traceback" not in out.output
+    assert "error:" in out.output and extra_install_command("faces") in out.output and "Traceback" not in out.output
 
 
 @needs_faces

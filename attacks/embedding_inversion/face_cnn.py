@@ -114,6 +114,8 @@ class FaceCNNAttack(VectorToImageAttack):
     name = "face-cnn"
     version = "1"
     consumes = Requirement("embeddings", {"float": True})
+    reconstructs_faces = True
+    paper_figures = {"paper_d512_params": 16e6}  # "about 16 M parameters" for a 512-d embedding
     paper = ("Shahreza, Hahn, Marcel: Face reconstruction from deep facial embeddings using a convolutional neural "
              "network, ICIP 2022 (as adapted in Osorio-Roig, Gerlitz, Rathgeb, Busch: Reversing deep face embeddings with "
              "probable privacy protection, WIFS 2023, against PE-MIU)")

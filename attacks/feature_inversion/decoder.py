@@ -57,6 +57,7 @@ FEATURE_LOSS_NOTE = ("feature-gan: the paper's feature-reconstruction loss (re-e
 
 class _DecoderAttack(VectorToImageAttack):
     consumes = VECTOR_KINDS
+    reconstructs_faces = True  # here: faces decoded from face descriptors (default victim: dlib-face)
     paper = PAPER
     PROFILES = PROFILES
 

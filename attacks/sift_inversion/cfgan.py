@@ -98,6 +98,7 @@ class CFGAN(Attack):
     paper = ("Li, Zhu, Wang, Zhou, Zhang: Deep reverse attack on SIFT features with a coarse-to-fine GAN model "
              "(CFGAN), IEEE TCSVT 2024, doi:10.1109/TCSVT.2024.3367808")
     profiles = ("smoke", "cpu", "paper")
+    paper_figures = {"params_generators": 153e6, "gmacs": 148.0}  # Table II (its "FLOPs" are MACs)
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:

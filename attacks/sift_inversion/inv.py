@@ -89,6 +89,7 @@ class INV(Attack):
     paper = ("Pittaluga, Koppal, Kang, Sinha: Revealing scenes by inverting structure from motion reconstructions, "
              "CVPR 2019, arXiv:1904.03303 (the INV baseline of CFGAN, IEEE TCSVT 2024, Tables I-II)")
     profiles = ("smoke", "cpu", "paper")
+    paper_figures = {"params_generators": 88e6, "gmacs": 150.0}  # CFGAN's Table II (its "FLOPs" are MACs)
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:

@@ -223,6 +223,7 @@ class IVR(Attack):
     paper = ("Dosovitskiy, Brox: Inverting visual representations with convolutional networks, CVPR 2016, "
              "arXiv:1506.02753 (the IVR baseline of CFGAN, IEEE TCSVT 2024, Tables I-II)")
     profiles = ("smoke", "cpu", "paper")
+    paper_figures = {"params_total": 93e6, "gmacs": 25.0}  # CFGAN's Table II (its "FLOPs" are MACs)
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:

@@ -119,6 +119,7 @@ class SLI(Attack):
     consumes = Requirement("sift", {"has_coordinates": True, "has_descriptors": True})
     paper = PAPER
     profiles = ("smoke", "cpu", "paper")
+    paper_figures = {"params_generators": 78e6, "gmacs": 96.0}  # Table II; its "FLOPs" are MACs (docs/sli.md)
 
     uses_lbp: bool = True  # two stages (SIFT → LBP → RGB); sli-b has only the image net
 
@@ -419,6 +420,7 @@ class SLIB(SLI):
     name = "sli-b"
     consumes = Requirement("sift", {"has_coordinates": True})
     uses_lbp = False
+    paper_figures = {}  # the paper reports no size for SLI-B
 
     @property
     def map_channels(self) -> int:

@@ -35,10 +35,11 @@ from bench.attacks.sift_inversion.sli import SLI
 from bench.errors import BenchError
 from bench.features import FeatureSet, Requirement
 from bench.features.sift import DESCRIPTOR_DIM, SiftSet
+from bench.install_hint import extra_install_command
 from bench.nn.measure import count_parameters
 from bench.plugins import FitContext, ImageSet, register_attack
 
-FIX = "pip install leakbench[faces]"
+FIX = extra_install_command("faces")
 LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
 REFERENCE_SIZE = 256  # label radius and jitter are stated at this image size and scaled to the actual one
 LABEL_RADIUS = 10.0  # px at 256: a keypoint this close to a landmark gets the landmark's group

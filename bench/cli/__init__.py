@@ -39,6 +39,16 @@ def describe_cmd(attack: str, profile: str) -> None:
         click.echo("(this attack reports no architecture figures)")
     for key, value in figures.items():
         click.echo(f"  {key:<34} {_fmt(value)}")
+    published = getattr(entry.obj, "paper_figures", {})
+    if published and profile != "paper":
+        click.echo(f"the paper's figures ({', '.join(published)}) are compared at --profile paper "
+                   f"(the {profile} profile is scaled down)")
+    elif published:
+        from bench.paper_parity import compare, report_lines
+
+        click.echo("against the paper:")
+        for line in report_lines(compare(figures, published)):
+            click.echo(line)
 
 
 def _fmt(value: Any) -> str:

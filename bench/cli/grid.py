@@ -45,7 +45,7 @@ def print_report(report: Any) -> None:
 @click.option("--n-train", type=click.IntRange(min=1), default=None, help="Auxiliary split size [profile default].")
 @click.option("--n-test", type=click.IntRange(min=1), default=None, help="Private split size [profile default].")
 @click.option("--metrics", "metric_names", default=None,
-              help="Comma-separated metrics, or `all` [the standard conventions, as for `bench run`].")
+              help="Comma-separated metrics, or `all` [each run's defaults: what its attack leaks, as for `bench run`].")
 @click.option("--extractor", default=None, help="Victim feature extractor [each attack's declared default].")
 @click.option("--results", type=click.Path(path_type=Path), default=None,
               help="Results folder: store, cache, runs, leaderboards [bench-results].")

@@ -32,6 +32,13 @@ def _details(kind: str, entry: registry.Entry[Any]) -> list[str]:
         if outputs == "attributes" and meta.get("attributes"):
             outputs += f" ({', '.join(meta['attributes'])})"
         facts += [f"outputs {outputs}", f"default extractor {meta.get('default_extractor') or 'none'}"]
+        if meta.get("reconstructs_faces"):
+            facts.append("reconstructs faces (identity metrics by default)")
+    elif kind == "datasets":
+        if meta.get("faces"):
+            facts.append("faces (identity metrics by default)")
+        if meta.get("labels") is not None:
+            facts.append(f"labels {', '.join(meta['labels']) or 'none'}")
     elif kind == "defenses" and meta.get("accepts"):
         facts.append(f"accepts {', '.join(meta['accepts'])}")
     elif kind == "extractors" and meta.get("produces"):

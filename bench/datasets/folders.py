@@ -156,6 +156,7 @@ class ImageFolder(FolderDataset):
     """Any folder tree of images (png, jpg, bmp, tif, webp, ppm/pgm), read recursively; no labels."""
 
     name = "folder"
+    label_names = ()
 
 
 def parse_utkface_name(file_name: str) -> tuple[int, int, int]:
@@ -178,6 +179,8 @@ class UTKFace(FolderDataset):
     """UTKFace aligned face crops; labels age, gender, race from file names (non-commercial research use)."""
 
     name = "utkface"
+    faces = True
+    label_names = ("age", "gender", "race")
 
     def labels_for(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         parsed = np.array([parse_utkface_name(i) for i in ids], dtype=np.int64).reshape(-1, 3)
@@ -189,6 +192,8 @@ class CelebAHQ(FolderDataset):
     """CelebA-HQ face images from a folder; no labels (non-commercial research use only)."""
 
     name = "celebahq"
+    faces = True
+    label_names = ()
 
 
 @register_dataset
@@ -196,6 +201,8 @@ class FFHQ(FolderDataset):
     """FFHQ face images from a folder (RGBA PNGs: alpha dropped); no labels (non-commercial research terms)."""
 
     name = "ffhq"
+    faces = True
+    label_names = ()
 
 
 @register_dataset
@@ -203,6 +210,8 @@ class LFW(FolderDataset):
     """Labeled Faces in the Wild, one folder per person; label identity = index of the person's folder."""
 
     name = "lfw"
+    faces = True
+    label_names = ("identity",)
 
     def labels_for(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         people = sorted({str(PurePosixPath(i).parent) for i in self.item_ids()} - {"."})

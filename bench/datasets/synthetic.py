@@ -405,6 +405,10 @@ class SyntheticFaces(Dataset):
     name = "synthetic-faces"
     needs_root = False
     note = "demo set: synthetic face-like images, not real faces"
+    # Not faces of people: a face recogniser's match on a drawing says nothing about identity leakage, so identity
+    # metrics are a default only for attacks that declare face reconstruction (`reconstructs_faces`).
+    faces = False
+    label_names = LABELS
 
     def __init__(self, root: Path | None = None, count: int = 5000) -> None:
         super().__init__(root)

@@ -26,9 +26,10 @@ import torch.nn.functional as F
 
 from bench.embedders import Embedder, to_uint8
 from bench.hashing import file_sha256
+from bench.install_hint import extra_install_command
 from bench.plugins import MetricUnavailable
 
-FIX = "pip install leakbench[faces]"
+FIX = extra_install_command("faces")  # e.g. pip install "leakbench[faces]", as leakbench was installed
 DETECT_SIZE = 256  # the longer image side given to the detector (HOG finds faces of about 80 px and more)
 CHIP_SIZE = 150  # dlib's face recognition network takes 150×150 chips
 CHIP_PADDING = 0.25

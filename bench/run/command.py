@@ -11,7 +11,7 @@ import shlex
 from pathlib import Path
 from typing import Any, Mapping
 
-from bench.run.plan import DEFAULT_METRICS, RunRequest
+from bench.run.plan import RunRequest
 
 _DEFAULT_RESULTS = Path("bench-results")
 
@@ -70,7 +70,7 @@ def request_args(req: RunRequest) -> list[str]:
         args += ["--threads", str(req.threads)]
     if req.extractor:
         args += ["--extractor", req.extractor]
-    if tuple(req.metrics) != tuple(DEFAULT_METRICS):
+    if req.metrics is not None:
         args += ["--metrics", ",".join(req.metrics)]
     return args
 

@@ -19,10 +19,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from bench.errors import BenchError, IncompatibleError
 from bench.params import label
 from bench.profiles import DEFAULT_PROFILE
-from bench.run.plan import DEFAULT_METRICS, RunRequest, plan
+from bench.run.plan import RunRequest, plan
 
 EXECUTORS = ("local", "dask")
-DASK_MISSING = "--executor dask needs Dask: pip install leakbench[dask]"
 GRID_FILE_KEYS = ("attacks", "defenses", "datasets", "seeds", "profile", "n_train", "n_test", "metrics", "results",
                   "device", "extractor", "attack_params", "threads")
 
@@ -63,7 +62,7 @@ class GridSpec:
     profile: str = DEFAULT_PROFILE
     n_train: int | None = None
     n_test: int | None = None
-    metrics: tuple[str, ...] = tuple(DEFAULT_METRICS)
+    metrics: tuple[str, ...] | None = None  # None: each run's defaults (bench/run/metric_defaults.py)
     results: Path = Path("bench-results")
     device: str = "cpu"
     extractor: str | None = None
@@ -80,7 +79,7 @@ class GridSpec:
             if not items:
                 raise BenchError(f"the grid has no {what}; name at least one")
         self.seeds = [int(s) for s in self.seeds]
-        self.metrics = tuple(self.metrics)
+        self.metrics = None if self.metrics is None else tuple(self.metrics)
         self.results = Path(self.results)
 
     @property
@@ -263,6 +262,7 @@ class PlannedRun:
     defense: str
     dataset: str
     seed: int
+    metrics: tuple[str, ...] = ()  # the metric names `plan` resolved (defaults or `all` expanded)
 
 
 def _requests(grid: GridSpec, threads: int | None) -> Iterable[tuple[tuple[int, int, int], RunRequest]]:
@@ -275,7 +275,7 @@ def _requests(grid: GridSpec, threads: int | None) -> Iterable[tuple[tuple[int, 
                         attack=attack.name, defense=defense.name, dataset=ds.name, data_root=ds.data_root,
                         profile=grid.profile, seed=seed, n_train=grid.n_train, n_test=grid.n_test,
                         results=grid.results, device=grid.device, extractor=grid.extractor,
-                        metrics=tuple(grid.metrics), progress=False,
+                        metrics=None if grid.metrics is None else tuple(grid.metrics), progress=False,
                         attack_params={**dict(grid.attack_params), **dict(attack.params)},
                         defense_params=dict(defense.params), threads=threads)
 
@@ -304,7 +304,7 @@ def plan_grid(grid: GridSpec, threads: int | None = None) -> tuple[list[PlannedR
             continue
         seen.add(p.spec.run_id)
         runs.append(PlannedRun(req, p.spec.run_id, p.spec.config_id, p.spec.to_dict(), attack.label, defense.label,
-                               ds.name, req.seed))
+                               ds.name, req.seed, tuple(p.metrics)))
         del p
     return runs, list(skipped.values())
 
@@ -391,7 +391,7 @@ def _already_complete(store: Any, run: PlannedRun) -> bool:
     row = store.run(run.run_id)
     if not row or row.get("status") != "done":
         return False
-    return set(run.request.metrics) <= set(store.set_metrics(run.run_id))
+    return set(run.metrics) <= set(store.set_metrics(run.run_id))
 
 
 class _Progress:
@@ -434,7 +434,9 @@ def run_grid(grid: GridSpec, executor: str = "local", workers: int | None = None
     if executor not in EXECUTORS:
         raise BenchError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     if executor == "dask" and not dask_available():
-        raise BenchError(DASK_MISSING)
+        from bench.install_hint import extra_install_command
+
+        raise BenchError(f"--executor dask needs Dask: {extra_install_command('dask')}")
     if executor == "local" and (workers is not None or scheduler is not None):
         raise BenchError("--workers and --scheduler go with --executor dask")
     if workers is not None and workers < 1:

@@ -19,12 +19,11 @@ from bench.errors import BenchError, IncompatibleError
 from bench.features import FeatureSpec
 from bench.plugins import Attack, Dataset, Defense, Extractor, Metric
 from bench.profiles import RunProfile, get_profile
+from bench.run.labels import check_attribute_labels
+from bench.run.metric_defaults import default_metrics
 from bench.run.spec import RunSpec
 from bench.run.splits import split_cross, split_ids
 
-# Every standard convention by default: a metric whose weights or packages are missing is listed as unavailable with
-# its fix (costing nothing), so a default run shows the whole picture. `--metrics all` adds the compat variants.
-DEFAULT_METRICS = ("mse", "psnr", "ssim", "ssim-sift-compat", "ssim-matlab", "lpips", "fid", "kid", "fd-dlib", "semsim")
 MAX_SEED = 2**32 - 1  # numpy and torch seeds must fit in 32 bits
 
 
@@ -45,7 +44,7 @@ class RunRequest:
     extractor: str | None = None
     aux_dataset: str | None = None
     aux_data_root: Path | None = None
-    metrics: Sequence[str] = DEFAULT_METRICS
+    metrics: Sequence[str] | None = None  # None: what the attack leaks (bench/run/metric_defaults.py)
     progress: bool = True
     attack_params: dict[str, Any] = field(default_factory=dict)  # raw KEY=VALUE values, validated by plan()
     defense_params: dict[str, Any] = field(default_factory=dict)
@@ -158,9 +157,17 @@ def plan(req: RunRequest) -> Plan:
         raise IncompatibleError(
             f"attack {req.attack!r} needs {attack_cls.consumes.describe()} but defense {req.defense!r} releases "
             f"{released.describe()}; attacks that can consume it: {', '.join(fits) or 'none'}")
-    if not req.metrics:
+    dataset_cls = registry.datasets.get(req.dataset).obj
+    labelled = {"private": dataset_cls}
+    if req.aux_dataset:
+        labelled["auxiliary"] = registry.datasets.get(req.aux_dataset).obj
+    check_attribute_labels(attack_cls, labelled)
+    if req.metrics is None:
+        names = default_metrics(attack_cls, dataset_cls)
+    elif not req.metrics:
         raise BenchError("no metric given; name at least one (see `bench list metrics`)")
-    names = registry.metrics.names() if tuple(req.metrics) == ("all",) else dict.fromkeys(req.metrics)
+    else:
+        names = registry.metrics.names() if tuple(req.metrics) == ("all",) else dict.fromkeys(req.metrics)
     metrics = {name: registry.metrics.get(name).obj() for name in names}
     device = resolve_device(req.device)
     n_train = profile.n_train if req.n_train is None else req.n_train

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -287,6 +288,63 @@ def test_answers_update_resume_and_export(served) -> None:
     assert got == {(r1, idx[k1]): "0", (r1, idx[k2]): "0"} and {r["annotator"] for r in rows} == {ANN}
     with Store(results / "bench.sqlite") as st:
         assert len(st.annotations()) == 2
+
+
+def _raw(port: int, head: str, body: bytes = b"", wait: float = 10.0) -> tuple[int, dict]:
+    """Send a hand-written request (headers as given, then `body`) and read the response without closing our side:
+    a server that waits for more body than was sent gives no response within `wait` seconds (status 0)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=wait)
+    try:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except (socket.timeout, ConnectionError):
+            pass
+    finally:
+        sock.close()
+    if not data.startswith(b"HTTP/"):
+        return 0, {}
+    status = int(data.split(b" ", 2)[1])
+    return status, json.loads(data.split(b"\r\n\r\n", 1)[1] or b"{}")
+
+
+def test_request_lengths_are_refused_from_the_headers(served) -> None:
+    client, _, _ = served
+    port, token = client.server.port, client.server.token
+    post = f"POST /api/answer?token={token} HTTP/1.1\nHost: x\nContent-Type: application/json\n"
+    answer = json.dumps({"annotator": ANN, "key": "r:ffff:0", "answer": "yes"}).encode()
+    # negative: once read to the end of the stream, bypassing the cap; now 400 without reading a byte of it
+    assert _raw(port, post + "Content-Length: -1\n", answer)[0] == 400
+    assert _raw(port, post + "Content-Length: 1e3\n", answer)[0] == 400
+    assert _raw(port, post + "Content-Length: 5\nContent-Length: 6\n", answer)[0] == 400
+    # oversize: 413 at once, although the body never comes
+    status, got = _raw(port, post + "Content-Length: 31457280\n")
+    assert status == 413 and "too large" in got["error"]
+    # missing (or chunked): 411
+    assert _raw(port, post, answer)[0] == 411
+    assert _raw(port, post + "Transfer-Encoding: chunked\n", b"0\r\n\r\n")[0] == 411
+    # a well-formed request still gets its answer
+    assert _raw(port, post + f"Content-Length: {len(answer)}\n", answer)[0] == 404  # (no such item)
+
+
+def test_deep_json_and_unexpected_errors_get_json_responses(served, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, _, _ = served
+    deep = b"[" * 5000 + b"]" * 5000  # 10,000 bytes, within the size cap
+    status, got = _raw(client.server.port, f"POST /api/answer?token={client.server.token} HTTP/1.1\nHost: x\n"
+                                           f"Content-Length: {len(deep)}\n", deep)
+    assert status == 400 and "nested too deeply" in got["error"]
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(client.server.service, "answer", broken)
+    monkeypatch.setattr(client.server.service, "state", broken)
+    status, body, ctype = client.request("POST", "/api/answer", {"annotator": ANN, "key": "x", "answer": "yes"})
+    assert status == 500 and ctype == "application/json" and json.loads(body) == {"error": "internal error: RuntimeError"}
+    status, body, ctype = client.request("GET", f"/api/state?annotator={ANN}")
+    assert status == 500 and ctype == "application/json"
+    assert client.request("GET", "/")[0] == 200  # the server goes on
 
 
 def test_pair_task(runs: tuple[Path, list[str]], tmp_path: Path) -> None:

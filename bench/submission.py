@@ -20,6 +20,7 @@ re-run it: each run carries the `bench run` command that reproduces it (append `
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import json
 import math
@@ -49,7 +50,7 @@ FORMAT_VERSION = 1
 SAMPLE_COLUMNS = ["sample_index", "sample_id", "metric", "value", "status", "version"]
 KINDS = ("attacks", "defenses", "metrics")
 DEFAULT_MAX_SIZE_MIB = 256  # what an imported archive may expand to, by its declared sizes
-MAX_MEMBERS = 100_000
+MAX_MEMBERS = 20_000  # files and folders in an archive (a bundle holds about 8 per run)
 EPS32 = float(np.finfo(np.float32).eps)
 
 
@@ -259,7 +260,9 @@ def opened_bundle(path: Path, max_size_mib: float = DEFAULT_MAX_SIZE_MIB) -> Ite
     limit = int(max_size_mib * 2**20)
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         try:
-            with tarfile.open(path, "r:*") as tar:
+            # Data within the limit and headers of at most 1 KiB per member fit in twice the limit (plus 1 MiB).
+            with _capped_stream(path, 2 * limit + 2**20, max_size_mib) as stream, \
+                    tarfile.open(fileobj=stream, mode="r:") as tar:
                 members = _checked_members(tar, path, limit, max_size_mib)
                 tar.extractall(tmp, members=members, filter="data")
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
@@ -268,6 +271,45 @@ def opened_bundle(path: Path, max_size_mib: float = DEFAULT_MAX_SIZE_MIB) -> Ite
         if len(tops) != 1 or not tops[0].is_dir():
             raise BenchError(f"{path}: a bundle archive holds exactly one folder")
         yield tops[0]
+
+
+class _Capped:
+    """The decompressed archive as a stream that gives no byte past `cap` (a read is cut there, so one huge read, as
+    tarfile makes for an extended header, never allocates past it): whatever the headers declare, unpacking stops."""
+
+    def __init__(self, raw: Any, cap: int, path: Path, max_size_mib: float) -> None:
+        self.raw, self.cap, self.path, self.max_size_mib = raw, cap, path, max_size_mib
+
+    def _refuse(self) -> BenchError:
+        return BenchError(f"{self.path}: the archive expands past {self.max_size_mib:g} MiB (and its headers); "
+                          f"refused (a genuine bundle this large needs --max-size)")
+
+    def read(self, n: int | None = -1) -> bytes:
+        room = self.cap - self.raw.tell()
+        if room < 0:
+            raise self._refuse()
+        data = self.raw.read(room + 1 if n is None or n < 0 or n > room + 1 else n)
+        if self.raw.tell() > self.cap:
+            raise self._refuse()
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        target = offset if whence == 0 else self.raw.tell() + offset if whence == 1 else None
+        if target is None or target > self.cap:  # (tarfile never seeks from the end when reading)
+            raise self._refuse()
+        return self.raw.seek(target)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+
+@contextmanager
+def _capped_stream(path: Path, cap: int, max_size_mib: float) -> Iterator[_Capped]:
+    """A .tar.gz (or plain .tar) bundle's tar stream, decompressed here so that `_Capped` counts unpacked bytes."""
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    with (gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")) as raw:
+        yield _Capped(raw, cap, path, max_size_mib)
 
 
 def _refuse_links(root: Path) -> None:

@@ -5,6 +5,7 @@ refusals of tampered or incomplete bundles), and re-running the bundle's command
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import os
@@ -314,6 +315,25 @@ def test_archive_expanding_to_a_gibibyte_is_refused_before_extracting(submitted:
     small = CliRunner().invoke(main, ["leaderboard", "import", str(submitted["bundle"]), "--max-size", "0.01",
                                       "--results", str(tmp_path / "store")])
     assert small.exit_code == 2 and "declare more than 0.01 MiB" in small.output, small.output
+
+
+def test_unpacking_stops_at_the_limit_whatever_the_headers_say(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """An extended (pax) header is read whole by tarfile before any member is seen: 8 MiB of it under a 1 MiB limit
+    is refused once the unpacked stream passes twice the limit, without reading the rest."""
+    bomb = tmp_path / "pax.tar.gz"
+    with tarfile.open(bomb, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("b/manifest.json")
+        info.pax_headers = {"comment": "x" * (8 * 2**20)}
+        tar.addfile(info, io.BytesIO(b""))
+    _no_extraction(monkeypatch)
+    read: list[int] = []
+    real_read = gzip.GzipFile.read
+    monkeypatch.setattr(gzip.GzipFile, "read", lambda self, n=-1: read.append(n) or real_read(self, n))
+    out = CliRunner().invoke(main, ["leaderboard", "import", str(bomb), "--max-size", "1",
+                                    "--results", str(tmp_path / "store")])
+    assert out.exit_code == 2 and "expands past 1 MiB" in out.output, out.output
+    assert max(read) <= 3 * 2**20 + 1  # no single read past the cap
 
 
 def test_archive_member_sizes_are_checked_against_the_manifest_before_extracting(

@@ -352,3 +352,16 @@ def test_archive_member_sizes_are_checked_against_the_manifest_before_extracting
     _no_extraction(monkeypatch)
     out = _import(tmp_path / "ridge.tar.gz", tmp_path / "store")
     assert out.exit_code == 2 and f"declares {listed + 1000} bytes, the manifest {listed}" in out.output, out.output
+
+
+def test_an_archive_written_before_sizes_were_listed_still_imports(submitted: dict[str, Path], tmp_path: Path) -> None:
+    bundle = tmp_path / "ridge"
+    with opened_bundle(submitted["bundle"]) as root:
+        shutil.copytree(root, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    del manifest["sizes"]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with tarfile.open(tmp_path / "ridge.tar.gz", "w:gz") as tar:
+        tar.add(bundle, arcname="ridge")
+    out = _import(tmp_path / "ridge.tar.gz", tmp_path / "store")
+    assert out.exit_code == 0 and "imported 1 run(s)" in out.output, out.output

@@ -388,7 +388,15 @@ def _real(text: str) -> float | None:
 
 
 def verify_bundle(root: Path) -> tuple[dict[str, Any], list[VerifiedRun]]:
-    """Check a bundle folder; the manifest and its runs, or a BenchError naming the first thing that failed."""
+    """Check a bundle folder; the manifest and its runs, or a BenchError naming the first thing that failed (content
+    of the wrong type or shape included: a hostile bundle gives an error line, not a traceback)."""
+    try:
+        return _verify_bundle(root)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        raise BenchError(f"bundle content is malformed ({type(exc).__name__}: {exc}); refused") from None
+
+
+def _verify_bundle(root: Path) -> tuple[dict[str, Any], list[VerifiedRun]]:
     from bench.run.spec import config_id as spec_config_id
     from bench.store.db import METRIC_STATUSES
 

@@ -170,6 +170,11 @@ TAMPERING = {
     # The set value halved, every hash rewritten: only recomputing it from the per-sample rows catches it.
     "set value contradicts the rows": (lambda run: _halve_set_value(run, "mse"), True,
                                        "set value of 'mse' is"),
+    "malformed set row": (lambda run: (run / "set_metrics.json").write_text(
+        (run / "set_metrics.json").read_text().replace('"n": ', '"n": "many", "x": ', 1)), True,
+        "bundle content is malformed (ValueError"),
+    "malformed attributes": (lambda run: (run / "attributes.csv").write_text("sample_index,value\nabc,1\n"), True,
+                             "bundle content is malformed"),
 }
 
 
@@ -183,7 +188,8 @@ def _halve_set_value(run: Path, metric: str) -> None:
 
 def _rehash(bundle: Path, manifest: dict[str, Any]) -> None:
     """What a careful forger does after editing files: the manifest's hashes and sizes rewritten to match."""
-    manifest["files"] = {k: file_sha256(bundle / k) for k in manifest["files"]}
+    files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
+    manifest["files"] = {k: file_sha256(bundle / k) for k in files if k != "manifest.json"}
     manifest["sizes"] = {k: (bundle / k).stat().st_size for k in manifest["files"]}
     (bundle / "manifest.json").write_text(json.dumps(manifest))
 

@@ -328,6 +328,13 @@ def _refuse_links(root: Path) -> None:
                 raise BenchError(f"{root}: {rel} is not a regular file or folder; refused")
 
 
+def _member_name(name: str) -> str:
+    """A member's path without the leading `./` that `tar -C DIR .` writes ('' for the archive's `.` itself)."""
+    while name.startswith("./"):
+        name = name[2:]
+    return "" if name == "." else name.rstrip("/")
+
+
 def _checked_members(tar: tarfile.TarFile, path: Path, limit: int, max_size_mib: float) -> list[tarfile.TarInfo]:
     """The archive's members, read header by header (each header is checked before the data behind it is read):
     regular files and folders only, one top folder, declared sizes summing to at most `limit` bytes and equal to the
@@ -345,11 +352,12 @@ def _checked_members(tar: tarfile.TarFile, path: Path, limit: int, max_size_mib:
         members.append(m)
         if len(members) > MAX_MEMBERS:
             raise BenchError(f"{path}: the archive holds more than {MAX_MEMBERS} members; refused before extracting")
-    tops = {m.name.split("/")[0] for m in members}
+    names = {id(m): _member_name(m.name) for m in members}
+    tops = {names[id(m)].split("/")[0] for m in members if names[id(m)]}
     if len(tops) != 1:
         raise BenchError(f"{path}: a bundle archive holds exactly one folder")
     top = tops.pop()
-    found = [m for m in members if m.name == f"{top}/manifest.json" and m.isfile()]
+    found = [m for m in members if names[id(m)] == f"{top}/manifest.json" and m.isfile()]
     if not found:
         raise BenchError("bundle is missing manifest.json")
     handle = tar.extractfile(found[0])
@@ -363,7 +371,7 @@ def _checked_members(tar: tarfile.TarFile, path: Path, limit: int, max_size_mib:
     if not isinstance(sizes, dict):
         raise BenchError("manifest.json: 'sizes' is not a mapping of file to bytes")
     for m in members:
-        rel = m.name[len(top) + 1:]
+        rel = names[id(m)][len(top) + 1:]
         if not m.isfile() or rel == "manifest.json":
             continue
         if rel not in sizes:

@@ -371,3 +371,13 @@ def test_an_archive_written_before_sizes_were_listed_still_imports(submitted: di
         tar.add(bundle, arcname="ridge")
     out = _import(tmp_path / "ridge.tar.gz", tmp_path / "store")
     assert out.exit_code == 0 and "imported 1 run(s)" in out.output, out.output
+
+
+def test_an_archive_with_dot_slash_names_imports(submitted: dict[str, Path], tmp_path: Path) -> None:
+    """`tar -czf B.tar.gz ./ridge` writes names beginning `./`: the size checks see the same files."""
+    with opened_bundle(submitted["bundle"]) as root:
+        shutil.copytree(root, tmp_path / "ridge")
+    with tarfile.open(tmp_path / "ridge.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "ridge", arcname="./ridge")
+    out = _import(tmp_path / "ridge.tar.gz", tmp_path / "store")
+    assert out.exit_code == 0 and "imported 1 run(s)" in out.output, out.output

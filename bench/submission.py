@@ -591,6 +591,9 @@ def _check_set_values(where: str, rows: list[tuple[int, str, str, float | None, 
             want = float(entry.obj().aggregate({"values": v.copy()}))
         except KeyError:  # its aggregate needs arrays beyond the per-sample values: not a function of the rows
             continue
+        except Exception as exc:  # (a plugin's own code: whatever it raises, the value cannot be checked)
+            raise BenchError(f"{where}: the set value of {m!r} cannot be recomputed from its rows here "
+                             f"({type(exc).__name__}: {exc}); refused") from None
         got = float(s["value"])
         finite = np.abs(v[np.isfinite(v)])
         tol = n * EPS32 * (float(finite.mean()) if len(finite) else 0.0)

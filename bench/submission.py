@@ -20,8 +20,11 @@ re-run it: each run carries the `bench run` command that reproduces it (append `
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import json
+import math
+import os
 import platform
 import shlex
 import shutil
@@ -29,11 +32,14 @@ import sys
 import tarfile
 import tempfile
 import time
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import import_module, metadata
 from pathlib import Path
 from typing import Any, Iterator, Mapping
+
+import numpy as np
 
 from bench import __version__, registry
 from bench.errors import BenchError
@@ -43,6 +49,9 @@ BUNDLE_FORMAT = "leakbench-submission"
 FORMAT_VERSION = 1
 SAMPLE_COLUMNS = ["sample_index", "sample_id", "metric", "value", "status", "version"]
 KINDS = ("attacks", "defenses", "metrics")
+DEFAULT_MAX_SIZE_MIB = 256  # what an imported archive may expand to, by its declared sizes
+MAX_MEMBERS = 20_000  # files and folders in an archive (a bundle holds about 8 per run)
+EPS32 = float(np.finfo(np.float32).eps)
 
 
 # ------------------------------------------------------------------------------------------------ provenance
@@ -162,10 +171,14 @@ def write_bundle(name: str, results: Path, out: Path, kind: str | None = None) -
                         used[f"{k}:{n}"] = plugin_provenance(n, k)
                     except BenchError as exc:
                         used[f"{k}:{n}"] = {"name": n, "kind": k, "error": str(exc)}
-        files = {p.relative_to(root).as_posix(): file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
+        paths = [p for p in sorted(root.rglob("*")) if p.is_file()]
+        files = {p.relative_to(root).as_posix(): file_sha256(p) for p in paths}
+        # Byte sizes: an importer checks an archive's members against them before extracting anything.
+        sizes = {p.relative_to(root).as_posix(): p.stat().st_size for p in paths}
         manifest = {"format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "plugin": provenance,
                     "plugins_used": used, "bench_version": __version__, "environment": environment(), "runs": entries, "files": files,
+                    "sizes": sizes,
                     "rerun": "each run's command re-runs it: append --results DIR; `bench leaderboard import` of this "
                              "bundle checks it and adds its rows marked with their source"}
         (root / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
@@ -233,28 +246,140 @@ class VerifiedRun:
 
 
 @contextmanager
-def opened_bundle(path: Path) -> Iterator[Path]:
-    """The bundle's root folder (a .tar.gz is unpacked into a temporary folder, refusing links and outside paths)."""
+def opened_bundle(path: Path, max_size_mib: float = DEFAULT_MAX_SIZE_MIB) -> Iterator[Path]:
+    """The bundle's root folder. A folder must hold only regular files and folders (no links, which could name files
+    outside it); a .tar.gz is unpacked into a temporary folder only after its members' declared sizes were checked
+    against `max_size_mib` and the manifest's sizes, refusing links and outside paths."""
     path = Path(path)
     if path.is_dir():
+        _refuse_links(path)
         yield path
         return
     if not path.is_file():
         raise BenchError(f"no submission bundle at {path}")
+    limit = int(max_size_mib * 2**20)
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         try:
-            with tarfile.open(path, "r:*") as tar:
-                members = tar.getmembers()
-                bad = [m.name for m in members if not (m.isfile() or m.isdir())]
-                if bad:
-                    raise BenchError(f"{path}: the archive holds links or special files ({bad[0]}); refused")
-                tar.extractall(tmp, filter="data")
-        except (tarfile.TarError, OSError) as exc:
+            # Data within the limit and headers of at most 1 KiB per member fit in twice the limit (plus 1 MiB).
+            with _capped_stream(path, 2 * limit + 2**20, max_size_mib) as stream, \
+                    tarfile.open(fileobj=stream, mode="r:") as tar:
+                members = _checked_members(tar, path, limit, max_size_mib)
+                tar.extractall(tmp, members=members, filter="data")
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise BenchError(f"{path} is not a readable submission bundle (.tar.gz or folder): {exc}") from None
         tops = [p for p in Path(tmp).iterdir()]
         if len(tops) != 1 or not tops[0].is_dir():
             raise BenchError(f"{path}: a bundle archive holds exactly one folder")
         yield tops[0]
+
+
+class _Capped:
+    """The decompressed archive as a stream that gives no byte past `cap` (a read is cut there, so one huge read, as
+    tarfile makes for an extended header, never allocates past it): whatever the headers declare, unpacking stops."""
+
+    def __init__(self, raw: Any, cap: int, path: Path, max_size_mib: float) -> None:
+        self.raw, self.cap, self.path, self.max_size_mib = raw, cap, path, max_size_mib
+
+    def _refuse(self) -> BenchError:
+        return BenchError(f"{self.path}: the archive expands past {self.max_size_mib:g} MiB (and its headers); "
+                          f"refused (a genuine bundle this large needs --max-size)")
+
+    def read(self, n: int | None = -1) -> bytes:
+        room = self.cap - self.raw.tell()
+        if room < 0:
+            raise self._refuse()
+        data = self.raw.read(room + 1 if n is None or n < 0 or n > room + 1 else n)
+        if self.raw.tell() > self.cap:
+            raise self._refuse()
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        target = offset if whence == 0 else self.raw.tell() + offset if whence == 1 else None
+        if target is None or target > self.cap:  # (tarfile never seeks from the end when reading)
+            raise self._refuse()
+        return self.raw.seek(target)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+
+@contextmanager
+def _capped_stream(path: Path, cap: int, max_size_mib: float) -> Iterator[_Capped]:
+    """A .tar.gz (or plain .tar) bundle's tar stream, decompressed here so that `_Capped` counts unpacked bytes."""
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    with (gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")) as raw:
+        yield _Capped(raw, cap, path, max_size_mib)
+
+
+def _refuse_links(root: Path) -> None:
+    """A BenchError for the first symbolic link or special file under `root` (the archive path refuses them too)."""
+    base = os.path.realpath(root)
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in sorted(dirs + files):
+            p = Path(folder) / name
+            rel = p.relative_to(root).as_posix()
+            if p.is_symlink():
+                target = os.path.realpath(p)
+                where = "inside" if os.path.commonpath([base, target]) == base else "outside"
+                raise BenchError(f"{root}: {rel} is a symbolic link to {os.readlink(p)} ({where} the bundle); a "
+                                 f"bundle folder holds only regular files and folders: refused")
+            if not (p.is_file() or p.is_dir()):
+                raise BenchError(f"{root}: {rel} is not a regular file or folder; refused")
+
+
+def _member_name(name: str) -> str:
+    """A member's path without the leading `./` that `tar -C DIR .` writes ('' for the archive's `.` itself)."""
+    while name.startswith("./"):
+        name = name[2:]
+    return "" if name == "." else name.rstrip("/")
+
+
+def _checked_members(tar: tarfile.TarFile, path: Path, limit: int, max_size_mib: float) -> list[tarfile.TarInfo]:
+    """The archive's members, read header by header (each header is checked before the data behind it is read):
+    regular files and folders only, one top folder, declared sizes summing to at most `limit` bytes and equal to the
+    sizes the manifest lists. Nothing is extracted here; only manifest.json is read, once its size was checked."""
+    members: list[tarfile.TarInfo] = []
+    total = 0
+    for m in tar:
+        if not (m.isfile() or m.isdir()):
+            raise BenchError(f"{path}: the archive holds links or special files ({m.name}); refused")
+        total += m.size
+        if total > limit:
+            raise BenchError(f"{path}: the archive's members declare more than {max_size_mib:g} MiB (at {m.name}: "
+                             f"{m.size} bytes); refused before extracting (a genuine bundle this large needs "
+                             f"--max-size)")
+        members.append(m)
+        if len(members) > MAX_MEMBERS:
+            raise BenchError(f"{path}: the archive holds more than {MAX_MEMBERS} members; refused before extracting")
+    names = {id(m): _member_name(m.name) for m in members}
+    tops = {names[id(m)].split("/")[0] for m in members if names[id(m)]}
+    if len(tops) != 1:
+        raise BenchError(f"{path}: a bundle archive holds exactly one folder")
+    top = tops.pop()
+    found = [m for m in members if names[id(m)] == f"{top}/manifest.json" and m.isfile()]
+    if not found:
+        raise BenchError("bundle is missing manifest.json")
+    handle = tar.extractfile(found[0])
+    try:
+        manifest = json.loads(handle.read() if handle else b"")
+    except ValueError as exc:
+        raise BenchError(f"bundle manifest.json is not valid JSON: {exc}") from None
+    sizes = manifest.get("sizes") if isinstance(manifest, dict) else None
+    if sizes is None:  # bundles written before sizes were listed: the total limit above still held
+        return members
+    if not isinstance(sizes, dict):
+        raise BenchError("manifest.json: 'sizes' is not a mapping of file to bytes")
+    for m in members:
+        rel = names[id(m)][len(top) + 1:]
+        if not m.isfile() or rel == "manifest.json":
+            continue
+        if rel not in sizes:
+            raise BenchError(f"{rel}: file not listed in the manifest's sizes (added after the bundle was written)")
+        if sizes[rel] != m.size:
+            raise BenchError(f"{rel}: the archive declares {m.size} bytes, the manifest {sizes[rel]}; refused "
+                             f"before extracting")
+    return members
 
 
 def _load_json(path: Path, what: str) -> Any:
@@ -271,7 +396,15 @@ def _real(text: str) -> float | None:
 
 
 def verify_bundle(root: Path) -> tuple[dict[str, Any], list[VerifiedRun]]:
-    """Check a bundle folder; the manifest and its runs, or a BenchError naming the first thing that failed."""
+    """Check a bundle folder; the manifest and its runs, or a BenchError naming the first thing that failed (content
+    of the wrong type or shape included: a hostile bundle gives an error line, not a traceback)."""
+    try:
+        return _verify_bundle(root)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        raise BenchError(f"bundle content is malformed ({type(exc).__name__}: {exc}); refused") from None
+
+
+def _verify_bundle(root: Path) -> tuple[dict[str, Any], list[VerifiedRun]]:
     from bench.run.spec import config_id as spec_config_id
     from bench.store.db import METRIC_STATUSES
 
@@ -293,6 +426,13 @@ def verify_bundle(root: Path) -> tuple[dict[str, Any], list[VerifiedRun]]:
             raise BenchError(f"{rel}: listed in the manifest but missing from the bundle")
         if file_sha256(root / rel) != listed[rel]:
             raise BenchError(f"{rel}: sha256 differs from the manifest (the file was changed after submission)")
+    sizes = manifest.get("sizes")
+    if sizes is not None:  # (bundles written before sizes were listed have none)
+        if not isinstance(sizes, dict) or set(sizes) != set(listed):
+            raise BenchError("manifest.json: 'sizes' does not list the same files as 'files'")
+        for rel in sorted(listed):
+            if (root / rel).stat().st_size != sizes[rel]:
+                raise BenchError(f"{rel}: size differs from the manifest's {sizes[rel]} bytes")
     plugin = manifest["plugin"]
     kind, name = plugin.get("kind"), plugin.get("name")
     if kind not in KINDS or not name:
@@ -342,6 +482,7 @@ def _verify_run(root: Path, entry: Mapping[str, Any], kind: str, name: str, spec
         _check_convention(where, r)
     sample_rows = _read_samples(d / "sample_metrics.csv", where)
     _check_complete(where, sample_rows, by_metric, n)
+    _check_set_values(where, sample_rows, by_metric, n)
     if kind == "metrics" and name not in by_metric:
         raise BenchError(f"{where}: no value of the submitted metric {name!r}")
     attributes: list[tuple[int, str, str, str | None]] = []
@@ -433,6 +574,35 @@ def _check_complete(where: str, rows: list[tuple[int, str, str, float | None, st
                 raise BenchError(f"{where}: metric {m!r} has {len(got)} of {n} sample rows (incomplete)")
 
 
+def _check_set_values(where: str, rows: list[tuple[int, str, str, float | None, str, str]],
+                      sets: Mapping[str, Mapping[str, Any]], n: int) -> None:
+    """Every ok set value of a per-sample metric equals what the metric's own `aggregate` gives from the bundle's
+    per-sample rows (the mean, for every built-in), within n·eps(float32)·mean|v|: the rounding a sum of n values can
+    gather in float32 arithmetic. Run after `_check_complete`, so every index 0..n-1 has exactly one row."""
+    values: dict[str, np.ndarray] = {}
+    for i, _, m, v, _, _ in rows:
+        values.setdefault(m, np.full(n, np.nan))[i] = np.nan if v is None else v
+    for m, s in sets.items():
+        entry = registry.metrics.get(m)
+        if entry.meta["level"] != "sample" or s["status"] != "ok":
+            continue
+        v = values.get(m, np.full(n, np.nan))
+        try:
+            want = float(entry.obj().aggregate({"values": v.copy()}))
+        except KeyError:  # its aggregate needs arrays beyond the per-sample values: not a function of the rows
+            continue
+        except Exception as exc:  # (a plugin's own code: whatever it raises, the value cannot be checked)
+            raise BenchError(f"{where}: the set value of {m!r} cannot be recomputed from its rows here "
+                             f"({type(exc).__name__}: {exc}); refused") from None
+        got = float(s["value"])
+        finite = np.abs(v[np.isfinite(v)])
+        tol = n * EPS32 * (float(finite.mean()) if len(finite) else 0.0)
+        same = got == want or (math.isfinite(got) and math.isfinite(want) and abs(got - want) <= tol)
+        if not same:
+            raise BenchError(f"{where}: set value of {m!r} is {got!r} but its {n} per-sample rows give {want!r} "
+                             f"(tolerance {tol:.3g} = n·eps32·mean|v|); the set value contradicts the rows")
+
+
 # --------------------------------------------------------------------------------------------------- import
 @dataclass
 class ImportReport:
@@ -451,13 +621,14 @@ def bundle_source(manifest: Mapping[str, Any], manifest_bytes: bytes) -> str:
     return f"{dist}=={version} bundle {hashlib.sha256(manifest_bytes).hexdigest()[:12]}"
 
 
-def import_bundle(path: Path, results: Path) -> ImportReport:
-    """Verify the bundle at `path`, then add its runs to the store in `results` and refresh the leaderboards."""
+def import_bundle(path: Path, results: Path, max_size_mib: float = DEFAULT_MAX_SIZE_MIB) -> ImportReport:
+    """Verify the bundle at `path` (an archive may expand to `max_size_mib` MiB), then add its runs to the store in
+    `results` and refresh the leaderboards."""
     from bench.report.leaderboard import refresh_leaderboard
     from bench.run.runner import results_folder
     from bench.store import Store
 
-    with opened_bundle(Path(path)) as root:
+    with opened_bundle(Path(path), max_size_mib) as root:
         manifest, runs = verify_bundle(root)
         source = bundle_source(manifest, (root / "manifest.json").read_bytes())
     results = results_folder(results)

@@ -5,6 +5,8 @@ refusals of tampered or incomplete bundles), and re-running the bundle's command
 from __future__ import annotations
 
 import csv
+import gzip
+import io
 import json
 import os
 import shlex
@@ -12,9 +14,11 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -163,7 +167,31 @@ TAMPERING = {
         "convention"),
     "unknown metric": (_rename_metric, True, "'ssim-unheard-of' is not registered"),
     "added file": (lambda run: (run / "extra.csv").write_text("x\n"), False, "not listed in the manifest"),
+    # The set value halved, every hash rewritten: only recomputing it from the per-sample rows catches it.
+    "set value contradicts the rows": (lambda run: _halve_set_value(run, "mse"), True,
+                                       "set value of 'mse' is"),
+    "malformed set row": (lambda run: (run / "set_metrics.json").write_text(
+        (run / "set_metrics.json").read_text().replace('"n": ', '"n": "many", "x": ', 1)), True,
+        "bundle content is malformed (ValueError"),
+    "malformed attributes": (lambda run: (run / "attributes.csv").write_text("sample_index,value\nabc,1\n"), True,
+                             "bundle content is malformed"),
 }
+
+
+def _halve_set_value(run: Path, metric: str) -> None:
+    rows = json.loads((run / "set_metrics.json").read_text())
+    for r in rows:
+        if r["metric"] == metric:
+            r["value"] = r["value"] * 0.5
+    (run / "set_metrics.json").write_text(json.dumps(rows, indent=1, sort_keys=True))
+
+
+def _rehash(bundle: Path, manifest: dict[str, Any]) -> None:
+    """What a careful forger does after editing files: the manifest's hashes and sizes rewritten to match."""
+    files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
+    manifest["files"] = {k: file_sha256(bundle / k) for k in files if k != "manifest.json"}
+    manifest["sizes"] = {k: (bundle / k).stat().st_size for k in manifest["files"]}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
 
 
 @pytest.mark.parametrize("case", list(TAMPERING))
@@ -176,8 +204,7 @@ def test_tampered_or_incomplete_bundle_is_refused(case: str, submitted: dict[str
     run = bundle / "runs" / manifest["runs"][0]["run_id"]
     edit(run)
     if rehash:  # a careful forger also rewrites the manifest: the content checks must still catch it
-        manifest["files"] = {k: file_sha256(bundle / k) for k in manifest["files"]}
-        (bundle / "manifest.json").write_text(json.dumps(manifest))
+        _rehash(bundle, manifest)
     out = _import(bundle, tmp_path / "store")
     assert out.exit_code == 2, out.output
     assert out.output.startswith("error: ") and out.output.count("\n") == 1 and words in out.output, out.output
@@ -209,3 +236,148 @@ def test_a_metric_submission_bundles_the_runs_that_score_it(site: Path, submitte
     again = CliRunner().invoke(main, ["plugin", "submit", "psnr", "--results", str(submitted["results"]),
                                       "--out", str(tmp_path / "psnr-bundle")])
     assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_set_value_check_allows_float32_rounding_only(submitted: dict[str, Path], tmp_path: Path) -> None:
+    """A set mean that differs from the rows' mean by less than n·eps32·mean|v| is accepted; 10× that is refused."""
+    bundle = tmp_path / "bundle"
+    with opened_bundle(submitted["bundle"]) as root:
+        shutil.copytree(root, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    run = bundle / "runs" / manifest["runs"][0]["run_id"]
+    with open(run / "sample_metrics.csv") as fh:
+        mse = [float(r["value"]) for r in csv.DictReader(fh) if r["metric"] == "mse"]
+    tol = len(mse) * float(np.finfo(np.float32).eps) * float(np.mean(np.abs(mse)))
+    rows = json.loads((run / "set_metrics.json").read_text())
+    for shift, ok in ((0.5 * tol, True), (10 * tol, False)):
+        for r in rows:
+            if r["metric"] == "mse":
+                r["value"] = float(np.mean(mse)) + shift
+        (run / "set_metrics.json").write_text(json.dumps(rows))
+        _rehash(bundle, manifest)
+        out = _import(bundle, tmp_path / f"store-{ok}")
+        assert (out.exit_code == 0) == ok, out.output
+        if not ok:
+            assert "set value of 'mse'" in out.output and "contradicts the rows" in out.output, out.output
+
+
+def test_folder_bundle_with_a_link_outside_is_refused(submitted: dict[str, Path], tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    with opened_bundle(submitted["bundle"]) as root:
+        shutil.copytree(root, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    grid = bundle / "runs" / manifest["runs"][0]["run_id"] / "grid.png"
+    outside = tmp_path / "elsewhere.png"
+    outside.write_bytes(b"a file that is not part of the bundle")
+    grid.unlink()
+    grid.symlink_to(outside)
+    _rehash(bundle, manifest)  # the hashes match what the link points to
+    out = _import(bundle, tmp_path / "store")
+    assert out.exit_code == 2 and "grid.png is a symbolic link" in out.output and "outside the bundle" in out.output, \
+        out.output
+    assert not (tmp_path / "store" / "bench.sqlite").exists()
+
+
+class _Zeros(io.RawIOBase):
+    """`size` zero bytes, read without holding them."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        k = min(len(buf), self.left)
+        buf[:k] = bytes(k)
+        self.left -= k
+        return k
+
+
+def _no_extraction(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the archive was extracted")
+    monkeypatch.setattr(tarfile.TarFile, "extractall", refuse)
+    monkeypatch.setattr(tarfile.TarFile, "extract", refuse)
+
+
+def test_archive_expanding_to_a_gibibyte_is_refused_before_extracting(submitted: dict[str, Path], tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    bomb = tmp_path / "bomb.tar.gz"
+    manifest = json.dumps({"format": "leakbench-submission", "format_version": 1}).encode()
+    with tarfile.open(bomb, "w:gz", compresslevel=9) as tar:
+        info = tarfile.TarInfo("b/manifest.json")
+        info.size = len(manifest)
+        tar.addfile(info, io.BytesIO(manifest))
+        info = tarfile.TarInfo("b/runs/x/sample_metrics.csv")
+        info.size = 2**30
+        tar.addfile(info, _Zeros(2**30))
+    assert bomb.stat().st_size < 2**21  # about 1 MB on disk
+    _no_extraction(monkeypatch)
+    out = _import(bomb, tmp_path / "store")
+    assert out.exit_code == 2 and "declare more than 256 MiB" in out.output, out.output
+    assert "refused before extracting" in out.output
+    # The limit is an option: a genuine bundle over a tiny one is refused the same way.
+    small = CliRunner().invoke(main, ["leaderboard", "import", str(submitted["bundle"]), "--max-size", "0.01",
+                                      "--results", str(tmp_path / "store")])
+    assert small.exit_code == 2 and "declare more than 0.01 MiB" in small.output, small.output
+
+
+def test_unpacking_stops_at_the_limit_whatever_the_headers_say(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """An extended (pax) header is read whole by tarfile before any member is seen: 8 MiB of it under a 1 MiB limit
+    is refused once the unpacked stream passes twice the limit, without reading the rest."""
+    bomb = tmp_path / "pax.tar.gz"
+    with tarfile.open(bomb, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("b/manifest.json")
+        info.pax_headers = {"comment": "x" * (8 * 2**20)}
+        tar.addfile(info, io.BytesIO(b""))
+    _no_extraction(monkeypatch)
+    read: list[int] = []
+    real_read = gzip.GzipFile.read
+    monkeypatch.setattr(gzip.GzipFile, "read", lambda self, n=-1: read.append(n) or real_read(self, n))
+    out = CliRunner().invoke(main, ["leaderboard", "import", str(bomb), "--max-size", "1",
+                                    "--results", str(tmp_path / "store")])
+    assert out.exit_code == 2 and "expands past 1 MiB" in out.output, out.output
+    assert max(read) <= 3 * 2**20 + 1  # no single read past the cap
+
+
+def test_archive_member_sizes_are_checked_against_the_manifest_before_extracting(
+        submitted: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = tmp_path / "ridge"
+    with opened_bundle(submitted["bundle"]) as root:
+        shutil.copytree(root, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    grid = bundle / "runs" / manifest["runs"][0]["run_id"] / "grid.png"
+    listed = manifest["sizes"][f"runs/{manifest['runs'][0]['run_id']}/grid.png"]
+    assert listed == grid.stat().st_size  # written by `bench plugin submit`
+    with open(grid, "ab") as fh:
+        fh.write(bytes(1000))
+    with tarfile.open(tmp_path / "ridge.tar.gz", "w:gz") as tar:
+        tar.add(bundle, arcname="ridge")
+    _no_extraction(monkeypatch)
+    out = _import(tmp_path / "ridge.tar.gz", tmp_path / "store")
+    assert out.exit_code == 2 and f"declares {listed + 1000} bytes, the manifest {listed}" in out.output, out.output
+
+
+def test_an_archive_written_before_sizes_were_listed_still_imports(submitted: dict[str, Path], tmp_path: Path) -> None:
+    bundle = tmp_path / "ridge"
+    with opened_bundle(submitted["bundle"]) as root:
+        shutil.copytree(root, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    del manifest["sizes"]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with tarfile.open(tmp_path / "ridge.tar.gz", "w:gz") as tar:
+        tar.add(bundle, arcname="ridge")
+    out = _import(tmp_path / "ridge.tar.gz", tmp_path / "store")
+    assert out.exit_code == 0 and "imported 1 run(s)" in out.output, out.output
+
+
+def test_an_archive_with_dot_slash_names_imports(submitted: dict[str, Path], tmp_path: Path) -> None:
+    """`tar -czf B.tar.gz ./ridge` writes names beginning `./`: the size checks see the same files."""
+    with opened_bundle(submitted["bundle"]) as root:
+        shutil.copytree(root, tmp_path / "ridge")
+    with tarfile.open(tmp_path / "ridge.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "ridge", arcname="./ridge")
+    out = _import(tmp_path / "ridge.tar.gz", tmp_path / "store")
+    assert out.exit_code == 0 and "imported 1 run(s)" in out.output, out.output

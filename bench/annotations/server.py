@@ -11,6 +11,7 @@ import hmac
 import json
 import re
 import secrets
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +26,8 @@ from bench.errors import BenchError
 
 ANNOTATOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
 _IMAGE_RE = re.compile(r"^/img/([0-9a-f]{1,64})/([0-9]{1,9})/(original|reconstruction)\.png$")
+MAX_BODY = 10_000  # bytes of an answer request; an answer is a few dozen
+REQUEST_TIMEOUT_S = 30
 ANSWERS = {"recognisable": {"yes": 1.0, "no": 0.0}, "pair": {"left": "a", "right": "b"}}
 
 
@@ -94,6 +97,7 @@ def make_handler(service: AnnotationService, token: str) -> type[BaseHTTPRequest
     class Handler(BaseHTTPRequestHandler):
         server_version = "bench-annotate"
         sys_version = ""
+        timeout = REQUEST_TIMEOUT_S  # a client that stalls mid-request does not hold a thread forever
 
         def log_message(self, *args: Any) -> None:  # quiet: the terminal shows the URL and errors only
             pass
@@ -123,7 +127,42 @@ def make_handler(service: AnnotationService, token: str) -> type[BaseHTTPRequest
         def _annotator(self, value: str | None) -> str | None:
             return value if value and ANNOTATOR_RE.match(value) else None
 
+        def _content_length(self) -> tuple[int, tuple[HTTPStatus, str] | None]:
+            """The body's length from the headers, or the refusal: 411 without a Content-Length (chunked bodies
+            included), 400 for one that is not a non-negative integer, 413 above MAX_BODY bytes."""
+            given = self.headers.get_all("Content-Length") or []
+            if self.headers.get("Transfer-Encoding") or not given:
+                return 0, (HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required")
+            if len(set(given)) != 1 or not re.fullmatch(r"[0-9]{1,12}", given[0].strip()):
+                return 0, (HTTPStatus.BAD_REQUEST, "bad request: Content-Length is not a non-negative integer")
+            length = int(given[0])
+            if length > MAX_BODY:
+                return 0, (HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request too large (at most {MAX_BODY} bytes)")
+            return length, None
+
+        def _guarded(self, handle: Any) -> None:
+            """Any error the handlers did not expect is a 500 JSON response (and a line on stderr), never a dropped
+            connection."""
+            try:
+                handle()
+            except (ConnectionError, TimeoutError):  # the client went away or stalled: nobody to answer
+                self.close_connection = True
+            except Exception as exc:
+                self.close_connection = True
+                print(f"bench annotate serve: {self.command} {urlsplit(self.path).path}: {type(exc).__name__}: "
+                      f"{exc}", file=sys.stderr)
+                try:
+                    self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {type(exc).__name__}")
+                except OSError:
+                    pass
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            self._guarded(self._get)
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._guarded(self._post)
+
+        def _get(self) -> None:
             url = urlsplit(self.path)
             query = parse_qs(url.query)
             if not self._authorised(query):
@@ -150,21 +189,24 @@ def make_handler(service: AnnotationService, token: str) -> type[BaseHTTPRequest
                     return self._send(200, body, "image/png")
             return self._error(HTTPStatus.NOT_FOUND, "not found")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def _post(self) -> None:
             url = urlsplit(self.path)
             if not self._authorised(parse_qs(url.query)):
                 return self._error(HTTPStatus.FORBIDDEN, "missing or wrong token (use the URL printed at start)")
             if url.path != "/api/answer":
                 return self._error(HTTPStatus.NOT_FOUND, "not found")
+            length, refusal = self._content_length()
+            if refusal is not None:  # refused from the headers alone: the body is never read
+                self.close_connection = True
+                return self._error(*refusal)
             try:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > 10_000:
-                    raise ValueError("request too large")
                 body = json.loads(self.rfile.read(length) or b"{}")
                 if not isinstance(body, dict):
                     raise ValueError("expected a JSON object")
             except ValueError as exc:
                 return self._error(HTTPStatus.BAD_REQUEST, f"bad request: {exc}")
+            except RecursionError:
+                return self._error(HTTPStatus.BAD_REQUEST, "bad request: JSON nested too deeply")
             annotator = self._annotator(body.get("annotator"))
             if annotator is None:
                 return self._error(HTTPStatus.BAD_REQUEST, "annotator id: 1-64 letters, digits, . _ @ + -")

@@ -20,7 +20,7 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from bench.errors import BenchError
 from bench.images import IMAGE_SUFFIXES
@@ -31,6 +31,7 @@ CONSTRUCTED_PREFIX = "constructed"
 CONSTRUCTED_NOTE = "constructed annotations, not human judgements"
 _YES = {"1", "1.0", "yes", "y", "true"}
 _NO = {"0", "0.0", "no", "n", "false"}
+MAX_FIELD = 1000  # characters of one CSV field on import (ids, names, times): anything longer is not an answer
 
 
 def is_constructed(annotator: str) -> bool:
@@ -68,23 +69,90 @@ def _num(v: float) -> str:
 
 
 def import_csv(store: Any, path: Path) -> dict[str, int]:
-    """Upsert the rows of a CSV file; every row is checked before anything is written (a bad row changes nothing)."""
+    """Upsert the rows of a CSV file, read as a stream in one store transaction: every row is checked against the
+    store (its run exists, the sample index is one of that run's samples and the sample id is the one it holds) and
+    a bad row is an error naming its line that rolls the whole file back (the store is unchanged)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BenchError(f"{path}: cannot read the CSV file ({exc})") from None
-    reader = csv.DictReader(io.StringIO(text))
-    missing = {"kind", "sample_index", "sample_id", "annotator"} - set(reader.fieldnames or ())
-    if missing:
-        raise BenchError(f"{path}: missing column(s) {', '.join(sorted(missing))} (the header needs at least "
-                         f"kind, run_id or source, sample_index, sample_id, label or choice, annotator)")
-    runs = {r["run_id"] for r in store.runs()}
-    labels, pairs = [], []
-    for line, row in enumerate(reader, start=2):
+        fh = open(path, encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot read the CSV file ({exc.strerror or exc})") from None
+    with fh:
+        lines = _CountedLines(fh)
+        reader = csv.DictReader(lines)
+        try:
+            fields = reader.fieldnames
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise BenchError(f"{path}, line 1: not a readable CSV header ({exc})") from None
+        missing = {"kind", "sample_index", "sample_id", "annotator"} - set(fields or ())
+        if missing:
+            raise BenchError(f"{path}: missing column(s) {', '.join(sorted(missing))} (the header needs at least "
+                             f"kind, run_id or source, sample_index, sample_id, label or choice, annotator)")
+        return store.import_annotations(_checked_rows(store, reader, lines, path))
+
+
+class _CountedLines:
+    """The lines of a file, counted as the CSV reader takes them (its own line_num lags behind on a csv.Error)."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh, self.count = fh, 0
+
+    def __iter__(self) -> "_CountedLines":
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.fh)
+        self.count += 1
+        return line
+
+
+class _RunSamples:
+    """The store's runs and, loaded once per run when a row first names it, the run's {sample index: sample id}."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.runs = {r["run_id"] for r in store.runs()}
+        self._ids: dict[str, dict[int, str]] = {}
+
+    def check(self, run_id: str, index: int, sample_id: str, bad: Any, what: str = "") -> None:
+        if run_id not in self.runs:
+            raise bad(f"run{what} {run_id} is not in this results store")
+        if run_id not in self._ids:
+            self._ids[run_id] = self.store.sample_ids(run_id)
+        ids = self._ids[run_id]
+        if index not in ids:
+            raise bad(f"sample_index{what} {index} is not a sample of run {run_id} "
+                      f"({len(ids)} samples{f', indices 0..{max(ids)}' if ids else ''})")
+        if ids[index] != sample_id:
+            raise bad(f"sample_id {sample_id!r} is not the original of run {run_id}'s sample {index} "
+                      f"({ids[index]!r})")
+
+
+def _checked_rows(store: Any, reader: csv.DictReader, lines: _CountedLines,
+                  path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each row of `reader` checked and turned into a store upsert, one at a time; a BenchError at the first bad one."""
+    known = _RunSamples(store)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise BenchError(f"{path}, line {lines.count}: {exc} (a field holds at most {MAX_FIELD} characters)"
+                             if "field limit" in str(exc) else f"{path}, line {lines.count}: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise BenchError(f"{path}, after line {lines.count}: not UTF-8 text ({exc.reason})") from None
+        line = lines.count
+
         def bad(why: str) -> BenchError:
             return BenchError(f"{path}, line {line}: {why}")
 
+        if None in row:
+            raise bad(f"{len(row[None]) + len(reader.fieldnames or ())} fields, the header has "
+                      f"{len(reader.fieldnames or ())}")
+        for name, value in row.items():
+            if value is not None and len(value) > MAX_FIELD:
+                raise bad(f"field {name!r} is {len(value)} characters long (at most {MAX_FIELD})")
         kind = (row.get("kind") or "").strip()
         run_id, source = (row.get("run_id") or "").strip() or None, (row.get("source") or "").strip() or None
         annotator = (row.get("annotator") or "").strip()
@@ -92,39 +160,36 @@ def import_csv(store: Any, path: Path) -> dict[str, int]:
             raise bad("empty annotator")
         if (run_id is None) == (source is None):
             raise bad("give a run_id or a source (an imported set that belongs to no run), not both or neither")
-        if run_id is not None and run_id not in runs:
-            raise bad(f"run {run_id} is not in this results store")
         index = _int(row.get("sample_index"), bad, "sample_index")
         sid = (row.get("sample_id") or "").strip()
         if not sid:
             raise bad("empty sample_id")
+        if run_id is not None:
+            known.check(run_id, index, sid, bad)
         when = _time(row.get("updated"), bad)
         if kind == "recognisable":
             value = (row.get("label") or "").strip().lower()
             if value not in _YES | _NO:
                 raise bad(f"label {row.get('label')!r} is not 1/0 (yes/no)")
-            labels.append(dict(run_id=run_id, sample_index=index, sample_id=sid, kind=kind,
-                               label=1.0 if value in _YES else 0.0, annotator=annotator, source=source,
-                               original=(row.get("original") or None), item=(row.get("item") or None), when=when))
+            yield kind, dict(run_id=run_id, sample_index=index, sample_id=sid, kind=kind,
+                             label=1.0 if value in _YES else 0.0, annotator=annotator, source=source,
+                             original=(row.get("original") or None), item=(row.get("item") or None), when=when)
         elif kind == "pair":
             run_b = (row.get("run_b") or "").strip() or None
-            if source is None and run_b not in runs:
-                raise bad(f"run_b {run_b!r} is not in this results store")
             choice = (row.get("choice") or "").strip().lower()
             if choice not in ("a", "b"):
                 raise bad(f"choice {row.get('choice')!r} is not a or b")
             index_b = _int(row.get("sample_index_b"), bad, "sample_index_b")
+            if source is None:
+                if run_b is None:
+                    raise bad("a pair of a run needs run_b")
+                known.check(run_b, index_b, sid, bad, "_b")
             if (run_id or source, index) == (run_b or source, index_b):
                 raise bad("a pair needs two different reconstructions")
-            pairs.append(dict(a=(run_id or "", index), b=(run_b or "", index_b), sample_id=sid, closer=choice,
-                              annotator=annotator, source=source, when=when))
+            yield kind, dict(a=(run_id or "", index), b=(run_b or "", index_b), sample_id=sid, closer=choice,
+                             annotator=annotator, source=source, when=when)
         else:
             raise bad(f"kind {kind!r} is not recognisable or pair")
-    for kw in labels:
-        store.set_annotation(**kw)
-    for kw in pairs:
-        store.set_pair_annotation(**kw)
-    return {"recognisable": len(labels), "pair": len(pairs)}
 
 
 def _int(value: Any, bad: Any, name: str) -> int:

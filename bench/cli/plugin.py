@@ -85,13 +85,16 @@ def plugin_submit(name: str, results: Path, out: Path | None, kind: str | None) 
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--results", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True,
               help="Results folder whose store receives the runs.")
+@click.option("--max-size", "max_size", type=click.FloatRange(min=0, min_open=True), default=256, show_default=True,
+              metavar="MIB", help="Refuse an archive whose members declare more than this many MiB in all (checked "
+                                  "before anything is extracted).")
 @user_errors
-def leaderboard_import(bundle: Path, results: Path) -> None:
+def leaderboard_import(bundle: Path, results: Path, max_size: float) -> None:
     """Verify a submission bundle (hashes, run ids, complete rows, known conventions) and add its runs, marked with
     their source; importing a bundle twice adds nothing."""
     from bench.submission import import_bundle
 
-    report = import_bundle(bundle, results)
+    report = import_bundle(bundle, results, max_size)
     click.echo(f"source: {report.source}")
     click.echo(f"imported {len(report.imported)} run(s)" +
                (f"; {len(report.already)} already in the store, unchanged" if report.already else ""))

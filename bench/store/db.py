@@ -15,7 +15,7 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from bench.errors import BenchError
 
@@ -602,22 +602,8 @@ class Store:
         `updated` time, never adds a second row. Imported sets that belong to no run give `source` instead of a run
         id, with the reconstruction's and the original's names (`item`, `original`) inside that source.
         """
-        if (run_id is None) == (source is None):
-            raise ValueError("an annotation has a run id or a source, not both and not neither")
-        now = time.time() if when is None else float(when)
         with self.transaction() as db:
-            cur = db.execute(
-                "UPDATE annotations SET label = ?, sample_id = ?, updated = ?, original = COALESCE(?, original),"
-                " item = COALESCE(?, item) WHERE run_id IS ? AND source IS ? AND sample_index = ? AND kind = ?"
-                " AND annotator = ?",
-                (float(label), str(sample_id), now, original, item, run_id, source, int(sample_index), kind,
-                 annotator))
-            if cur.rowcount == 0:
-                db.execute(
-                    "INSERT INTO annotations (run_id, source, sample_index, sample_id, kind, label, annotator,"
-                    " created, updated, original, item) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, source, int(sample_index), str(sample_id), kind, float(label), annotator, now, now,
-                     original, item))
+            _put_annotation(db, run_id, sample_index, sample_id, kind, label, annotator, source, original, item, when)
 
     def annotations(self, kind: str | None = None, run_ids: Sequence[str] | None = None,
                     annotator: str | None = None) -> list[dict[str, Any]]:
@@ -640,24 +626,29 @@ class Store:
         """A two-alternative forced choice: which of reconstructions a = (run id, index) and b (of the same original
         `sample_id`) is closer to the original (`closer` is 'a' or 'b'). The pair is stored in a canonical order
         (a < b), so showing it the other way round updates the same row."""
-        if closer not in ("a", "b"):
-            raise ValueError(f"closer must be 'a' or 'b', got {closer!r}")
-        (ra, ia), (rb, ib) = (str(a[0]), int(a[1])), (str(b[0]), int(b[1]))
-        if (ra, ia) == (rb, ib):
-            raise ValueError("a pair needs two different reconstructions")
-        if (rb, ib) < (ra, ia):
-            (ra, ia), (rb, ib), closer = (rb, ib), (ra, ia), "b" if closer == "a" else "a"
-        now = time.time() if when is None else float(when)
         with self.transaction() as db:
-            cur = db.execute(
-                "UPDATE pair_annotations SET choice = ?, sample_id = ?, updated = ? WHERE source IS ? AND run_a = ?"
-                " AND index_a = ? AND run_b = ? AND index_b = ? AND annotator = ?",
-                (closer, str(sample_id), now, source, ra, ia, rb, ib, annotator))
-            if cur.rowcount == 0:
-                db.execute(
-                    "INSERT INTO pair_annotations (run_a, index_a, run_b, index_b, source, sample_id, choice,"
-                    " annotator, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (ra, ia, rb, ib, source, str(sample_id), closer, annotator, now, now))
+            _put_pair_annotation(db, a, b, sample_id, closer, annotator, source, when)
+
+    def import_annotations(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> dict[str, int]:
+        """Upsert ("recognisable", set_annotation's keywords) and ("pair", set_pair_annotation's) rows in one
+        transaction, consuming `rows` as it goes (a file is never held whole); an exception raised while producing
+        them rolls every row back. Returns the count of each kind."""
+        counts = {"recognisable": 0, "pair": 0}
+        with self.transaction() as db:
+            for kind, kw in rows:
+                if kind == "pair":
+                    _put_pair_annotation(db, **kw)
+                else:
+                    _put_annotation(db, **kw)
+                counts["pair" if kind == "pair" else "recognisable"] += 1
+        return counts
+
+    def sample_ids(self, run_id: str) -> dict[int, str]:
+        """{sample index: sample id} of a run, from its per-sample metric rows and predicted attributes."""
+        rows = self._query("SELECT DISTINCT sample_index, sample_id FROM sample_metrics WHERE run_id = ? UNION "
+                           "SELECT DISTINCT sample_index, sample_id FROM attributes WHERE run_id = ?",
+                           (run_id, run_id))
+        return {int(r["sample_index"]): str(r["sample_id"]) for r in rows}
 
     def pair_annotations(self, run_ids: Sequence[str] | None = None,
                          annotator: str | None = None) -> list[dict[str, Any]]:
@@ -673,6 +664,49 @@ class Store:
             sql, args = sql + f" AND run_a IN ({marks}) AND run_b IN ({marks})", args + ids + ids
         sql += " ORDER BY run_a, index_a, run_b, index_b, annotator"
         return [dict(r) for r in self._query(sql, args)]
+
+
+# The WHERE clauses below name the unique indexes' own expressions (IFNULL(...)), so that finding the row to update
+# is an index lookup: with `run_id IS ?` SQLite scanned the whole table for every answer, and importing n answers
+# took time quadratic in n.
+def _put_annotation(db: sqlite3.Connection, run_id: str | None, sample_index: int, sample_id: str, kind: str,
+                    label: float, annotator: str, source: str | None = None, original: str | None = None,
+                    item: str | None = None, when: float | None = None) -> None:
+    if (run_id is None) == (source is None):
+        raise ValueError("an annotation has a run id or a source, not both and not neither")
+    now = time.time() if when is None else float(when)
+    cur = db.execute(
+        "UPDATE annotations SET label = ?, sample_id = ?, updated = ?, original = COALESCE(?, original),"
+        " item = COALESCE(?, item) WHERE IFNULL(run_id, '') = IFNULL(?, '') AND IFNULL(source, '') = IFNULL(?, '')"
+        " AND sample_index = ? AND kind = ? AND annotator = ?",
+        (float(label), str(sample_id), now, original, item, run_id, source, int(sample_index), kind, annotator))
+    if cur.rowcount == 0:
+        db.execute(
+            "INSERT INTO annotations (run_id, source, sample_index, sample_id, kind, label, annotator,"
+            " created, updated, original, item) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, source, int(sample_index), str(sample_id), kind, float(label), annotator, now, now,
+             original, item))
+
+
+def _put_pair_annotation(db: sqlite3.Connection, a: tuple[str, int], b: tuple[str, int], sample_id: str, closer: str,
+                         annotator: str, source: str | None = None, when: float | None = None) -> None:
+    if closer not in ("a", "b"):
+        raise ValueError(f"closer must be 'a' or 'b', got {closer!r}")
+    (ra, ia), (rb, ib) = (str(a[0]), int(a[1])), (str(b[0]), int(b[1]))
+    if (ra, ia) == (rb, ib):
+        raise ValueError("a pair needs two different reconstructions")
+    if (rb, ib) < (ra, ia):
+        (ra, ia), (rb, ib), closer = (rb, ib), (ra, ia), "b" if closer == "a" else "a"
+    now = time.time() if when is None else float(when)
+    cur = db.execute(
+        "UPDATE pair_annotations SET choice = ?, sample_id = ?, updated = ? WHERE IFNULL(source, '') = IFNULL(?, '')"
+        " AND IFNULL(run_a, '') = ? AND index_a = ? AND IFNULL(run_b, '') = ? AND index_b = ? AND annotator = ?",
+        (closer, str(sample_id), now, source, ra, ia, rb, ib, annotator))
+    if cur.rowcount == 0:
+        db.execute(
+            "INSERT INTO pair_annotations (run_a, index_a, run_b, index_b, source, sample_id, choice,"
+            " annotator, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (ra, ia, rb, ib, source, str(sample_id), closer, annotator, now, now))
 
 
 def _matches(index: int, sample_id: str, ids: Sequence[str]) -> bool:

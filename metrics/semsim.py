@@ -105,9 +105,10 @@ class SemSim(Metric):
         from bench import semsim_train as st
 
         results = Path(results)
-        fix = f"{st.TRAIN_FIX} --results {results} (no trained checkpoint in {st.semsim_dir(results)}"
+        # Stored with the value: no machine path in it, so stores of two results folders compare equal.
+        fix = f"{st.TRAIN_FIX} --results RESULTS (no trained checkpoint in RESULTS/semsim of this run's results folder"
         if (st.legacy_dir() / st.MANIFEST_NAME).is_file():
-            fix += (f"; the checkpoints in {st.legacy_dir()} are not used: they served every results folder at once "
+            fix += ("; the user-wide checkpoints in BENCH_HOME/weights/semsim are not used: they served every results folder at once "
                     "and carry no provenance of their labels")
         fix += ")"
         try:
@@ -123,14 +124,14 @@ class SemSim(Metric):
             self._embed = st.embedder(ckpt, self.device, torch.float64)
         except (BenchError, KeyError, RuntimeError) as exc:
             # The newest checkpoint is never silently replaced by an older one.
-            raise MetricUnavailable(f"{exc}; retrain with {st.TRAIN_FIX} --results {results} (or remove its entry "
-                                    f"from {st.manifest_path(results)})") from None
+            raise MetricUnavailable(f"{exc}; retrain with {st.TRAIN_FIX} --results RESULTS (or remove its entry "
+                                    "from RESULTS/semsim/manifest.json)") from None
         self.entry = {**entry, "config": ckpt["config"], "annotations": ckpt["annotations"],
                       "demo": bool(ckpt.get("demo"))}
         self.convention = convention_for(self.entry)
         self.version = f"{type(self).version}+{entry['sha256'][:12]}"
         self._overlap, self._unchecked = None, False
-        self._note = (f"SemSim checkpoint {entry['file']} of {st.semsim_dir(results)} (newest of {len(entries)}; "
+        self._note = (f"SemSim checkpoint RESULTS/semsim/{entry['file']} (newest of {len(entries)}; "
                       f"annotation set {ckpt['annotations']['hash'][:12]}, {_provenance(self.entry)}; "
                       f"trained {entry.get('created', '?')})")
         if self.entry["demo"]:

@@ -84,8 +84,9 @@ def test_constructed_store_set_is_refused_then_demo_marks_every_value(bench_home
     # Before training: unavailable with the command that trains a checkpoint for this results folder.
     before = execute(_request(results))
     sem = before.set_metrics["semsim"]
-    assert sem["status"] == "unavailable" and f"bench semsim train --annotations SOURCE --results {results}" in \
+    assert sem["status"] == "unavailable" and "bench semsim train --annotations SOURCE --results RESULTS" in \
         sem["detail"]
+    assert str(tmp_path) not in sem["detail"]  # stored with the value: no machine path
     assert before.set_metrics["psnr"]["status"] == "ok"
 
     # Coin flips by a made-up annotator: 2 recognisable, 2 not, of the run's 4 originals.
@@ -130,7 +131,7 @@ def test_constructed_store_set_is_refused_then_demo_marks_every_value(bench_home
     # Never across results folders: another folder's runs do not use this checkpoint.
     other = execute(_request(tmp_path / "other"))
     sem = other.set_metrics["semsim"]
-    assert sem["status"] == "unavailable" and str(tmp_path / "other" / "semsim") in sem["detail"]
+    assert sem["status"] == "unavailable" and "no trained checkpoint in RESULTS/semsim" in sem["detail"]
 
 
 def test_human_store_set_meeting_the_minimum_is_not_demo(bench_home: Path, tmp_path: Path,
@@ -191,7 +192,7 @@ def test_bind_names_a_checkpoint_of_another_results_folder(bench_home: Path, tmp
     assert bound["bound_from"] == str(Path(entry["path"]).resolve())
     sem = execute(_request(target)).set_metrics["semsim"]
     assert sem["status"] == "ok" and sem["detail"].startswith("DEMO SemSim checkpoint")
-    assert entry["file"] in sem["detail"] and str(st.semsim_dir(target)) in sem["detail"]
+    assert f"RESULTS/semsim/{entry['file']}" in sem["detail"]
     assert "cannot be told" in sem["detail"]  # a folder-trained checkpoint: overlap unknown, and said so
 
     with open(entry["path"], "r+b") as fh:  # a tampered source is refused

@@ -1,0 +1,156 @@
+"""Figures at print size: the full built-in grid (13 attacks x 10 defenses, synthesized in a store) gives figures
+at most 7 in wide, a colour per attack, no text that overprints other text and titles inside the figure."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex, to_rgb
+from matplotlib.text import Text
+from PIL import Image
+
+from bench.report.figures import attack_bars_plot, leakage_utility_plot, write_figures
+from bench.report.palette import PALETTE, colour_map
+from bench.report.tables import load_board
+from bench.run.spec import RunSpec
+from bench.store import Store
+
+ATTACKS = ("cfgan", "sli", "sli-b", "sli-r", "sli-l", "ivr", "inv", "nearest-neighbour", "face-cnn",
+           "attribute-inference", "feature-decoder", "feature-gan", "mean-image")
+DEFENSES = (("none", {}), ("drop-coordinates", {}), ("drop-descriptors", {}), ("subsample", {"keep": 0.25}),
+            ("descriptor-noise", {"sigma": 8.0}), ("descriptor-quantize", {"levels": 4}),
+            ("pe-miu", {"block_size": 16, "moved": -1}), ("shufflebits", {"key_bits": 256}),
+            ("gaussian-noise", {"sigma": 0.05}), ("quantize", {"bits": 4}))
+UTILITY = {"none": {}, "drop-coordinates": {"match-rate": 0.1}, "drop-descriptors": {"match-rate": 0.0}}
+
+
+def _spec(attack: str, defense: str, params: dict, seed: int) -> RunSpec:
+    return RunSpec(attack=attack, defense=defense, dataset="utkface", data_root=None, profile="smoke", seed=seed,
+                   n_train=20, n_test=8, extract_size=64, image_size=32, extractor={"name": "sift", "version": "1"},
+                   defense_params={"name": defense, "version": "1", "params": params},
+                   attack_config={"name": attack, "version": "1", "params": {}})
+
+
+@pytest.fixture(scope="module")
+def full_grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every built-in attack against every built-in defense (the worst case: no pair skipped), 1 or 2 seeds."""
+    path = tmp_path_factory.mktemp("grid") / "bench.sqlite"
+    rng = np.random.default_rng(16)
+    with Store(path) as s:
+        for (a, attack), (d, (defense, params)) in itertools.product(enumerate(ATTACKS), enumerate(DEFENSES)):
+            for seed in range(1 + (a + d) % 2):
+                spec = _spec(attack, defense, params, seed)
+                s.start_run(spec.run_id, spec.to_dict())
+                s.set_set_metric(spec.run_id, "ssim", float(rng.uniform(0.05, 0.9)), 8, "c", higher_is_better=True,
+                                 value_range=(0.0, 1.0))
+                for name, value in UTILITY.get(defense, {"match-rate" if d < 6 else "tmr@fmr=1%":
+                                                         float(rng.uniform(0.2, 0.99))}).items():
+                    s.set_utility(spec.run_id, name, value)
+                s.finish_run(spec.run_id, {})
+        board = load_board(s, "utkface")
+    return board
+
+
+def _texts(fig) -> tuple[list[tuple[str, object]], object]:
+    """(text, window bbox) of every non-empty text the renderer really draws (tick labels outside the view limits
+    exist as artists but are not drawn), and the figure's bbox."""
+    drawn = []
+    original = Text.draw
+
+    def record(self, renderer):  # noqa: ANN001
+        if self.get_visible() and self.get_text().strip():
+            drawn.append(self)
+        return original(self, renderer)
+
+    canvas = FigureCanvasAgg(fig)
+    with mock.patch.object(Text, "draw", record):
+        canvas.draw()
+    renderer = canvas.get_renderer()
+    return [(t.get_text(), t.get_window_extent(renderer)) for t in drawn], fig.bbox
+
+
+def _assert_legible(fig, at_least: int = 10) -> None:
+    texts, frame = _texts(fig)
+    assert len(texts) >= at_least
+    for text, box in texts:  # nothing cut at the edge (titles included)
+        assert (box.x0 >= frame.x0 - 0.5 and box.y0 >= frame.y0 - 0.5 and box.x1 <= frame.x1 + 0.5
+                and box.y1 <= frame.y1 + 0.5), f"{text!r} reaches outside the figure: {box} vs {frame}"
+    for (t1, b1), (t2, b2) in itertools.combinations(texts, 2):
+        w = min(b1.x1, b2.x1) - max(b1.x0, b2.x0)
+        h = min(b1.y1, b2.y1) - max(b1.y0, b2.y0)
+        assert not (w > 0.5 and h > 0.5), f"{t1!r} overprints {t2!r}"
+
+
+def test_palette_has_13_colours_apart_on_paper() -> None:
+    def lab(hex_colour: str) -> np.ndarray:  # sRGB (D65) -> CIELAB, written out here rather than imported
+        c = np.array(to_rgb(hex_colour))
+        c = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ c
+        xyz /= np.array([0.95047, 1.0, 1.08883])
+        f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+        return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+    assert len(set(PALETTE)) >= 13
+    labs = [lab(c) for c in PALETTE]
+    closest = min(np.linalg.norm(p - q) for p, q in itertools.combinations(labs, 2))
+    assert closest >= 25  # CIE76 ΔE: clearly different colours side by side
+    assert all(p[0] <= 90 for p in labs)  # none too pale for white paper
+    assert len(set(colour_map(ATTACKS).values())) == 13
+
+
+def test_attack_bars_fit_a_page_with_a_colour_per_attack(full_grid, tmp_path: Path) -> None:
+    fig = attack_bars_plot(full_grid, "ssim")
+    width, height = fig.get_size_inches()
+    assert width <= 7.0 and height <= 9.0
+    _assert_legible(fig)
+    colour_of: dict[str, set[str]] = {}
+    facets = [ax for ax in fig.axes if ax.patches]
+    assert len(facets) == len(DEFENSES)
+    for ax in facets:
+        ticks = ax.get_yticks()  # shared between facets: only the first column draws them, all hold them
+        labels = dict(zip(ticks, ax.yaxis.get_major_formatter().format_ticks(ticks)))
+        assert sorted(labels.values()) == sorted(ATTACKS)
+        for patch in ax.patches:
+            label = labels[patch.get_y() + patch.get_height() / 2]
+            colour_of.setdefault(label, set()).add(to_hex(patch.get_facecolor()))
+    assert all(len(c) == 1 for c in colour_of.values())  # one attack, one colour in every facet
+    assert len({c for cs in colour_of.values() for c in cs}) == len(ATTACKS)
+    paths = write_figures(full_grid, "ssim", tmp_path)
+    png = next(p for p in paths if p.name == "utkface-attacks.png")
+    with Image.open(png) as im:  # 8,297 px wide before; print width at 300 dpi is 2,100 px
+        assert im.width <= 7 * 300 and im.height <= 9 * 300
+
+
+def test_leakage_utility_has_a_legend_not_overprinted_labels(full_grid) -> None:
+    fig = leakage_utility_plot(full_grid, "ssim")
+    assert fig.get_size_inches()[0] <= 7.0 and fig.get_size_inches()[1] <= 9.0
+    _assert_legible(fig)
+    legend = fig.legends[0]
+    entries = [t.get_text().replace("\n", " ") for t in legend.get_texts()]
+    assert len(entries) == len(DEFENSES)
+    assert any(e.startswith("none — best attack:") and "dashed line" in e for e in entries)
+    colours = [to_hex(h.get_color()) for h in legend.legend_handles]
+    assert len(set(colours)) == len(DEFENSES)
+
+
+def test_the_legibility_check_sees_overprint_and_a_cut_title() -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3, 2), layout="constrained")
+    ax = fig.subplots()
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, "first label")
+    ax.text(0.52, 0.5, "second label")
+    with pytest.raises(AssertionError, match="overprints"):
+        _assert_legible(fig, 2)
+    cut = Figure(figsize=(3, 2), layout="constrained")
+    ax = cut.subplots()
+    ax.set_axis_off()
+    ax.set_title("a title far too long for a figure three inches wide, cut where it says demo set")
+    with pytest.raises(AssertionError, match="outside the figure"):
+        _assert_legible(cut, 1)

@@ -154,3 +154,79 @@ def test_the_legibility_check_sees_overprint_and_a_cut_title() -> None:
     ax.set_title("a title far too long for a figure three inches wide, cut where it says demo set")
     with pytest.raises(AssertionError, match="outside the figure"):
         _assert_legible(cut, 1)
+
+
+# ------------------------------------------------------------------------------------------------ a run's grid.png
+DEMO_TITLE = "face-cnn vs pe-miu on synthetic-faces (demo set: synthetic face-like images, not real faces)"
+
+
+def _columns_of(path: Path, n: int, size: int = 128, pad: int = 4) -> list[np.ndarray]:
+    """The three columns (original, released, reconstruction) of a grid.png as n×size×size×3 arrays."""
+    arr = np.asarray(Image.open(path).convert("RGB"))
+    head = arr.shape[0] - n * (size + pad) - pad
+    rows = [arr[head + r * (size + pad): head + r * (size + pad) + size] for r in range(n)]
+    return [np.stack([row[:, pad + c * (size + pad): pad + c * (size + pad) + size] for row in rows])
+            for c in range(3)]
+
+
+def _faces(n: int, seed: int) -> "torch.Tensor":
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand((n, 3, 64, 64), generator=g)
+
+
+def test_grid_title_is_wrapped_whole(tmp_path: Path) -> None:
+    from bench.features.embeddings import EmbeddingSet
+    from bench.features.pictures import font
+    from bench.report.plots import TITLE_PX, comparison_grid, wrap_title
+
+    width = 3 * 128 + 4 * 4
+    lines = wrap_title(DEMO_TITLE, width - 8)
+    assert len(lines) >= 2 and " ".join(lines) == DEMO_TITLE  # every word drawn, "demo set" included
+    assert all(font(TITLE_PX).getlength(line) <= width - 8 for line in lines)
+    assert wrap_title("x" * 300, 100) and "".join(wrap_title("x" * 300, 100)) == "x" * 300
+    faces = _faces(2, 0)
+    comparison_grid(faces, faces, EmbeddingSet(np.ones((2, 8), np.float32)), tmp_path / "g.png", DEMO_TITLE, n=2)
+    arr = np.asarray(Image.open(tmp_path / "g.png").convert("L"))
+    head = arr.shape[0] - 2 * (128 + 4) - 4
+    ink_rows = np.nonzero((arr[:head] < 128).any(axis=1))[0]
+    bands = 1 + int((np.diff(ink_rows) > 1).sum())  # separate lines of text in the header
+    assert bands == len(lines) + 1  # the title's lines, then the column labels
+    assert (arr[:head, -3:] > 250).all()  # no text runs into the right edge
+
+
+def test_released_column_shows_the_vector_never_the_face(tmp_path: Path) -> None:
+    from bench.features.embeddings import BitPatternSet, EmbeddingSet
+    from bench.report.plots import comparison_grid
+
+    vectors = np.random.default_rng(3).standard_normal((3, 128)).astype(np.float32)
+    for released in (EmbeddingSet(vectors), BitPatternSet(vectors.view(np.uint32))):
+        columns = {}
+        for seed in (0, 1):  # the same released features beside two different private images
+            faces = _faces(3, seed)
+            comparison_grid(faces, faces * 0.5, released, tmp_path / f"{seed}.png", "t", n=3)
+            columns[seed] = _columns_of(tmp_path / f"{seed}.png", 3)
+        original, shown, _ = columns[0]
+        assert np.abs(shown.astype(int) - original.astype(int)).mean() > 20
+        assert not np.array_equal(columns[0][0], columns[1][0])  # the originals differ ...
+        assert np.array_equal(columns[0][1], columns[1][1])  # ... and the released column does not
+        for i in range(3):
+            assert np.array_equal(shown[i], released.picture(i, 128))
+    changed = vectors.copy()
+    changed[0, :5] *= -1
+    assert not np.array_equal(EmbeddingSet(changed).picture(0, 128), EmbeddingSet(vectors).picture(0, 128))
+
+
+def test_released_column_of_sift_draws_keypoints_not_the_face(tmp_path: Path) -> None:
+    from bench.features.sift import SiftSet
+    from bench.report.plots import comparison_grid
+
+    kp = np.array([[10, 20, 6, 30, 0.1, 0], [40, 44, 12, 200, 0.1, 0]], np.float32)
+    released = SiftSet(kp, np.zeros((2, 128), np.uint8), np.array([0, 1, 2]), meta={"image_size": 64})
+
+    faces = _faces(2, 5)
+    comparison_grid(faces, faces, released, tmp_path / "s.png", "t", n=2)
+    original, shown, _ = _columns_of(tmp_path / "s.png", 2)
+    assert (shown > 245).all(axis=-1).mean() > 0.8  # mostly white paper: keypoints, not a photograph
+    assert np.array_equal(shown[0], released.picture(0, 128)) and not np.array_equal(shown[0], shown[1])

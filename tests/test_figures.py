@@ -103,6 +103,16 @@ def test_palette_has_13_colours_apart_on_paper() -> None:
     assert len(set(colour_map(ATTACKS).values())) == 13
 
 
+def test_past_16_names_colour_and_hatch_still_tell_them_apart() -> None:
+    from bench.report.palette import hatch_map
+
+    names = [f"attack-{k:02d}" for k in range(20)]
+    colours, hatches = colour_map(names), hatch_map(names)
+    assert len({colours[n] for n in names[:16]}) == 16 and not any(hatches[n] for n in names[:16])
+    assert len({(colours[n], hatches[n]) for n in names}) == 20
+    assert colour_map(["b", "a", "b"]) == {"b": PALETTE[0], "a": PALETTE[1]}
+
+
 def test_attack_bars_fit_a_page_with_a_colour_per_attack(full_grid, tmp_path: Path) -> None:
     fig = attack_bars_plot(full_grid, "ssim")
     width, height = fig.get_size_inches()

@@ -240,9 +240,11 @@ def attack_bars_plot(board: Board, metric: str) -> "Figure":
         sel = bars[bars["defense"] == d].iloc[::-1]  # first row on top
         y = np.arange(len(sel), dtype=float)
         yerr = sel["std"].to_numpy(dtype=float)  # NaN (one seed): no error bar drawn, rather than a bar of 0
-        ax.barh(y, sel["mean"].to_numpy(dtype=float), height=0.75, xerr=yerr, capsize=1.5,
-                color=[colours[a] for a in sel["attack"]], hatch=[hatches[a] for a in sel["attack"]],
-                edgecolor="black", linewidth=0.3, error_kw={"elinewidth": 0.6, "capthick": 0.6})
+        drawn = ax.barh(y, sel["mean"].to_numpy(dtype=float), height=0.75, xerr=yerr, capsize=1.5,
+                        color=[colours[a] for a in sel["attack"]], edgecolor="black", linewidth=0.3,
+                        error_kw={"elinewidth": 0.6, "capthick": 0.6})
+        for patch, attack in zip(drawn.patches, sel["attack"]):  # per patch: a hatch list needs matplotlib 3.10
+            patch.set_hatch(hatches[attack] or None)
         if not uniform:
             for yy, end, seeds_k in zip(y, sel["mean"].to_numpy(dtype=float) + np.nan_to_num(yerr), sel["seeds"]):
                 ax.text(end + 0.02 * span, yy, f"n={seeds_k}", va="center", fontsize=_FONT - 1)

@@ -29,22 +29,42 @@ DEFENSES = (("none", {}), ("drop-coordinates", {}), ("drop-descriptors", {}), ("
 UTILITY = {"none": {}, "drop-coordinates": {"match-rate": 0.1}, "drop-descriptors": {"match-rate": 0.0}}
 
 
-def _spec(attack: str, defense: str, params: dict, seed: int) -> RunSpec:
+SIFT_ATTACKS = ATTACKS[:8]
+SIFT_DEFENSES = {"none", "drop-coordinates", "drop-descriptors", "subsample", "descriptor-noise", "descriptor-quantize"}
+
+
+def _spec(attack: str, defense: str, params: dict, seed: int, extractor: str = "sift") -> RunSpec:
     return RunSpec(attack=attack, defense=defense, dataset="utkface", data_root=None, profile="smoke", seed=seed,
-                   n_train=20, n_test=8, extract_size=64, image_size=32, extractor={"name": "sift", "version": "1"},
+                   n_train=20, n_test=8, extract_size=64, image_size=32, extractor={"name": extractor, "version": "1"},
                    defense_params={"name": defense, "version": "1", "params": params},
                    attack_config={"name": attack, "version": "1", "params": {}})
 
 
-@pytest.fixture(scope="module")
-def full_grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every built-in attack against every built-in defense (the worst case: no pair skipped), 1 or 2 seeds."""
-    path = tmp_path_factory.mktemp("grid") / "bench.sqlite"
+def _pairs(realistic: bool) -> list[tuple[int, str, int, str, dict, str]]:
+    """(attack index, attack, defense index, defense, params, extractor): every pair, or only those a grid runs
+    (SIFT attacks on SIFT defenses, embedding attacks on embedding defenses, mean-image on both extractors)."""
+    out = []
+    for (a, attack), (d, (defense, params)) in itertools.product(enumerate(ATTACKS), enumerate(DEFENSES)):
+        if not realistic:
+            out.append((a, attack, d, defense, params, "sift"))
+            continue
+        for extractor in ("sift", "dlib-face"):
+            sift_attack = attack in SIFT_ATTACKS or attack == "mean-image"
+            embedding_attack = attack not in SIFT_ATTACKS
+            fits = (sift_attack and extractor == "sift" and defense in SIFT_DEFENSES) or (
+                embedding_attack and extractor == "dlib-face" and (defense not in SIFT_DEFENSES or defense == "none"))
+            if fits:
+                out.append((a, attack, d, defense, params, extractor))
+    return out
+
+
+def _grid_board(path: Path, realistic: bool):
+    """A store with 1 or 2 seeds per pair of `_pairs` and random SSIM and utility values; its board."""
     rng = np.random.default_rng(16)
     with Store(path) as s:
-        for (a, attack), (d, (defense, params)) in itertools.product(enumerate(ATTACKS), enumerate(DEFENSES)):
+        for a, attack, d, defense, params, extractor in _pairs(realistic):
             for seed in range(1 + (a + d) % 2):
-                spec = _spec(attack, defense, params, seed)
+                spec = _spec(attack, defense, params, seed, extractor)
                 s.start_run(spec.run_id, spec.to_dict())
                 s.set_set_metric(spec.run_id, "ssim", float(rng.uniform(0.05, 0.9)), 8, "c", higher_is_better=True,
                                  value_range=(0.0, 1.0))
@@ -52,8 +72,19 @@ def full_grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                                          float(rng.uniform(0.2, 0.99))}).items():
                     s.set_utility(spec.run_id, name, value)
                 s.finish_run(spec.run_id, {})
-        board = load_board(s, "utkface")
-    return board
+        return load_board(s, "utkface")
+
+
+@pytest.fixture(scope="module")
+def full_grid(tmp_path_factory: pytest.TempPathFactory):
+    """Every built-in attack against every built-in defense (the worst case: no pair skipped), 1 or 2 seeds."""
+    return _grid_board(tmp_path_factory.mktemp("grid") / "bench.sqlite", realistic=False)
+
+
+@pytest.fixture(scope="module")
+def real_grid(tmp_path_factory: pytest.TempPathFactory):
+    """The pairs a full built-in grid runs, each facet with its own rows and long labels (`[extractor=...]`)."""
+    return _grid_board(tmp_path_factory.mktemp("real") / "bench.sqlite", realistic=True)
 
 
 def _texts(fig) -> tuple[list[tuple[str, object]], object]:
@@ -134,6 +165,22 @@ def test_attack_bars_fit_a_page_with_a_colour_per_attack(full_grid, tmp_path: Pa
     png = next(p for p in paths if p.name == "utkface-attacks.png")
     with Image.open(png) as im:  # 8,297 px wide before; print width at 300 dpi is 2,100 px
         assert im.width <= 7 * 300 and im.height <= 9 * 300
+
+
+def test_bars_of_a_real_grid_fit_and_name_every_row(real_grid) -> None:
+    fig = attack_bars_plot(real_grid, "ssim")
+    assert fig.get_size_inches()[0] <= 7.0 and fig.get_size_inches()[1] <= 9.0
+    _assert_legible(fig)
+    facets = [ax for ax in fig.axes if ax.patches]
+    assert len(facets) == len(DEFENSES)
+    none = next(ax for ax in facets if ax.get_title() == "none")
+    names = {t.get_text().replace("\n", " ") for t in none.get_yticklabels()}
+    assert "mean-image [sift]" in names and "mean-image [dlib-face]" in names
+    shuffle = next(ax for ax in facets if ax.get_title().startswith("shufflebits"))
+    assert {t.get_text() for t in shuffle.get_yticklabels()} == {"face-cnn", "attribute-inference", "feature-decoder",
+                                                                  "feature-gan", "mean-image"}
+    legible = leakage_utility_plot(real_grid, "ssim")
+    _assert_legible(legible)
 
 
 def test_leakage_utility_has_a_legend_not_overprinted_labels(full_grid) -> None:

@@ -23,7 +23,7 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.report import DEFAULT_FIGURE_METRIC
 from bench.report.palette import colour_map, hatch_map
-from bench.report.tables import Board, by_defense, row_labels, varying_settings
+from bench.report.tables import Board, by_defense, varying_settings
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -80,13 +80,24 @@ def leakage_utility_points(board: Board, metric: str = DEFAULT_FIGURE_METRIC) ->
                                        "utility_value", "utility_std"])
 
 
+def _compact_labels(frame: pd.DataFrame, fields: list[str]) -> list[str]:
+    """`attack [settings]` as in the tables' rows, with the extractor by its name alone (`mean-image [sift]`): a
+    name says what it is, a number keeps its field (`n_test=200`)."""
+    out = []
+    for _, r in frame.iterrows():
+        extra = ", ".join(str(r[f]) if f == "extractor" else f"{f}={r[f]}" for f in fields)
+        out.append(f"{r['attack']} [{extra}]" if extra else str(r["attack"]))
+    return out
+
+
 def attack_bars(board: Board, metric: str = DEFAULT_FIGURE_METRIC) -> pd.DataFrame:
-    """Per defense and row (attack and its distinguishing settings): mean and std of `metric` over seeds."""
+    """Per defense and row (attack and the settings that tell that defense's rows apart): mean and std of `metric`
+    over seeds."""
     check_metric(board, metric)
     rows = []
     for defense, sub_board in by_defense(board):
         sub = sub_board.frame
-        labels = row_labels(sub, varying_settings(board.frame))
+        labels = _compact_labels(sub, varying_settings(sub))  # what tells this defense's rows apart
         for label, (_, r) in zip(labels, sub.iterrows()):
             if int(r[f"{metric}_k"]) > 0:
                 rows.append({"defense": defense, "attack": str(r["attack"]), "row": label, "mean": float(r[metric]),
@@ -208,28 +219,48 @@ def attack_bars_figure(board: Board, metric: str, stem: Path) -> list[Path]:
     return _save(attack_bars_plot(board, metric), stem)
 
 
+def _inches(text: str, points: float) -> float:
+    """About how wide `text` is in inches at `points` (0.6 em per character: DejaVu Sans, matplotlib's default)."""
+    return max((len(line) for line in text.split("\n")), default=0) * 0.6 * points / 72
+
+
+def _row_label(label: str, width: int = 34) -> str:
+    """A bar's label on two lines (attack, then its bracketed settings) when it is longer than `width` characters."""
+    return label.replace(" [", "\n[", 1) if len(label) > width and " [" in label else label
+
+
 def attack_bars_plot(board: Board, metric: str) -> "Figure":
-    """One facet per defense (wrapped: 3 side by side, 4 when every facet has the same rows and only the first
-    column names them), a horizontal bar of `metric` per attack row with std-over-seeds error bars; one colour per
-    attack in every facet and a shared x axis, so that facets compare at a glance."""
+    """One facet per defense, wrapped, a horizontal bar of `metric` per attack row with std-over-seeds error bars;
+    one colour per attack in every facet and a shared x axis, so that facets compare at a glance.
+
+    Columns: as many as fit 7 in with bars at least 1.1 in wide beside their labels (at most 4); when every facet
+    has the same rows, only the first column names them."""
     from matplotlib.figure import Figure
 
     bars = attack_bars(board, metric)
     defenses = list(dict.fromkeys(bars["defense"])) or ["(no values)"]
     attacks = sorted(set(bars["attack"]))
     colours, hatches = colour_map(attacks), hatch_map(attacks)
-    row_sets = {tuple(bars[bars["defense"] == d]["row"]) for d in defenses}
-    shared = len(row_sets) == 1
-    n = len(defenses)
-    ncols = n if n <= 2 else 2 if n <= 4 else 3 if (n <= 9 or not shared) else 4
+    labels = {d: [_row_label(r) for r in bars[bars["defense"] == d]["row"]] for d in defenses}
+    shared = len({tuple(v) for v in labels.values()}) == 1
+    label_in = max((_inches(r, _FONT) for v in labels.values() for r in v), default=0.0) + 0.15
+    n, min_bars = len(defenses), 1.1
+    if shared:
+        fit = int((PRINT_WIDTH_IN - label_in) // (min_bars + 0.15))
+    else:
+        fit = int(PRINT_WIDTH_IN // (label_in + min_bars + 0.15))
+    ncols = max(1, min(n, 4, fit, 2 if n <= 4 else 4))
     nrows = math.ceil(n / ncols)
-    per_facet = [int((bars["defense"] == d).sum()) for d in defenses]
-    row_heights = [0.42 + _ROW_IN * max([1] + per_facet[r * ncols:(r + 1) * ncols]) for r in range(nrows)]
+    pitch = _ROW_IN * (1.8 if any("\n" in r for v in labels.values() for r in v) else 1.0)
+    per_facet = [len(labels[d]) for d in defenses]
+    row_heights = [0.42 + pitch * max([1] + per_facet[r * ncols:(r + 1) * ncols]) for r in range(nrows)]
     fig = Figure(figsize=(PRINT_WIDTH_IN if ncols > 1 else 4.5, 0.75 + sum(row_heights)), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=shared,
                         gridspec_kw={"height_ratios": row_heights}).ravel()
     for ax in axes[n:]:
         ax.remove()
+    facet_in = (PRINT_WIDTH_IN - (label_in if shared else ncols * label_in)) / ncols - 0.1
+    title_chars = max(12, int(facet_in / (0.6 * (_FONT + 1) / 72)))
     seeds = sorted(set(bars["seeds"]))
     uniform = len(seeds) <= 1
     ends = bars["mean"].to_numpy(dtype=float) + np.nan_to_num(bars["std"].to_numpy(dtype=float))
@@ -248,11 +279,11 @@ def attack_bars_plot(board: Board, metric: str) -> "Figure":
         if not uniform:
             for yy, end, seeds_k in zip(y, sel["mean"].to_numpy(dtype=float) + np.nan_to_num(yerr), sel["seeds"]):
                 ax.text(end + 0.02 * span, yy, f"n={seeds_k}", va="center", fontsize=_FONT - 1)
-        ax.set_yticks(y, list(sel["row"]), fontsize=_FONT)
+        ax.set_yticks(y, labels[d][::-1], fontsize=_FONT)
         if shared and k % ncols:
             ax.tick_params(axis="y", labelleft=False)
         ax.set_ylim(-0.6, max(len(sel), 1) - 0.4)
-        ax.set_title(_wrap_label(d, {4: 22, 3: 30}.get(ncols, 60)), fontsize=_FONT + 1)
+        ax.set_title(_wrap_label(d, title_chars), fontsize=_FONT + 1)
         ax.tick_params(axis="x", labelsize=_FONT, labelbottom=True)
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_xlim(lo - 0.02 * span, hi + (0.05 if uniform else 0.22) * span)

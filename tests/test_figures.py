@@ -287,3 +287,38 @@ def test_released_column_of_sift_draws_keypoints_not_the_face(tmp_path: Path) ->
     original, shown, _ = _columns_of(tmp_path / "s.png", 2)
     assert (shown > 245).all(axis=-1).mean() > 0.8  # mostly white paper: keypoints, not a photograph
     assert np.array_equal(shown[0], released.picture(0, 128)) and not np.array_equal(shown[0], shown[1])
+
+
+# ------------------------------------------------------------------------------------------------ from a CSV
+def test_figures_of_the_committed_sift_table_fit_and_tell_rows_apart(tmp_path: Path) -> None:
+    from bench.report.csv_board import board_from_csv
+    from bench.report.publish import publish_from_csv
+
+    csv_path = Path(__file__).resolve().parents[1] / "leaderboards" / "sift-utkface.csv"
+    board = board_from_csv(csv_path, "utkface")
+    fig = attack_bars_plot(board, "ssim")
+    assert fig.get_size_inches()[0] <= 7.0 and fig.get_size_inches()[1] <= 9.0
+    _assert_legible(fig)
+    for ax in (ax for ax in fig.axes if ax.patches):  # two seed rows of one attack never share a label
+        names = [t.get_text() for t in ax.get_yticklabels()]
+        assert len(names) == len(set(names)) == len(ax.patches)
+    _assert_legible(leakage_utility_plot(board, "ssim"))
+    paths = publish_from_csv(csv_path, tmp_path, ["md"], "utkface", figures=True)
+    assert sorted(p.name for p in paths) == ["sift-utkface.md", "utkface-attacks.pdf", "utkface-attacks.png",
+                                             "utkface-leakage-utility.pdf", "utkface-leakage-utility.png"]
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match="metric lpipz"):
+        publish_from_csv(csv_path, tmp_path / "none", ["md"], figures=True, figure_metric="lpipz")
+    assert not (tmp_path / "none").exists() or not any((tmp_path / "none").iterdir())
+
+
+def test_a_missing_utility_std_is_said_not_drawn_as_zero(full_grid) -> None:
+    from dataclasses import replace
+
+    assert "no std of utility" not in leakage_utility_plot(full_grid, "ssim")._suptitle.get_text()
+    frame = full_grid.frame.copy()
+    for u in full_grid.utilities:
+        frame[f"utility:{u}_std"] = float("nan")  # as a CSV board reads it
+    title = leakage_utility_plot(replace(full_grid, frame=frame), "ssim")._suptitle.get_text().replace("\n", " ")
+    assert "no std of utility recorded for points of several seeds" in title

@@ -23,7 +23,7 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.report import DEFAULT_FIGURE_METRIC
 from bench.report.palette import colour_map, hatch_map
-from bench.report.tables import Board, by_defense, varying_settings
+from bench.report.tables import Board, by_defense, distinguishing_columns, varying_settings
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -97,7 +97,7 @@ def attack_bars(board: Board, metric: str = DEFAULT_FIGURE_METRIC) -> pd.DataFra
     rows = []
     for defense, sub_board in by_defense(board):
         sub = sub_board.frame
-        labels = _compact_labels(sub, varying_settings(sub))  # what tells this defense's rows apart
+        labels = _compact_labels(sub, distinguishing_columns(sub))  # what tells this defense's rows apart
         for label, (_, r) in zip(labels, sub.iterrows()):
             if int(r[f"{metric}_k"]) > 0:
                 rows.append({"defense": defense, "attack": str(r["attack"]), "row": label, "mean": float(r[metric]),
@@ -206,8 +206,10 @@ def leakage_utility_plot(board: Board, metric: str) -> "Figure":
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncol=2 if ncols > 1 else 1, fontsize=_FONT,
                    frameon=False)
+    unknown = points[(points["seeds"] > 1) & points["utility"].astype(bool) & points["utility_std"].isna()]
+    note = "; no std of utility recorded for points of several seeds" if len(unknown) else ""
     fig.suptitle(_wrap(f"{board.dataset}: leakage of each defense's best attack vs. its utility "
-                       f"(error bars: std over seeds)", 110), fontsize=_FONT + 2)
+                       f"(error bars: std over seeds{note})", 110), fontsize=_FONT + 2)
     return fig
 
 

@@ -50,7 +50,8 @@ def _groups(board: Board) -> list[tuple[str, str, pd.DataFrame]]:
         keys = sub[settings].astype(str).agg(", ".join, axis=1) if settings else pd.Series([""] * len(sub))
         for key in sorted(set(keys)):
             rows = sub[keys.to_numpy() == key]
-            label = ", ".join(f"{f}={v}" for f, v in zip(settings, key.split(", "))) if settings else ""
+            label = ", ".join(v if f == "extractor" else f"{f}={v}"  # as the bars' labels: `sift`, `n_test=200`
+                              for f, v in zip(settings, key.split(", "))) if settings else ""
             out.append((defense, label, rows))
     return out
 
@@ -171,6 +172,10 @@ def leakage_utility_plot(board: Board, metric: str) -> "Figure":
     keys = list(dict.fromkeys(zip(points["defense"], points["setting"], points["attack"])))
     colours = colour_map(keys)
     markers = {k: _MARKERS[i % len(_MARKERS)] for i, k in enumerate(keys)}
+    ref_keys = list(dict.fromkeys(zip(points.loc[points["utility"] == "", "defense"],
+                                      points.loc[points["utility"] == "", "setting"],
+                                      points.loc[points["utility"] == "", "attack"])))
+    dashes = {k: _DASHES[i % len(_DASHES)] for i, k in enumerate(ref_keys)}  # equal lines stay told apart
     ncols = _columns(len(panels))
     nrows = math.ceil(len(panels) / ncols)
     legend_rows = math.ceil(len(keys) / 2)
@@ -189,7 +194,7 @@ def leakage_utility_plot(board: Board, metric: str) -> "Figure":
                         color=colours[key], markersize=5, markeredgecolor="black", markeredgewidth=0.4)
         for _, r in refs.iterrows():
             key = (r["defense"], r["setting"], r["attack"])
-            ax.axhline(r["leakage"], linestyle="--", color=colours[key], linewidth=1)
+            ax.axhline(r["leakage"], linestyle=dashes[key], color=colours[key], linewidth=1)
         ax.set_xlabel(_wrap(f"utility: {u} (the defense's own figure)" if figures else u, 60), fontsize=_FONT + 1)
         ax.set_ylabel(_wrap(_axis_label(board, metric), 40), fontsize=_FONT + 1)
         ax.tick_params(labelsize=_FONT)
@@ -198,11 +203,12 @@ def leakage_utility_plot(board: Board, metric: str) -> "Figure":
     for key in keys:
         defense, setting, attack = key
         label = f"{defense}" + (f" [{setting}]" if setting else "") + f" — best attack: {attack}"
-        is_ref = bool(len(refs)) and ((refs["defense"] == defense) & (refs["setting"] == setting)).any()
-        handles.append(Line2D([], [], color=colours[key], linestyle="--" if is_ref else "none",
+        is_ref = key in dashes
+        if is_ref:
+            label += " (no utility figure: the horizontal line)"
+        handles.append(Line2D([], [], color=colours[key], linestyle=dashes[key] if is_ref else "none",
                               marker=None if is_ref else markers[key], markeredgecolor="black",
-                              markeredgewidth=0.4, label=_wrap(label, 55) + (" (no utility figure: dashed line)"
-                                                                             if is_ref else "")))
+                              markeredgewidth=0.4, label=_wrap(label, 52 if ncols > 1 else 70)))
     if handles:
         fig.legend(handles=handles, loc="outside lower center", ncol=2 if ncols > 1 else 1, fontsize=_FONT,
                    frameon=False)
@@ -213,6 +219,7 @@ def leakage_utility_plot(board: Board, metric: str) -> "Figure":
     return fig
 
 
+_DASHES = ((0, (5, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)), (0, (2, 3)), (0, (8, 2, 1, 2, 1, 2)))
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*")
 
 

@@ -114,8 +114,8 @@ _ROW_IN = 0.12  # inches per bar row (a 6 pt label and its gap)
 
 
 def _axis_label(board: Board, metric: str) -> str:
-    arrow = board.metrics[metric].arrow
-    return f"{metric} {arrow} (leakage; {'higher' if board.metrics[metric].higher_is_better else 'lower'} = more leaked)"
+    info = board.metrics[metric]
+    return f"{metric} {info.arrow} (leakage; {'higher' if info.higher_is_better else 'lower'} = more leaked)"
 
 
 def _wrap(text: str, width: int) -> str:

@@ -62,7 +62,7 @@ def test_feature_kinds_round_trip_subset_and_stay_apart(tmp_path: Path) -> None:
     assert np.array_equal(sub.vectors, emb.vectors[[3, 1]])
     assert sub.meta["detector_missed"] == [True, False] and sub.meta["detector_missed_count"] == 1
     assert sub.detector_misses().tolist() == [True, False]
-    assert emb.preview(0, np.zeros((8, 8, 3), np.uint8)).shape == (8, 8, 3)
+    assert emb.picture(0, 32).shape == (32, 32, 3)
 
     bits = BitPatternSet(emb.vectors.view(np.uint32))
     bits.save(tmp_path / "b")

@@ -221,8 +221,10 @@ def test_no_coordinates_survive_subset_save_load(tmp_path: Path, crowded: SiftSe
         sift_maps(back, [0], 8)
     with pytest.raises(BenchError, match="coordinates"):
         sift_maps(back, [0], 8, binary=True)
-    bg = np.full((40, 40, 3), 7, np.uint8)
-    np.testing.assert_array_equal(back.preview(0, bg), bg)
+    pic = back.picture(0, 64)  # no coordinates: the descriptors as a heat map, not an empty or made-up layout
+    assert pic.shape == (64, 64, 3) and (pic[:32] < 250).any()
+    changed = SiftSet(back.keypoints, 255 - np.asarray(back.descriptors), back.offsets, back.flags, back.meta)
+    assert not np.array_equal(changed.picture(0, 64), pic)
 
 
 def test_constructor_validation() -> None:
@@ -249,16 +251,24 @@ def test_constructor_validation() -> None:
     assert sift_maps(ok, [1], 4, binary=True).shape == (1, 1, 4, 4)
 
 
-def test_preview_draws_scaled_green_circles() -> None:
+def test_picture_draws_each_keypoint_where_it_is() -> None:
     sift = make_set([np.array([[8.0, 24.0]])], 32)
-    bg = np.zeros((128, 128, 3), np.uint8)
-    pic = sift.preview(0, bg)
-    assert pic.shape == bg.shape and pic.dtype == np.uint8 and not bg.any()
-    ys, xs = np.nonzero(pic[..., 1])
-    assert len(ys) > 0 and not pic[..., 0].any() and not pic[..., 2].any()  # pure green in RGB
-    cx, cy = (8 + 0.5) * 4 - 0.5, (24 + 0.5) * 4 - 0.5
-    assert abs(xs.mean() - cx) < 1.0 and abs(ys.mean() - cy) < 1.0
+    pic = sift.picture(0, 128)
+    assert pic.shape == (128, 128, 3) and pic.dtype == np.uint8
+    coloured = (pic[..., 0] != pic[..., 1]) | (pic[..., 1] != pic[..., 2])  # circle and tick; frame, text are grey
+    ys, xs = np.nonzero(coloured)
+    assert len(ys) > 0
+    body = int(ys.max()) + 1  # the keypoint area is square, centred above the caption
+    assert 64 < body < 128
+    # The picture's layout, written out: the square area is at most 128 tall; find it from the frame's grey line.
+    frame_rows = np.nonzero((pic[:, 64] == 190).all(axis=1))[0]
+    top, bottom = int(frame_rows.min()), int(frame_rows.max())
+    side = bottom - top + 1
+    left = (128 - side) / 2
+    cx, cy = (8 + 0.5) * side / 32 - 0.5 + left, (24 + 0.5) * side / 32 - 0.5
+    assert abs(xs.mean() - cx) < 1.5 and abs(ys.mean() - cy) < 1.5
     assert np.hypot(xs - cx, ys - cy).max() < 6
+    assert not coloured[bottom + 1:].any()  # below the area: the caption, in black
 
 
 # ------------------------------------------------------------------------------------------------ maps

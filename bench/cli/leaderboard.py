@@ -43,8 +43,8 @@ def _split(values: tuple[str, ...]) -> list[str]:
               help="Text width the LaTeX tables are laid out for (e.g. 3.5in for a two-column paper's column): "
                    "wider tables are split into stacked parts, then shrunk to the line width.")
 @click.option("--from-csv", "from_csv", type=click.Path(path_type=Path), default=None,
-              help="Render this CSV leaderboard as md/tex/html [md,tex] without the store (e.g. a committed one); "
-                   "files go beside it as <CSV stem>.<format> unless --out; --dataset names it in the tables.")
+              help="Render this CSV leaderboard as md/tex/html [md,tex] (and --figures) without the store (e.g. a "
+                   "committed one); files go beside it as <CSV stem>.<format> unless --out; --dataset names it.")
 @click.pass_context
 @user_errors
 def leaderboard_cmd(ctx: click.Context, results: Path, out_dir: Path | None, formats: tuple[str, ...], datasets: tuple[str, ...],
@@ -58,10 +58,11 @@ def leaderboard_cmd(ctx: click.Context, results: Path, out_dir: Path | None, for
 
     chosen_defenses = list(dict.fromkeys(d.strip() for d in defenses if d.strip()))
     if from_csv is not None:
-        if figures or len(_split(datasets)) > 1:
-            raise click.UsageError("--from-csv renders one CSV's tables: no --figures, at most one --dataset")
+        if len(_split(datasets)) > 1:
+            raise click.UsageError("--from-csv renders one CSV's tables and figures: at most one --dataset")
         for path in publish_from_csv(from_csv, out_dir, _split(formats) or ["md", "tex"],
-                                     (_split(datasets) or [None])[0], chosen_defenses, _split(metrics), tex_width):
+                                     (_split(datasets) or [None])[0], chosen_defenses, _split(metrics), tex_width,
+                                     figures, figure_metric):
             click.echo(str(path))
         return
     paths = publish(results, out_dir, _split(formats) or ["csv"], _split(datasets), chosen_defenses, _split(metrics),

@@ -111,9 +111,15 @@ class FeatureSet(ABC):
         """How many records hold no features at all (e.g. images without SIFT keypoints); 0 when not applicable."""
         return 0
 
-    def preview(self, index: int, background: np.ndarray) -> np.ndarray:
-        """An H×W×3 uint8 picture of record `index` drawn over `background` (the original); default: background."""
-        return background
+    def picture(self, index: int, size: int) -> np.ndarray:
+        """A size×size×3 uint8 picture of what record `index` releases, drawn from the record alone (never from the
+        private image it was computed from): a run's grid shows it in its "released features" column.
+
+        Each kind draws its own (keypoints, a heat map of a vector, a grid of bits); this default says in words that
+        the kind has no picture."""
+        from bench.features.pictures import message
+
+        return message(size, [f"{self.kind}:", "released, no", "picture drawn", "for this kind"])
 
     def save(self, directory: Path) -> list[Path]:
         """Write arrays (.npy, memory-mappable) and meta.json into `directory`; returns the files written."""

@@ -103,6 +103,19 @@ class EmbeddingSet(_MatrixSet):
         """The N×D float32 vectors (do not modify in place: defenses return new sets)."""
         return self._data
 
+    def picture(self, index: int, size: int) -> np.ndarray:
+        """The released vector as a heat map: its D values row by row on a near-square grid, blue (negative) to red
+        (positive) scaled by the largest |value|, black where not finite."""
+        from bench.features import pictures
+
+        lines = [f"{self.dim}-d vector", "blue - 0 - red"]
+        misses = self.detector_misses()
+        if misses is not None and bool(misses[index]):
+            lines.append("detector missed")
+        lines = pictures.fit(size, lines)
+        body = size - pictures.caption_height(size, lines)
+        return pictures.with_caption(pictures.cells(pictures.diverging(self._data[index]), body, size), size, lines)
+
     def detector_misses(self) -> np.ndarray | None:
         """The per-record detector-miss mask (N bools) when the extractor recorded one, else None."""
         values = self.meta.get("detector_missed")
@@ -134,3 +147,16 @@ class BitPatternSet(_MatrixSet):
     def bits(self) -> np.ndarray:
         """The N×D uint32 bit patterns."""
         return self._data
+
+    def picture(self, index: int, size: int) -> np.ndarray:
+        """The released bits as a near-square grid, most significant bit of each pattern first, row by row: black
+        a set bit, white a clear one."""
+        from bench.features import pictures
+
+        row = np.asarray(self._data[index], dtype=">u4").view(np.uint8)  # big-endian bytes: MSB first
+        bits = np.unpackbits(row)
+        colours = np.where(bits[:, None] == 1, 0, 255).astype(np.uint8).repeat(3, axis=1)
+        lines = [f"{bits.size} bits ({self.dim}x32)", "black = 1"]
+        lines = pictures.fit(size, lines)
+        body = size - pictures.caption_height(size, lines)
+        return pictures.with_caption(pictures.cells(colours, body, size), size, lines)

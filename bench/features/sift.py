@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Mapping, Sequence
 
 import cv2
@@ -118,23 +119,40 @@ class SiftSet(FeatureSet):
             raise BenchError("SIFT features lack meta['image_size'] (the size they were extracted at)")
         return int(self.meta["image_size"])
 
-    def preview(self, index: int, background: np.ndarray) -> np.ndarray:
-        """The keypoints of record `index` as small green circles over an H×W×3 uint8 RGB background."""
-        canvas = np.ascontiguousarray(background, dtype=np.uint8).copy()
-        if canvas.ndim != 3 or canvas.shape[2] != 3:
-            raise BenchError(f"preview background must be H×W×3 uint8, got shape {canvas.shape}")
-        if not self.flags.get("has_coordinates", True):
-            return canvas
+    def picture(self, index: int, size: int) -> np.ndarray:
+        """Record `index` as released: its keypoints (circles of their scale, a tick at their orientation) on white
+        when coordinates are released; else its descriptors as a heat map (one row per keypoint, 128 bins)."""
+        from bench.features import pictures
+
         kp = self.keypoints_of(index)
-        xy = kp[:, :2].astype(np.float64)
-        xy = xy[np.all(np.isfinite(xy), axis=1)]
-        size = float(self.meta.get("image_size", canvas.shape[1]))
-        sx, sy = canvas.shape[1] / size, canvas.shape[0] / size
-        radius = max(1, round(min(canvas.shape[:2]) / 96))
-        shift = 4  # sub-pixel centres: coordinates carry 4 fractional bits
-        green = (0, 255, 0)  # RGB order, as our arrays are RGB
-        for x, y in xy:  # drawing only, never on a hot path
-            cx = int(round(((x + 0.5) * sx - 0.5) * (1 << shift)))
-            cy = int(round(((y + 0.5) * sy - 0.5) * (1 << shift)))
-            cv2.circle(canvas, (cx, cy), radius << shift, green, 1, cv2.LINE_AA, shift)
-        return canvas
+        has_xy, has_desc = self.flags.get("has_coordinates", True), self.flags.get("has_descriptors", True)
+        if has_xy:
+            lines = [f"{len(kp)} keypoints" + ("" if has_desc else ", no desc.")]
+            lines = pictures.fit(size, lines)
+            body = size - pictures.caption_height(size, lines)
+            canvas = np.full((body, size, 3), 255, dtype=np.uint8)
+            ox = (size - body) / 2  # the square image area, centred above the caption
+            side = float(self.meta.get("image_size", 0) or 0) or max(1.0, float(np.nanmax(kp[:, :2], initial=0)) + 1)
+            scale = body / side
+            shift = 4  # sub-pixel centres: coordinates carry 4 fractional bits
+            for x, y, kp_size, angle in kp[:, :4].astype(np.float64):  # drawing only, never on a hot path
+                if not (np.isfinite(x) and np.isfinite(y)):
+                    continue
+                cx, cy = (x + 0.5) * scale - 0.5 + ox, (y + 0.5) * scale - 0.5
+                r = float(np.clip((kp_size if np.isfinite(kp_size) else 0) / 2 * scale, 1.0, body / 4))
+                centre = (int(round(cx * (1 << shift))), int(round(cy * (1 << shift))))
+                cv2.circle(canvas, centre, int(round(r * (1 << shift))), (0, 90, 180), 1, cv2.LINE_AA, shift)
+                if np.isfinite(angle) and angle >= 0:  # OpenCV: degrees, x to the right, y downwards
+                    a = math.radians(float(angle))
+                    tip = (int(round((cx + r * math.cos(a)) * (1 << shift))),
+                           int(round((cy + r * math.sin(a)) * (1 << shift))))
+                    cv2.line(canvas, centre, tip, (200, 40, 40), 1, cv2.LINE_AA, shift)
+            cv2.rectangle(canvas, (int(ox), 0), (int(ox) + body - 1, body - 1), (190, 190, 190), 1)  # image frame
+            return pictures.with_caption(canvas, size, lines)
+        if has_desc and len(kp):
+            lines = [f"{len(kp)} descriptors", "no coordinates"]
+            lines = pictures.fit(size, lines)
+            body = size - pictures.caption_height(size, lines)
+            return pictures.with_caption(pictures.matrix(self.descriptors_of(index), body, size), size, lines)
+        return pictures.message(size, ["nothing drawable", "released" if len(kp) == 0 else "(no coordinates,",
+                                       "" if len(kp) == 0 else "no descriptors)"])

@@ -161,10 +161,14 @@ def from_csv_command(csv_path: Path, out_dir: Path | None, formats: Sequence[str
 
 def publish_from_csv(csv_path: Path, out_dir: Path | None = None, formats: Sequence[str] = ("md", "tex"),
                      dataset: str | None = None, defenses: Sequence[str] = (),
-                     metrics: Sequence[str] = (), tex_width: str = latex.TEXT_WIDTH) -> list[Path]:
+                     metrics: Sequence[str] = (), tex_width: str = latex.TEXT_WIDTH, figures: bool = False,
+                     figure_metric: str = "ssim") -> list[Path]:
     """Render a CSV leaderboard (one already written, e.g. a committed one) as <out>/<CSV stem>.<format> without the
-    results store; directions and conventions come from the metric registry (bench/report/csv_board.py)."""
+    results store; directions and conventions come from the metric registry (bench/report/csv_board.py). With
+    `figures`, also <out>/<dataset>-leakage-utility.* and <dataset>-attacks.* (the CSV keeps no std of utility
+    figures: the leakage-utility figure says so where a point has several seeds)."""
     from bench.report.csv_board import board_from_csv
+    from bench.report.figures import check_metric, write_figures
 
     csv_path = Path(csv_path)
     bad = [f for f in formats if f not in FORMATS or f == "csv"]
@@ -175,10 +179,14 @@ def publish_from_csv(csv_path: Path, out_dir: Path | None = None, formats: Seque
     latex.length_pt(tex_width)
     out = ensure_out_dir(Path(out_dir) if out_dir is not None else csv_path.parent)
     board = select(board_from_csv(csv_path, dataset), defenses, metrics)
+    if figures:
+        check_metric(board, figure_metric)  # before any file is written
     command = from_csv_command(csv_path, out_dir, formats, dataset, defenses, metrics, tex_width)
     paths = []
     for fmt in formats:
         path = out / f"{csv_path.stem}.{fmt}"
         _write_text(_render(fmt, board, command, tex_width), path)
         paths.append(path)
+    if figures:
+        paths += write_figures(board, figure_metric, out)
     return paths

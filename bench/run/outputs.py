@@ -141,5 +141,5 @@ def write_run_files(run_dir: Path, record: dict[str, Any], p: Plan, ids: Sequenc
     title = f"{p.spec.attack} vs {p.spec.defense} on {p.spec.dataset}"
     if p.dataset.note:
         title += f" ({p.dataset.note})"
-    comparison_grid(victim, resize(victim, p.spec.image_size), recon, released.subset(list(range(n))),
+    comparison_grid(resize(victim, p.spec.image_size), recon, released.subset(list(range(n))),
                     run_dir / "grid.png", title=title, n=n)

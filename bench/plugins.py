@@ -75,6 +75,9 @@ class Dataset(Plugin, ABC):
     # The labels `load` gives (e.g. ("age", "gender", "race")); None: not declared, so an attribute attack's need
     # for a label is found only when it trains. A declared list lets a run refuse, and a grid skip, up front.
     label_names: ClassVar[tuple[str, ...] | None] = None
+    # The square size the images come in (CIFAR 32, UTKFace 200); None: generated at any size, or sizes vary. A
+    # profile scales from it (bench.profiles.resolve_resolution): small native datasets are never upscaled.
+    native_size: ClassVar[int | None] = None
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = root
@@ -99,7 +102,7 @@ class Dataset(Plugin, ABC):
     @classmethod
     def registry_meta(cls) -> dict[str, Any]:
         return {**super().registry_meta(), "needs_root": cls.needs_root, "note": cls.note, "faces": cls.faces,
-                "labels": None if cls.label_names is None else list(cls.label_names)}
+                "labels": None if cls.label_names is None else list(cls.label_names), "native_size": cls.native_size}
 
 
 def register_dataset(cls: type[Dataset]) -> type[Dataset]:

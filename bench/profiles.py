@@ -46,6 +46,47 @@ PROFILES: dict[str, RunProfile] = {
 
 DEFAULT_PROFILE = "cpu"
 
+# Datasets whose native images are at most this many pixels wide (CIFAR's 32 px) are used at their native size (or
+# smaller, when a profile asks for less): scaling them up to a profile's face-sized target would only interpolate.
+# Larger datasets (faces of 200-256 px) and generated sets (no native size) take the profile's sizes as they are.
+KEEP_NATIVE_AT_MOST = 64
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The sizes one run uses, and how they were reached from the profile and the dataset's native size."""
+
+    extract_size: int  # the victim sees images at this square size
+    image_size: int  # attacks reconstruct, and metrics score, at this square size
+    native_size: int | None  # the dataset's declared native size (None: generated at any size, or mixed sizes)
+    rule: str  # "profile", "native" or "requested": where the sizes come from
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_resolution(profile: RunProfile, native_size: int | None, image_size: int | None = None,
+                       extract_size: int | None = None) -> Resolution:
+    """The run's sizes: the profile's, clamped to a small dataset's native size, unless the user asked for sizes.
+
+    A dataset with native size <= KEEP_NATIVE_AT_MOST keeps it (CIFAR stays 32 px at every profile; smaller profile
+    sizes still apply); every other dataset gets exactly the profile's sizes, so face runs keep their sizes and run
+    ids. `image_size` / `extract_size` (--image-size / --extract-size) override either size, e.g. to upscale CIFAR.
+    """
+    extract, image, rule = profile.extract_size, profile.image_size, "profile"
+    if native_size is not None and int(native_size) <= KEEP_NATIVE_AT_MOST:
+        extract, image = min(extract, int(native_size)), min(image, int(native_size))
+        rule = "native"
+    for name, value in (("--image-size", image_size), ("--extract-size", extract_size)):
+        if value is not None and not 8 <= int(value) <= 4096:
+            raise BenchError(f"{name} must be between 8 and 4096 pixels (got {value})")
+    if image_size is not None or extract_size is not None:
+        rule = "requested"
+        image = int(image_size) if image_size is not None else image
+        extract = int(extract_size) if extract_size is not None else extract
+    return Resolution(extract_size=extract, image_size=image,
+                      native_size=None if native_size is None else int(native_size), rule=rule)
+
 
 def get_profile(name: str) -> RunProfile:
     """The profile called `name`, or a BenchError listing the profiles."""

@@ -41,6 +41,8 @@ def _details(kind: str, entry: registry.Entry[Any]) -> list[str]:
             facts.append(f"labels {', '.join(meta['labels']) or 'none'}")
     elif kind == "defenses" and meta.get("accepts"):
         facts.append(f"accepts {', '.join(meta['accepts'])}")
+    elif kind == "datasets" and "native_size" in meta:
+        facts.append(f"native size {meta['native_size']} px" if meta["native_size"] else "native size: any")
     elif kind == "extractors" and meta.get("produces"):
         facts.append(f"produces {meta['produces']}")
     if entry.source != "builtin":

@@ -78,12 +78,17 @@ def print_summary(result: Any, attack: str, defense: str, dataset: str, profile:
               help="Comma-separated metrics, or `all` [what the attack leaks: every standard image convention, "
                    "plus identity metrics for a face reconstruction; an attribute attack's own metric] (README: "
                    "default metrics); adding one to a finished run scores its existing reconstructions.")
+@click.option("--image-size", type=int, default=None,
+              help="Reconstruct-and-score size in px [the profile's, or a small dataset's native size].")
+@click.option("--extract-size", type=int, default=None,
+              help="Size the victim sees, in px [the profile's, or a small dataset's native size].")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @user_errors
 def run_cmd(attack: str, defense: str, attack_args: tuple[str, ...], defense_args: tuple[str, ...], dataset: str,
             data_root: Path | None, aux_dataset: str | None, aux_data_root: Path | None, profile: str, seed: int,
             n_train: int | None, n_test: int | None, results: Path, device: str, threads: int | None,
-            extractor: str | None, metric_names: str | None, quiet: bool) -> None:
+            extractor: str | None, metric_names: str | None, image_size: int | None, extract_size: int | None,
+            quiet: bool) -> None:
     """Train ATTACK on the auxiliary split, reconstruct the private split, score it, store and tabulate."""
     from bench.run.plan import RunRequest
     from bench.run.runner import execute
@@ -95,7 +100,8 @@ def run_cmd(attack: str, defense: str, attack_args: tuple[str, ...], defense_arg
                      seed=seed, n_train=n_train, n_test=n_test, results=results, device=device,
                      extractor=extractor, aux_dataset=aux_dataset, aux_data_root=aux_data_root, metrics=metrics,
                      progress=not quiet, attack_params=parse_assignments(attack_args, "--attack-arg"),
-                     defense_params=parse_assignments(defense_args, "--defense-arg"), threads=threads)
+                     defense_params=parse_assignments(defense_args, "--defense-arg"), threads=threads,
+                     image_size=image_size, extract_size=extract_size)
     result = execute(req)
     print_summary(result, attack, defense, dataset, profile)
 

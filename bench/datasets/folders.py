@@ -181,6 +181,7 @@ class UTKFace(FolderDataset):
     name = "utkface"
     faces = True
     label_names = ("age", "gender", "race")
+    native_size = 200
 
     def labels_for(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         parsed = np.array([parse_utkface_name(i) for i in ids], dtype=np.int64).reshape(-1, 3)
@@ -212,6 +213,7 @@ class LFW(FolderDataset):
     name = "lfw"
     faces = True
     label_names = ("identity",)
+    native_size = 250
 
     def labels_for(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         people = sorted({str(PurePosixPath(i).parent) for i in self.item_ids()} - {"."})

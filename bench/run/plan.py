@@ -18,7 +18,7 @@ from bench import registry
 from bench.errors import BenchError, IncompatibleError
 from bench.features import FeatureSpec
 from bench.plugins import Attack, Dataset, Defense, Extractor, Metric
-from bench.profiles import RunProfile, get_profile
+from bench.profiles import Resolution, RunProfile, get_profile, resolve_resolution
 from bench.run.labels import check_attribute_labels
 from bench.run.metric_defaults import default_metrics
 from bench.run.spec import RunSpec
@@ -49,6 +49,8 @@ class RunRequest:
     attack_params: dict[str, Any] = field(default_factory=dict)  # raw KEY=VALUE values, validated by plan()
     defense_params: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None  # torch and OpenCV threads; None: the cores this process may use
+    image_size: int | None = None  # reconstruct-and-score size; None: from the profile and the native size
+    extract_size: int | None = None  # the victim's input size; None: from the profile and the native size
 
 
 @dataclass
@@ -66,6 +68,7 @@ class Plan:
     train_ids: list[str]
     test_ids: list[str]
     released: FeatureSpec
+    resolution: Resolution | None = None  # the sizes and the rule that gave them (None: plans made by hand)
 
 
 def fault_point(name: str) -> None:
@@ -173,8 +176,11 @@ def plan(req: RunRequest) -> Plan:
     n_train = profile.n_train if req.n_train is None else req.n_train
     n_test = profile.n_test if req.n_test is None else req.n_test
     _check_sizes(req, n_train, n_test)
-    attack: Attack = attack_cls(profile=profile.name, image_size=profile.image_size, device=device, seed=req.seed,
-                                params=dict(req.attack_params))
+    # The private dataset's native size sets the run's sizes (it is what is reconstructed and scored).
+    resolution = resolve_resolution(profile, registry.datasets.get(req.dataset).obj.native_size,
+                                    req.image_size, req.extract_size)
+    attack: Attack = attack_cls(profile=profile.name, image_size=resolution.image_size, device=device,
+                                seed=req.seed, params=dict(req.attack_params))
     attack.preflight()
     extractor.preflight()
 
@@ -206,10 +212,11 @@ def plan(req: RunRequest) -> Plan:
         attack=req.attack, defense=req.defense, dataset=req.dataset,
         data_root=str(Path(req.data_root).resolve()) if req.data_root else None,
         profile=profile.name, seed=req.seed, n_train=n_train, n_test=n_test,
-        extract_size=profile.extract_size, image_size=profile.image_size,
+        extract_size=resolution.extract_size, image_size=resolution.image_size,
         extractor=extractor.config(), defense_params=defense.config(), attack_config=attack.config(),
         aux_dataset=req.aux_dataset,
         aux_data_root=str(Path(req.aux_data_root).resolve()) if req.aux_data_root else None,
         dataset_fingerprint={"private": dataset.fingerprint(), "aux": aux.fingerprint()},
     )
-    return Plan(spec, profile, dataset, aux, extractor, defense, attack, metrics, train_ids, test_ids, released)
+    return Plan(spec, profile, dataset, aux, extractor, defense, attack, metrics, train_ids, test_ids, released,
+                resolution)

@@ -24,7 +24,7 @@ from bench.images import resize, to_grey_uint8
 
 def test_registry_lists_all_six_datasets() -> None:
     names = registry.datasets.names()
-    for name in ("synthetic-faces", "folder", "utkface", "celebahq", "ffhq", "lfw"):
+    for name in ("synthetic-faces", "folder", "utkface", "celebahq", "ffhq", "lfw", "cifar10", "cifar100"):
         assert name in names
         assert registry.datasets.get(name).summary  # one-line docstring summary
     entry = registry.datasets.get("synthetic-faces")

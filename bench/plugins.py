@@ -112,10 +112,25 @@ def register_dataset(cls: type[Dataset]) -> type[Dataset]:
 
 
 # ------------------------------------------------------------------------------------------------- extractors
+@dataclass
+class Victim:
+    """The white-box handle on the victim: its model and its training state, as the attacker is granted them.
+
+    `state` holds plain facts about the model's training (e.g. {"trained": False, "steps": 0, "accuracy": 0.1});
+    it is recorded in run.json. Attacks get a copy: nothing they do to it reaches the victim's own model.
+    """
+
+    model: torch.nn.Module
+    state: dict[str, Any] = field(default_factory=dict)
+
+
 class Extractor(Plugin, ABC):
     """The victim system's feature extractor: images in, a FeatureSet of kind `produces` out."""
 
     produces: ClassVar[FeatureSpec]
+    # Threat model: True when the attacker knows the victim's model and weights (federated learning, where the
+    # server sends the model to every client); only then may an attack that declares `needs_victim` run on it.
+    white_box: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         self.params = dict(params)
@@ -130,10 +145,14 @@ class Extractor(Plugin, ABC):
 
     @classmethod
     def registry_meta(cls) -> dict[str, Any]:
-        return {**super().registry_meta(), "produces": cls.produces.describe()}
+        return {**super().registry_meta(), "produces": cls.produces.describe(), "white_box": cls.white_box}
 
     def preflight(self) -> None:
         """Raise a BenchError before any work if something the extractor needs is missing (e.g. weights)."""
+
+    def victim(self) -> Victim:
+        """The victim model and its training state (white-box extractors only)."""
+        raise NotImplementedError(f"extractor {self.name!r} is not white-box: it grants no victim model")
 
     @abstractmethod
     def extract(self, images: ImageSet, progress: bool = True) -> FeatureSet:
@@ -243,6 +262,8 @@ class FitContext:
     notes: list[str] = field(default_factory=list)  # things disabled or changed; copied into run.json
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     ids: list[str] = field(default_factory=list)
+    # The victim model (a copy), only for an attack that declares `needs_victim` under a white-box extractor.
+    victim: Victim | None = None
 
     def rng(self, stream: str) -> np.random.Generator:
         """An independent, reproducible generator for one named purpose (e.g. 'defense-keys')."""
@@ -271,6 +292,11 @@ class Attack(Plugin, ABC):
     # Figures its paper publishes for the paper profile, by `describe()` key, in that key's unit (e.g.
     # {"params_generators": 78e6, "gmacs": 96}); `bench describe --profile paper` flags those off by > 25 %.
     paper_figures: ClassVar[Mapping[str, float]] = {}
+    # True for a white-box attack (gradient inversion): the engine then refuses extractors that are not white-box,
+    # passes the victim in `FitContext.victim` and calls `attach_victim` before reconstructing (also when the trained
+    # attack comes from the cache). Attacks that do not declare it never see the victim.
+    needs_victim: ClassVar[bool] = False
+    victim: Victim | None = None
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:
@@ -294,8 +320,16 @@ class Attack(Plugin, ABC):
     def fit(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:
         """Train on auxiliary features and their images (N×3×S×S, S = image_size)."""
 
+    def attach_victim(self, victim: Victim) -> None:
+        """Receive the victim handle before `reconstruct` / `predict` (attacks that declare `needs_victim`)."""
+        self.victim = victim
+
     def reconstruct(self, features: FeatureSet, progress: bool = True) -> torch.Tensor:
-        """Images (N×3×S×S in [0, 1], on the CPU) rebuilt from `features` (attacks whose outputs are images)."""
+        """Images (N×3×S×S in [0, 1], on the CPU) rebuilt from `features` (attacks whose outputs are images).
+
+        N is the number of images the records cover: one per record for per-sample releases, and for per-batch
+        releases the images of each record's `covers()`, record after record, in that order.
+        """
         raise NotImplementedError(f"attack {self.name!r} outputs {self.outputs}, not images")
 
     def predict(self, features: FeatureSet, progress: bool = True) -> dict[str, np.ndarray]:
@@ -317,7 +351,8 @@ class Attack(Plugin, ABC):
     def registry_meta(cls) -> dict[str, Any]:
         return {**super().registry_meta(), "consumes": cls.consumes.describe(), "paper": cls.paper,
                 "profiles": list(cls.profiles), "outputs": cls.outputs, "attributes": list(cls.attributes),
-                "default_extractor": cls.default_extractor, "reconstructs_faces": cls.reconstructs_faces}
+                "default_extractor": cls.default_extractor, "reconstructs_faces": cls.reconstructs_faces,
+                "needs_victim": cls.needs_victim}
 
 
 def register_attack(cls: type[Attack]) -> type[Attack]:

@@ -81,6 +81,9 @@ class FeatureSet(ABC):
 
     kind: ClassVar[str] = ""
     default_flags: ClassVar[Mapping[str, bool]] = {}
+    # "sample": record i is released for image i. "batch": each record covers several images (a federated client's
+    # gradient of a batch); `covers()` says which, and the attack returns one image per covered image.
+    granularity: ClassVar[str] = "sample"
 
     def __init__(self, flags: Mapping[str, bool] | None = None, meta: Mapping[str, Any] | None = None) -> None:
         self.flags: dict[str, bool] = {**dict(self.default_flags), **dict(flags or {})}
@@ -107,6 +110,14 @@ class FeatureSet(ABC):
     def _from_arrays(cls, arrays: dict[str, np.ndarray], flags: dict[str, bool], meta: dict[str, Any]) -> "FeatureSet":
         """Rebuild a set from the arrays `_save_arrays` returned."""
 
+    def covers(self) -> list[list[int]]:
+        """For each record, the indices of the images it covers (positions in the image set given to the extractor).
+
+        Per-sample kinds cover one image each; per-batch kinds override this (and keep the indices through
+        `subset`, save and load). The records of one split cover every image exactly once.
+        """
+        return [[i] for i in range(len(self))]
+
     def empty_records(self) -> int:
         """How many records hold no features at all (e.g. images without SIFT keypoints); 0 when not applicable."""
         return 0
@@ -129,7 +140,7 @@ class FeatureSet(ABC):
             path = directory / f"{name}.npy"
             np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
             files.append(path)
-        info = {"kind": self.kind, "flags": self.flags, "meta": self.meta}
+        info = {"kind": self.kind, "flags": self.flags, "meta": self.meta}  # granularity: a class attribute
         meta_path = directory / "features.json"
         meta_path.write_text(json.dumps(info, sort_keys=True, indent=1))
         files.append(meta_path)
@@ -145,3 +156,15 @@ class FeatureSet(ABC):
             for p in sorted(directory.glob("*.npy"))
         }
         return cls._from_arrays(arrays, dict(info["flags"]), dict(info["meta"]))
+
+
+def check_coverage(features: FeatureSet, n_images: int, producer: str) -> list[int]:
+    """The image order of `features` (its records' covered indices, concatenated); a RuntimeError unless the records
+    cover each of the `n_images` images exactly once."""
+    order = [int(i) for c in features.covers() for i in c]
+    if features.granularity == "sample" and len(features) != n_images:
+        raise RuntimeError(f"{producer} returned {len(features)} records for {n_images} images")
+    if sorted(order) != list(range(n_images)):
+        raise RuntimeError(f"{producer}: the {len(features)} {features.granularity} records cover images "
+                           f"{sorted(order)[:8]}..., not each of the {n_images} images exactly once")
+    return order

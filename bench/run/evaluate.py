@@ -97,8 +97,10 @@ def _applicability(p: Plan, m: Metric) -> str | None:
 class _BatchOutputs:
     """One batch's reconstructions (or predicted attributes), reused from the run folder when they verify."""
 
-    def __init__(self, p: Plan, run_dir: Path, released: FeatureSet, k: int, idx: list[int], ids: list[str]):
+    def __init__(self, p: Plan, run_dir: Path, released: FeatureSet, k: int, idx: list[int], ids: list[str],
+                 records: list[int] | None = None):
         self.p, self.run_dir, self.k, self.idx, self.ids = p, run_dir, k, idx, ids
+        self.records = idx if records is None else records  # the released records whose images these are
         self.record_path = run_dir / "batches" / f"b{k:05d}.json"
         self.images_out = type(p.attack).outputs == "images"
         self.recon: torch.Tensor | None = None
@@ -123,7 +125,7 @@ class _BatchOutputs:
         return True
 
     def _make(self, released: FeatureSet) -> None:
-        part = released.subset(self.idx)
+        part = released.subset(self.records)
         rec: dict[str, Any] = {"ids": self.ids, "indices": self.idx}
         self.attributes = {}
         if self.images_out:
@@ -194,13 +196,13 @@ def evaluate(p: Plan, run_dir: Path, released: FeatureSet, private: SplitFeature
     active = [n for n in p.metrics if n not in status]
     parts: dict[str, list[dict[str, np.ndarray]]] = {n: [] for n in active}
     attributes: list[tuple[int, str, str, str]] = []
-    batch = p.profile.eval_batch
-    starts = list(range(0, len(ids), batch))
+    groups = _eval_groups(released, len(ids), p.profile.eval_batch)
+    order = [i for idx, _ in groups for i in idx]
     reused = 0
-    for k, start in enumerate(tqdm(starts, desc="Evaluate", unit="batch", disable=not progress)):
-        idx = list(range(start, min(start + batch, len(ids))))
+    for k, (idx, records) in enumerate(tqdm(groups, desc="Evaluate", unit="batch", disable=not progress)):
         b_ids = [ids[i] for i in idx]
-        out = _BatchOutputs(p, run_dir, released, k, idx, b_ids)
+        out = _BatchOutputs(p, run_dir, released, k, idx, b_ids,
+                            None if released.granularity == "sample" else records)
         for name, values in out.attributes.items():
             attributes += [(i, s, name, str(v)) for i, s, v in zip(idx, b_ids, values.tolist())]
         eb = EvalBatch(idx, b_ids, labels={n: np.asarray(v)[idx] for n, v in private.labels.items()},
@@ -226,7 +228,25 @@ def evaluate(p: Plan, run_dir: Path, released: FeatureSet, private: SplitFeature
             parts[name].append(arrays)
         reused += out.reused and not computed
         fault_point(f"after-eval-batch-{k}")
-    return _summarise(p, ids, parts, status, attributes, reused, len(starts))
+    return _summarise(p, ids, parts, status, attributes, reused, len(groups), order)
+
+
+def _eval_groups(released: FeatureSet, n: int, batch: int) -> list[tuple[list[int], list[int]]]:
+    """(image indices, record indices) of each evaluation batch: `batch` consecutive images for per-sample
+    releases; whole records (their covered images, at least `batch` per group but the last) for per-batch ones."""
+    if released.granularity == "sample":
+        return [(list(range(s, min(s + batch, n))), list(range(s, min(s + batch, n)))) for s in range(0, n, batch)]
+    groups: list[tuple[list[int], list[int]]] = []
+    idx: list[int] = []
+    records: list[int] = []
+    for r, cover in enumerate(released.covers()):
+        idx, records = idx + [int(i) for i in cover], records + [r]
+        if len(idx) >= batch:
+            groups.append((idx, records))
+            idx, records = [], []
+    if records:
+        groups.append((idx, records))
+    return groups
 
 
 def _originals(p: Plan, ids: Sequence[str]) -> torch.Tensor:
@@ -240,7 +260,7 @@ def _originals(p: Plan, ids: Sequence[str]) -> torch.Tensor:
 
 def _summarise(p: Plan, ids: list[str], parts: dict[str, list[dict[str, np.ndarray]]],
                status: dict[str, tuple[str, str | None]], attributes: list[tuple[int, str, str, str]],
-               reused: int, n_batches: int) -> Evaluation:
+               reused: int, n_batches: int, order: list[int] | None = None) -> Evaluation:
     rows: list[tuple[int, str, str, float | None, str, str]] = []
     values: dict[str, MetricValue] = {}
     for name, m in p.metrics.items():
@@ -254,7 +274,8 @@ def _summarise(p: Plan, ids: list[str], parts: dict[str, list[dict[str, np.ndarr
             except Exception as exc:
                 st, detail = FAILED, f"{type(exc).__name__}: {exc}"
             if st == OK and m.level == "sample":
-                for i, v in enumerate(np.asarray(merged["values"], dtype=np.float64).tolist()):
+                at = order if order is not None else list(range(len(ids)))  # the image of each value, in turn
+                for i, v in zip(at, np.asarray(merged["values"], dtype=np.float64).tolist()):
                     rows.append((i, ids[i], name, None if v != v else v, OK if v == v else UNDEFINED, m.version))
             if st == OK and value != value:
                 st, detail, value = UNDEFINED, "the value is not defined for these inputs (NaN)", None

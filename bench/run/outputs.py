@@ -20,9 +20,10 @@ from bench.report.plots import comparison_grid
 from bench.run.command import request_command
 from bench.run.evaluate import Evaluation, recon_path
 from bench.run.plan import Plan, RunRequest
+from bench.plugins import Victim
 from bench.run.stages import TrainedAttack
 
-__all__ = ["run_record", "write_run_files", "package_versions", "git_revision"]
+__all__ = ["run_record", "write_run_files", "package_versions", "git_revision", "release_coverage"]
 
 _PACKAGES = ("torch", "torchvision", "numpy", "opencv-python-headless", "kornia", "scipy", "pandas", "pillow",
              "scikit-image", "click", "tqdm", "lpips", "torch-fidelity", "dlib-bin", "dask", "distributed")
@@ -69,10 +70,24 @@ def threat_model(p: Plan) -> dict[str, Any]:
     }
 
 
+def release_coverage(released: FeatureSet, ids: Sequence[str]) -> dict[str, Any]:
+    """Which private images each released record covers: per sample (one each) or per batch (the ids listed)."""
+    out: dict[str, Any] = {"granularity": released.granularity, "records": len(released)}
+    if released.granularity != "sample":
+        out["covers"] = [[ids[i] for i in c] for c in released.covers()]
+    return out
+
+
 def run_record(p: Plan, req: RunRequest, timings: dict[str, float], trained: TrainedAttack, ev: Evaluation,
                utility: dict[str, float], threads: dict[str, Any], skipped_files: Sequence[tuple[str, str]],
-               n_train: int, n_test: int, cache: dict[str, Any]) -> dict[str, Any]:
+               n_train: int, n_test: int, cache: dict[str, Any], victim: Victim | None = None,
+               private_ids: Sequence[str] | None = None, released: FeatureSet | None = None) -> dict[str, Any]:
     """Everything needed to interpret and reproduce the run's numbers."""
+    tm = threat_model(p)
+    if victim is not None:
+        tm["attacker_knows"] = tm["attacker_knows"] + ["the victim model and its weights (white-box)"]
+        tm["victim"] = {"granted": True, "state": dict(victim.state),
+                        "parameters": int(sum(t.numel() for t in victim.model.parameters()))}
     return {
         "run_id": p.spec.run_id,
         "config_id": p.spec.config_id,
@@ -82,7 +97,9 @@ def run_record(p: Plan, req: RunRequest, timings: dict[str, float], trained: Tra
                         "native": p.resolution.native_size if p.resolution else None,
                         "rule": p.resolution.rule if p.resolution else None},
         "profile": p.profile.to_dict(),
-        "threat_model": threat_model(p),
+        "threat_model": tm,
+        "releases": release_coverage(released, private_ids) if released is not None and private_ids is not None
+        else None,
         "n_train_loaded": n_train,
         "n_test_loaded": n_test,
         "skipped_files": {"count": len(skipped_files), "files": [{"file": f, "reason": r} for f, r in skipped_files]},
@@ -143,5 +160,6 @@ def write_run_files(run_dir: Path, record: dict[str, Any], p: Plan, ids: Sequenc
     title = f"{p.spec.attack} vs {p.spec.defense} on {p.spec.dataset}"
     if p.dataset.note:
         title += f" ({p.dataset.note})"
-    comparison_grid(resize(victim, p.spec.image_size), recon, released.subset(list(range(n))),
+    record_of = {i: r for r, c in enumerate(released.covers()) for i in c}  # the record each image is released in
+    comparison_grid(resize(victim, p.spec.image_size), recon, released.subset([record_of[i] for i in range(n)]),
                     run_dir / "grid.png", title=title, n=n)

@@ -154,6 +154,9 @@ def plan(req: RunRequest) -> Plan:
     if not defense.can_protect(extractor.produces):
         raise IncompatibleError(f"defense {req.defense!r} cannot protect {extractor.produces.kind!r} features "
                                 f"(it protects: {', '.join(defense.accepts)})")
+    if attack_cls.needs_victim and not type(extractor).white_box:
+        raise IncompatibleError(f"attack {req.attack!r} is white-box (it needs the victim model) but extractor "
+                                f"{extractor_name!r} grants no victim model; use a white-box extractor")
     released = defense.released_spec(extractor.produces)
     if not attack_cls.consumes.accepts(released):
         fits = [n for n in compatible_attacks(released) if n != req.attack]

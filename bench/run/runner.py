@@ -26,7 +26,8 @@ from bench.run.evaluate import Evaluation, evaluate
 from bench.run.locks import file_lock
 from bench.run.plan import Plan, RunRequest, fault_point, plan
 from bench.hashing import digest
-from bench.run.stages import check_learnable, defense_utility, load_split, split_features, trained_attack
+from bench.run.stages import (check_learnable, defense_utility, granted_victim, load_split, split_features,
+                              trained_attack)
 from bench.store import Store
 from bench.threads import apply_threads, thread_record
 
@@ -125,8 +126,9 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
                             p.spec.image_size)
     check_learnable(aux_released, "auxiliary", type(p.attack).uses_features)
     environment = {"threads": threads, "versions": outputs.package_versions()}
+    victim = granted_victim(p)
     with timer("train"):
-        trained = trained_attack(cache, p, aux_released, aux_images, aux, req.progress, environment)
+        trained = trained_attack(cache, p, aux_released, aux_images, aux, req.progress, environment, victim)
     fault_point("after-train")
     ctx = EvalContext(labels=dict(private.labels), ids=list(private.ids), aux_images=aux_images,
                       aux_labels=dict(aux.labels), device=p.attack.device, seed=p.spec.seed,
@@ -143,6 +145,7 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
         p, req, timer.times, trained, ev, utility, threads,
         skipped_files=_listing_skipped(p) + aux.skipped + private.skipped,
         n_train=len(aux.ids), n_test=len(private.ids),
+        victim=victim, private_ids=list(private.ids), released=released,
         cache={"features": aux.cache_hit and private.cache_hit, "attack": trained.cache_hit,
                "eval_batches_reused": ev.batches_reused, "eval_batches": ev.batches},
     )

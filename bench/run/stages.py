@@ -7,6 +7,7 @@ reuses old features.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import dataclass, field
@@ -17,8 +18,8 @@ import numpy as np
 import torch
 
 from bench.errors import BenchError
-from bench.features import FeatureSet
-from bench.plugins import Dataset, Defense, Extractor, FitContext, ImageSet, UtilityContext
+from bench.features import FeatureSet, check_coverage
+from bench.plugins import Dataset, Defense, Extractor, FitContext, ImageSet, UtilityContext, Victim
 from bench.run.cache import StageCache
 from bench.run.plan import Plan, fault_point
 from bench.hashing import digest
@@ -59,8 +60,7 @@ def split_features(cache: StageCache, ds: Dataset, ids: list[str], size: int, ex
     def build(tmp: Path) -> None:
         images = load_split(ds, ids, size, what)
         feats = extractor.extract(images, progress=progress)
-        if len(feats) != len(images):
-            raise RuntimeError(f"extractor {extractor.name!r} returned {len(feats)} records for {len(images)} images")
+        check_coverage(feats, len(images), f"extractor {extractor.name!r}")
         feats.save(tmp / "features")
         np.savez(tmp / "labels.npz", **{k: np.asarray(v) for k, v in images.labels.items()})
         (tmp / "ids.json").write_text(json.dumps({"ids": list(images.ids), "skipped": images.skipped}))
@@ -117,7 +117,7 @@ class TrainedAttack:
 
 
 def trained_attack(cache: StageCache, p: Plan, aux: FeatureSet, aux_images: torch.Tensor, aux_split: SplitFeatures,
-                   progress: bool, environment: dict[str, Any]) -> TrainedAttack:
+                   progress: bool, environment: dict[str, Any], victim: Victim | None = None) -> TrainedAttack:
     """Fit the attack or load its checkpoint; keyed by attack, defense, extractor, auxiliary data, profile, seed.
 
     The checkpoint keeps the provenance of its training (device, wall time, threads, versions), so a run that
@@ -131,7 +131,7 @@ def trained_attack(cache: StageCache, p: Plan, aux: FeatureSet, aux_images: torc
 
     def build(tmp: Path) -> None:
         ctx = FitContext(defense=p.defense, seed=p.spec.seed, device=p.attack.device, progress=progress,
-                         labels=dict(aux_split.labels), ids=list(aux_split.ids))
+                         labels=dict(aux_split.labels), ids=list(aux_split.ids), victim=victim)
         t0 = time.perf_counter()
         p.attack.fit(aux, aux_images, ctx)
         fault_point("during-train")  # a kill here leaves a partial temporary entry that the next writer sweeps
@@ -147,3 +147,14 @@ def trained_attack(cache: StageCache, p: Plan, aux: FeatureSet, aux_images: torc
 
     state, hit = cache.load_or_create("attacks", key, inputs, build, load)
     return TrainedAttack(hit, dict(state.get("provenance", {})), list(state.get("notes", [])))
+
+
+def granted_victim(p: Plan) -> Victim | None:
+    """A copy of the victim handle for an attack that declares `needs_victim` (plan checked the extractor grants
+    it), attached to the attack; None for every other attack, which never sees the victim."""
+    if not type(p.attack).needs_victim:
+        return None
+    own = p.extractor.victim()
+    victim = Victim(model=copy.deepcopy(own.model), state=copy.deepcopy(dict(own.state)))
+    p.attack.attach_victim(victim)
+    return victim

@@ -108,3 +108,15 @@ def test_list_datasets_verbose_shows_native_size() -> None:
 
     out = CliRunner().invoke(main, ["list", "datasets", "-v"]).output
     assert "native size 200 px" in out and "native size: any" in out
+
+
+def test_recorded_command_reproduces_requested_sizes() -> None:
+    import shlex
+
+    from bench.cli.run import run_cmd
+    from bench.run.command import request_command
+
+    words = shlex.split(request_command(RunRequest(attack="mean-image", image_size=48, extract_size=96)))
+    params = run_cmd.make_context("run", words[2:]).params
+    assert (params["image_size"], params["extract_size"]) == (48, 96)
+    assert "--image-size" not in request_command(RunRequest(attack="mean-image"))

@@ -70,6 +70,10 @@ def request_args(req: RunRequest) -> list[str]:
         args += ["--threads", str(req.threads)]
     if req.extractor:
         args += ["--extractor", req.extractor]
+    if req.image_size is not None:
+        args += ["--image-size", str(req.image_size)]
+    if req.extract_size is not None:
+        args += ["--extract-size", str(req.extract_size)]
     if req.metrics is not None:
         args += ["--metrics", ",".join(req.metrics)]
     return args

@@ -95,6 +95,14 @@ class Dataset(Plugin, ABC):
         sets); folder datasets return each file's sha256 (and set `keys_by_content`)."""
         return list(ids)
 
+    def official_splits(self) -> dict[str, list[str]] | None:
+        """{"train": ids, "test": ids} for a dataset released with a fixed split (CIFAR), else None.
+
+        A run on such a dataset draws its private split from "test" and the attacker's auxiliary split from
+        "train" (victim classifiers train there too); other datasets are split by a seeded hash of their ids.
+        """
+        return None
+
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this dataset's content for cache keys (name, root, and anything else relevant)."""
         return {"name": self.name, "version": self.version, "root": str(self.root.resolve()) if self.root else None}

@@ -140,6 +140,10 @@ def test_cifar_folder_layout_and_planned_native_size(tmp_path: Path) -> None:
     p = plan(RunRequest(attack="mean-image", dataset="cifar10", data_root=tmp_path, profile="cpu", n_train=4,
                         n_test=2))
     assert (p.spec.extract_size, p.spec.image_size) == (32, 32) and p.resolution.rule == "native"
+    assert all(i.startswith("test/") for i in p.test_ids) and all(i.startswith("train/") for i in p.train_ids)
+    with pytest.raises(BenchError, match="cifar10's test split has 4 images but --n-test is 5"):
+        plan(RunRequest(attack="mean-image", dataset="cifar10", data_root=tmp_path, profile="cpu", n_train=4,
+                        n_test=5))
     (tmp_path / "test" / "unicorn").mkdir()
     Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8)).save(tmp_path / "test" / "unicorn" / "0.png")
     with pytest.raises(BenchError, match="unicorn"):

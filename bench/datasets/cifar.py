@@ -154,6 +154,11 @@ class _Cifar(FolderDataset):
         """'train' or 'test': the official split an id belongs to (victims train on train/, attacks use test/)."""
         return item.split("/", 1)[0]
 
+    def official_splits(self) -> dict[str, list[str]]:
+        """The release's own split: runs attack images of test/ and give the attacker images of train/."""
+        ids = self.item_ids()
+        return {split: [i for i in ids if self.split_of(i) == split] for split in SPLITS}
+
     # ------------------------------------------------------------------------------------------- reading
     def labels_for(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Int labels aligned with `ids`: 'label' (the class; CIFAR-100: fine) and, from CIFAR-100's binary
@@ -193,13 +198,13 @@ class _Cifar(FolderDataset):
         """The folder layout's fingerprint (every file's path, size, mtime), or the same over the release files."""
         self.item_ids()
         if self._binary is None:
-            return {**super().fingerprint(), "layout": "folder"}
+            return {**super().fingerprint(), "layout": "folder", "split": "official"}
         h = hashlib.sha256()
         for name in sorted(f for split in SPLITS for f in self.files[split]):
             st = os.stat(self._binary / name)
             h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         return {"name": self.name, "version": self.version, "root": str(self._binary.resolve()),
-                "files": len(self._ids or []), "content": h.hexdigest(), "layout": "binary"}
+                "files": len(self._ids or []), "content": h.hexdigest(), "layout": "binary", "split": "official"}
 
 
 @register_dataset

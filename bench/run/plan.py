@@ -209,7 +209,15 @@ def plan(req: RunRequest) -> Plan:
     else:
         aux = dataset
         ids = dataset.item_ids()
-        train_ids, test_ids = split_ids(ids, req.seed, n_train, n_test, req.dataset, key=_key_of(dataset, ids))
+        official = dataset.official_splits()
+        if official is not None:  # private images from the official test split, the attacker's from train
+            # (a train image with the same content as a drawn private image never reaches the attacker)
+            train_ids, test_ids = split_cross(official["train"], official["test"], req.seed, n_train, n_test,
+                                              f"{req.dataset}'s train split", f"{req.dataset}'s test split",
+                                              exclude_private=True, aux_key=_key_of(dataset, ids),
+                                              private_key=_key_of(dataset, ids))
+        else:
+            train_ids, test_ids = split_ids(ids, req.seed, n_train, n_test, req.dataset, key=_key_of(dataset, ids))
 
     spec = RunSpec(
         attack=req.attack, defense=req.defense, dataset=req.dataset,

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -20,8 +21,8 @@ from bench.errors import BenchError
 from bench.features import FeatureSet
 from bench.images import resize
 from bench.params import Param
-from bench.plugins import (Attack, Defense, EvalBatch, EvalContext, FitContext, Metric, MetricUnavailable,
-                           UtilityContext, attacker_training_features, seeded_rng)
+from bench.plugins import (Attack, Defense, EvalBatch, EvalContext, FitContext, ImageSet, Metric, MetricUnavailable,
+                           UtilityContext, Victim, attacker_training_features, seeded_rng)
 from bench.profiles import get_profile
 
 Result = tuple[str, bool, str]
@@ -73,12 +74,20 @@ def smoke_data(n_train: int = 12, n_test: int = 4, extractor: str = "sift", defe
     dfn = registry.defenses.get(defense).obj()
     tr, te = list(range(n_train)), list(range(n_train, n_train + n_test))
     targets = resize(imgs.images, prof.image_size)
+    if feats.granularity == "sample":
+        aux_feats, private_feats = feats.subset(tr), feats.subset(te)
+    else:  # per-batch records cover several images: each split is released on its own, as in a run
+        def part(idx: list[int]) -> ImageSet:
+            return ImageSet([ids[i] for i in idx], imgs.images[idx], {k: np.asarray(v)[idx]
+                                                                      for k, v in imgs.labels.items()})
+        aux_feats, private_feats = ext.extract(part(tr), progress=False), ext.extract(part(te), progress=False)
     return {
         "profile": prof,
         "extractor": ext,
         "defense": dfn,
-        "aux": attacker_training_features(dfn, feats.subset(tr), seed),
-        "private": dfn.protect(feats.subset(te), seeded_rng(seed, "victim-keys")),
+        "victim": ext.victim() if type(ext).white_box else None,
+        "aux": attacker_training_features(dfn, aux_feats, seed),
+        "private": dfn.protect(private_feats, seeded_rng(seed, "victim-keys")),
         "aux_images": targets[tr],
         "private_images": targets[te],
         "aux_ids": ids[:n_train],
@@ -95,7 +104,7 @@ def _pairing(cls: type[Attack]) -> tuple[str, str]:
     extractors = list(registry.extractors)
     extractors.sort(key=lambda e: e.name != cls.default_extractor)  # stable: the default first, then by name
     for ext in extractors:
-        if not cls.consumes.admits_kind(ext.obj.produces.kind):
+        if not cls.consumes.admits_kind(ext.obj.produces.kind) or (cls.needs_victim and not ext.obj.white_box):
             continue
         for dfn in [registry.defenses.get("none")] + list(registry.defenses):
             d = dfn.obj()
@@ -261,16 +270,27 @@ def attack_checks(cls: type[Attack]) -> Iterator[Result]:
     stand_ins = [] if images else _stand_in_labels(data, cls.attributes)
     prof = data["profile"]
     private: FeatureSet = data["private"]
-    n = len(private)
+    covers = private.covers()  # one image per record, or several for per-batch releases
+    n = sum(len(c) for c in covers)
+    first = np.cumsum([0] + [len(c) for c in covers]).tolist()  # record r's images are rows first[r]:first[r + 1]
+
+    def victim() -> Victim | None:
+        """A fresh copy of the victim for an attack that declares needs_victim (as the runner gives it)."""
+        v = data["victim"]
+        return copy.deepcopy(v) if cls.needs_victim and v is not None else None
 
     def make(params: Mapping[str, Any] | None = None) -> Attack:
-        return cls(profile="smoke", image_size=prof.image_size, device="cpu", seed=0, params=params)
+        a = cls(profile="smoke", image_size=prof.image_size, device="cpu", seed=0, params=params)
+        v = victim()
+        if v is not None:
+            a.attach_victim(v)
+        return a
 
     def fitted() -> Attack:
         a = make()
         a.fit(data["aux"], data["aux_images"], FitContext(defense=data["defense"], seed=0, device=torch.device("cpu"),
                                                           progress=False, labels=dict(data["aux_labels"]),
-                                                          ids=list(data["aux_ids"])))
+                                                          ids=list(data["aux_ids"]), victim=a.victim))
         return a
 
     def outputs(a: Attack, feats: FeatureSet) -> Any:
@@ -323,9 +343,10 @@ def attack_checks(cls: type[Attack]) -> Iterator[Result]:
 
     def batch_independent() -> None:
         a, out = state["attack"], state["out"]
-        for i in range(n):
-            one = outputs(a, private.subset([i]))
-            assert same(row(one, 0), row(out, i), 1e-5), f"sample {i} changes with the batch around it"
+        for r in range(len(private)):
+            one = outputs(a, private.subset([r]))
+            for j, i in enumerate(range(first[r], first[r + 1])):
+                assert same(row(one, j), row(out, i), 1e-5), f"sample {i} changes with the batch around it"
 
     def checkpoint() -> None:
         sd = _roundtrip(state["attack"].state_dict())
@@ -364,7 +385,7 @@ def attack_checks(cls: type[Attack]) -> Iterator[Result]:
             out = outputs(state["attack"], blank)
         except BenchError as exc:
             return f"refused with a clear error: {exc}"
-        well_formed(out, 1)
+        well_formed(out, sum(len(c) for c in blank.covers()))
         return "a valid output"
 
     yield _run("empty input", empty_input)
@@ -376,6 +397,8 @@ def attack_checks(cls: type[Attack]) -> Iterator[Result]:
     def featureless() -> str:
         if cls.uses_features:
             return "uses the released features"
+        if private.granularity != "sample":
+            return "not checked for per-batch releases"
         a, out = state["attack"], state["out"]
         swapped = outputs(a, private.subset(list(range(n))[::-1]))
         for i in range(n):

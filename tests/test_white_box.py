@@ -101,6 +101,7 @@ class GradientInversion(Attack):
     """Toy white-box attack: divides the weight gradient by the bias gradient (needs the victim's layer shape)."""
 
     name = "toy-gi"
+    paper = "toy: a linear layer's gradient divided by its bias gradient"
     consumes = Requirement("toy-batch-gradient")
     default_extractor = "toy-gradient-victim"
     profiles = ("smoke",)
@@ -117,16 +118,18 @@ class GradientInversion(Attack):
         for g, cover in zip(features.grads, features.covers()):
             dw, db = g[:classes * dim].reshape(classes, dim), g[classes * dim:]
             c = int(np.argmax(np.abs(db)))
-            x = torch.from_numpy(dw[c] / db[c]).float().reshape(1, 3, side, side).clamp(0, 1)
+            with np.errstate(invalid="ignore", divide="ignore"):  # a blank record (contract kit): no image
+                x = torch.from_numpy(dw[c] / db[c]).float().reshape(1, 3, side, side).clamp(0, 1)
             out += [resize(x, self.image_size)[0]] * len(cover)
         SEEN.setdefault(self.name, {})["reconstructed"] = True
-        return torch.stack(out)
+        return torch.stack(out) if out else torch.zeros((0, 3, self.image_size, self.image_size))
 
 
 class Peeker(Attack):
     """Toy attack on the same release that does not declare needs_victim: it must never see the victim."""
 
     name = "toy-peeker"
+    paper = "toy: never sees the victim"
     consumes = Requirement("toy-batch-gradient")
     default_extractor = "toy-gradient-victim"
     profiles = ("smoke",)
@@ -223,3 +226,13 @@ def test_per_sample_releases_record_their_granularity(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     record = json.loads(_run_dir(tmp_path).joinpath("run.json").read_text())
     assert record["releases"]["granularity"] == "sample" and record["releases"]["records"] == 4
+
+
+def test_contract_kit_checks_white_box_attacks_on_per_batch_releases(toys) -> None:
+    from bench.contract import check_plugin
+
+    results = check_plugin("toy-gi")
+    failed = [(name, detail) for name, ok, detail in results if not ok]
+    assert not failed, failed
+    assert dict((name, detail) for name, _, detail in results)["fit + reconstruct (smoke)"] == "4 images 32px"
+    assert SEEN["toy-gi"]["fit_victim"] is True

@@ -164,3 +164,34 @@ def test_real_cifar10_folder(shared_data: Path) -> None:
     assert len(ids) == 55000 and sum(ds.split_of(i) == "test" for i in ids) == 5000
     s = ds.load(["test/cat/0000.jpg", "train/truck/0001.jpg"], 32)
     assert s.images.shape == (2, 3, 32, 32) and list(s.labels["label"]) == [3, 9] and not s.skipped
+
+
+def test_binary_release_is_known_by_content(cifar10_bin, tmp_path: Path) -> None:
+    import shutil
+
+    root, truth = cifar10_bin
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(root / "cifar-10-batches-bin", copy / "cifar-10-batches-bin")
+    a, b = Cifar10(root=root), Cifar10(root=copy)
+    assert a.fingerprint() == b.fingerprint()  # no path, no modification time
+    _, img = truth["test/00000"]
+    expected = __import__("hashlib").sha256(img.transpose(2, 0, 1).tobytes()).hexdigest()
+    assert a.content_keys(["test/00000"]) == [expected]  # the record's pixel bytes
+    raw = bytearray((copy / "cifar-10-batches-bin" / "test_batch.bin").read_bytes())
+    raw[100] ^= 1
+    (copy / "cifar-10-batches-bin" / "test_batch.bin").write_bytes(bytes(raw))
+    assert Cifar10(root=copy).fingerprint() != a.fingerprint()
+
+
+def test_a_train_record_equal_to_a_private_one_never_reaches_the_attacker(tmp_path: Path) -> None:
+    release = tmp_path / "cifar-10-batches-bin"
+    test_rec, _ = _record([1], seed=7)
+    for b in range(1, 6):
+        recs = [_record([0], seed=10 * b + r)[0] for r in range(2)]
+        if b == 3:
+            recs[1] = bytes([4]) + test_rec[1:]  # the private image again, under another label
+        _write(release / f"data_batch_{b}.bin", recs)
+    _write(release / "test_batch.bin", [test_rec])
+    p = plan(RunRequest(attack="mean-image", dataset="cifar10", data_root=tmp_path, profile="smoke", n_train=9,
+                        n_test=1))
+    assert p.test_ids == ["test/00000"] and "train/00005" not in p.train_ids and len(p.train_ids) == 9

@@ -39,10 +39,10 @@ def _details(kind: str, entry: registry.Entry[Any]) -> list[str]:
             facts.append("faces (identity metrics by default)")
         if meta.get("labels") is not None:
             facts.append(f"labels {', '.join(meta['labels']) or 'none'}")
+        if "native_size" in meta:
+            facts.append(f"native size {meta['native_size']} px" if meta["native_size"] else "native size: any")
     elif kind == "defenses" and meta.get("accepts"):
         facts.append(f"accepts {', '.join(meta['accepts'])}")
-    elif kind == "datasets" and "native_size" in meta:
-        facts.append(f"native size {meta['native_size']} px" if meta["native_size"] else "native size: any")
     elif kind == "extractors" and meta.get("produces"):
         facts.append(f"produces {meta['produces']}")
     if entry.source != "builtin":

@@ -11,14 +11,14 @@ Two layouts are read, whichever the root holds:
   record's index in the split (train batches concatenated in order). The bytes are read with numpy: the Python
   releases are pickles, which the project never loads.
 
-Class names are the dataset's label declaration (`label_names`), beside the images; a release's own name file
-(`batches.meta.txt`, `fine_label_names.txt`, `coarse_label_names.txt`), when present, must agree with it.
+Class names are the dataset's label declaration (`class_names`, with `label_names` the labels `load` gives), beside
+the images; a release's own name file
+(`batches.meta.txt`, `fine_class_names.txt`, `coarse_class_names.txt`), when present, must agree with it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Sequence
 
@@ -75,7 +75,8 @@ class _Cifar(FolderDataset):
     release_dir: ClassVar[str] = ""  # the folder name the official binary tarball extracts to
     files: ClassVar[dict[str, tuple[str, ...]]] = {}  # split -> binary files, in order
     label_fields: ClassVar[tuple[str, ...]] = ("label",)  # the label bytes of a record, in order ('label': class)
-    label_names: ClassVar[dict[str, tuple[str, ...]]] = {}  # label field -> class names (index = label value)
+    class_names: ClassVar[dict[str, tuple[str, ...]]] = {}  # label field -> class names (index = label value)
+    label_names = ("label",)  # in both layouts (CIFAR-100's binary release adds "coarse")
     name_files: ClassVar[dict[str, str]] = {}  # label field -> the release's own class-name file
 
     def __init__(self, root: Path | str | None = None) -> None:
@@ -83,6 +84,7 @@ class _Cifar(FolderDataset):
         self._binary: Path | None = None
         self._records: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # split -> (labels, records per file)
         self._maps: dict[str, list[np.ndarray]] = {}  # split -> each file's memory-mapped images
+        self._record_digests: dict[str, str] = {}  # binary release: id -> sha256 of its pixel bytes
 
     # -------------------------------------------------------------------------------------------- layout
     def _binary_dir(self) -> Path | None:
@@ -105,9 +107,9 @@ class _Cifar(FolderDataset):
             path = folder / file
             if path.is_file():
                 names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
-                if names != self.label_names[field]:
+                if names != self.class_names[field]:
                     raise BenchError(f"dataset {self.name!r}: '{path}' lists other class names than the "
-                                     f"declared {field} names ({', '.join(self.label_names[field][:3])}, ...)")
+                                     f"declared {field} names ({', '.join(self.class_names[field][:3])}, ...)")
 
     def _split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         if split not in self._records:
@@ -142,7 +144,7 @@ class _Cifar(FolderDataset):
                 raise BenchError(f"dataset {self.name!r}: '{self.root}' holds neither the binary release "
                                  f"({', '.join(self.files['test'])}, ...) nor images under train/<class>/ or "
                                  f"test/<class>/{hint}")
-            classes = self.label_names["label"]
+            classes = self.class_names["label"]
             unknown = sorted({PurePosixPath(i).parts[1] for i in ids} - set(classes))
             if unknown:
                 raise BenchError(f"dataset {self.name!r}: class folder(s) {', '.join(unknown[:5])} under "
@@ -164,7 +166,7 @@ class _Cifar(FolderDataset):
         """Int labels aligned with `ids`: 'label' (the class; CIFAR-100: fine) and, from CIFAR-100's binary
         release, 'coarse' (the superclass). The folder layout carries only the class of its folder."""
         if self._binary is None:
-            classes = {n: k for k, n in enumerate(self.label_names["label"])}
+            classes = {n: k for k, n in enumerate(self.class_names["label"])}
             return {"label": np.array([classes[PurePosixPath(i).parts[1]] for i in ids], dtype=np.int64)}
         out = {f: np.empty(len(ids), dtype=np.int64) for f in self.label_fields}
         for k, item in enumerate(ids):
@@ -194,17 +196,34 @@ class _Cifar(FolderDataset):
             images = resize(images, int(size))
         return ImageSet(ids=list(ids), images=images, labels=self.labels_for(ids))
 
+    def content_keys(self, ids: Sequence[str]) -> list[str]:
+        """The sha256 of each image's content: of its file (folder layout) or of its record's 3,072 pixel bytes."""
+        self.item_ids()
+        if self._binary is None:
+            return super().content_keys(ids)
+        if not self._record_digests:
+            for split in SPLITS:
+                self._split(split)
+                n = 0
+                for images in self._maps[split]:
+                    for row in images.reshape(len(images), -1):
+                        self._record_digests[f"{split}/{n:05d}"] = hashlib.sha256(row.tobytes()).hexdigest()
+                        n += 1
+        return [self._record_digests[i] for i in ids]
+
     def fingerprint(self) -> dict[str, Any]:
-        """The folder layout's fingerprint (every file's path, size, mtime), or the same over the release files."""
+        """The folder layout's content fingerprint, or one sha256 over every (id, label bytes, pixel sha256) of the
+        binary release: no path and no modification time, so a copy elsewhere is the same dataset."""
         self.item_ids()
         if self._binary is None:
             return {**super().fingerprint(), "layout": "folder", "split": "official"}
+        ids = list(self._ids or [])
         h = hashlib.sha256()
-        for name in sorted(f for split in SPLITS for f in self.files[split]):
-            st = os.stat(self._binary / name)
-            h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        return {"name": self.name, "version": self.version, "root": str(self._binary.resolve()),
-                "files": len(self._ids or []), "content": h.hexdigest(), "layout": "binary", "split": "official"}
+        labels = self.labels_for(ids)
+        for k, (item, key) in enumerate(zip(ids, self.content_keys(ids))):
+            h.update(f"{item}\0{','.join(str(int(v[k])) for _, v in sorted(labels.items()))}\0{key}\n".encode())
+        return {"name": self.name, "version": self.version, "files": len(ids), "content": h.hexdigest(),
+                "keys": "sha256", "layout": "binary", "split": "official"}
 
 
 @register_dataset
@@ -215,7 +234,7 @@ class Cifar10(_Cifar):
     release_dir = "cifar-10-batches-bin"
     files = {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)), "test": ("test_batch.bin",)}
     label_fields = ("label",)
-    label_names = {"label": CIFAR10_CLASSES}
+    class_names = {"label": CIFAR10_CLASSES}
     name_files = {"label": "batches.meta.txt"}
 
 
@@ -227,5 +246,5 @@ class Cifar100(_Cifar):
     release_dir = "cifar-100-binary"
     files = {"train": ("train.bin",), "test": ("test.bin",)}
     label_fields = ("coarse", "label")  # the record's byte order: coarse, then fine (the class)
-    label_names = {"coarse": CIFAR100_COARSE, "label": CIFAR100_FINE}
-    name_files = {"coarse": "coarse_label_names.txt", "label": "fine_label_names.txt"}
+    class_names = {"coarse": CIFAR100_COARSE, "label": CIFAR100_FINE}
+    name_files = {"coarse": "coarse_class_names.txt", "label": "fine_class_names.txt"}

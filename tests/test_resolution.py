@@ -62,7 +62,7 @@ def test_existing_face_specs_are_unchanged(profile: str) -> None:
 
 
 def test_run_id_of_a_literal_spec_is_unchanged() -> None:
-    """The hash of a spec written out by hand, recorded with the code before native resolution existed (schema and hashing kept)."""
+    """The hash of a spec written by hand, as the code before native resolution hashed it (schema, hashing kept)."""
     spec = RunSpec(attack="a", defense="none", dataset="utkface", data_root="/d", profile="cpu", seed=0, n_train=10,
                    n_test=5, extract_size=128, image_size=64, extractor={"name": "x"},
                    defense_params={"name": "none"}, attack_config={"name": "a", "image_size": 64},

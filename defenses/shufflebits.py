@@ -28,7 +28,7 @@ from bench.plugins import Defense, register_defense
 BITS = 32
 MODES = ("fixed", "one-time-pad")
 _FIXED_BLOCK = 1 << 15  # values per lookup block (fixed mode)
-_ROW_BLOCK = 64  # rows per block (one-time-pad): their byte tables (256 KiB) stay in the L2 cache
+_ROW_BLOCK = 64  # rows per block (one-time-pad): 4·64 = 256 byte tables (256 KiB, in L2); must stay 64 (uint16 index)
 
 
 def shufflebits_keys(rng: np.random.Generator, n: int, mode: str) -> np.ndarray:
@@ -79,6 +79,14 @@ def _spread_tables(weights: np.ndarray, chunk_bits: int) -> np.ndarray:
     return table
 
 
+def _spread_tables_into(weights: np.ndarray, table: np.ndarray) -> None:
+    """`_spread_tables(weights, 8)` written into an existing (256, 4m) uint32 buffer (no fresh allocation)."""
+    w = weights.reshape(len(weights) * 4, 8).T.copy()  # contiguous rows: the ORs below then vectorise fully
+    table[0] = 0
+    for k in range(8):
+        np.bitwise_or(table[: 1 << k], w[k], out=table[1 << k: 2 << k])
+
+
 def _permute_fixed(u: np.ndarray, perm: np.ndarray) -> np.ndarray:
     """One permutation for every value: two lookups per value in 65,536-entry tables (low and high 16 bits)."""
     table = _spread_tables(_spread_weights(perm[None, :]), 16)
@@ -94,24 +102,40 @@ def _permute_fixed(u: np.ndarray, perm: np.ndarray) -> np.ndarray:
 
 
 def _permute_per_row(u: np.ndarray, perms: np.ndarray) -> np.ndarray:
-    """A permutation per row: per-row 256-entry tables for each of the 4 bytes, four lookups per value."""
+    """A permutation per row: per-row 256-entry tables for each of the 4 bytes, four lookups per value.
+
+    Blocks of _ROW_BLOCK = 64 rows make 4·64 = 256 tables, so a lookup's index, v·256 + 4r + b (v the byte's value,
+    r the row in the block, b the byte), is the integer whose byte 1 is v and byte 0 is 4r + b: the index array is
+    filled by one byte copy per block, with no integer arithmetic. Every buffer (tables, indices, lookups) is
+    allocated once per call and reused by each block; fresh 256 KiB allocations per block cost more in page faults
+    than the lookups themselves.
+    """
     n, dim = u.shape
     out = np.empty_like(u)
     weights = _spread_weights(perms)  # all rows at once (a per-block inverse costs as much as the lookups)
-    for lo in range(0, n, _ROW_BLOCK):
-        hi = min(lo + _ROW_BLOCK, n)
+    block = min(_ROW_BLOCK, n)
+    table = np.empty((256, 4 * block), dtype=np.uint32)
+    # Little-endian intp indices written byte by byte: byte 0 is 4r + b, byte 1 is v, the rest stay 0.
+    index = np.zeros((block, 4, dim), dtype=np.dtype(np.intp).newbyteorder("<"))
+    index_bytes = index.view(np.uint8).reshape(block, 4, dim, index.itemsize)
+    index_bytes[..., 0] = np.arange(4 * block, dtype=np.uint8).reshape(block, 4, 1)
+    spread = np.empty((block, 4, dim), dtype=np.uint32)
+    for lo in range(0, n, block):
+        hi = min(lo + block, n)
         m = hi - lo
-        table = _spread_tables(weights[lo:hi], 8).reshape(-1)  # entry v·4m + 4r + b
-        # Byte b of each value (bits 8b .. 8b+7) from its explicitly little-endian layout, as m×4×D indices.
-        as_bytes = u[lo:hi].astype("<u4", copy=False).view(np.uint8).reshape(m, dim, 4).transpose(0, 2, 1)
-        index = np.array(as_bytes, dtype=np.intp, order="C")
-        index *= 4 * m
-        index += np.arange(4 * m, dtype=np.intp).reshape(m, 4, 1)
-        spread = table.take(index)
+        _spread_tables_into(weights[lo:hi], table[:, : 4 * m])
+        # Byte b of each value (bits 8b .. 8b+7) from its explicitly little-endian layout, as m×4×D bytes v.
+        index_bytes[:m, ..., 1] = u[lo:hi].astype("<u4", copy=False).view(np.uint8).reshape(m, dim, 4).transpose(0, 2, 1)
+        if m == _ROW_BLOCK:
+            table.reshape(-1).take(index, out=spread)
+            sp = spread
+        else:  # a last, shorter block: the row stride of its tables is 4m, not 256
+            idx = index[:m].astype(np.intp)
+            sp = np.ascontiguousarray(table[:, : 4 * m]).reshape(-1).take((idx >> 8) * (4 * m) + (idx & 255))
         o = out[lo:hi]
-        np.bitwise_or(spread[:, 0], spread[:, 1], out=o)
-        o |= spread[:, 2]
-        o |= spread[:, 3]
+        np.bitwise_or(sp[:, 0], sp[:, 1], out=o)
+        o |= sp[:, 2]
+        o |= sp[:, 3]
     return out
 
 

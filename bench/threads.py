@@ -1,17 +1,28 @@
 """The thread policy: how many threads torch and OpenCV use in this process, set explicitly and recorded.
 
 Oversubscribed cores run many times slower than one thread: on a 2-core machine with another process busy, torch's
-default thread count ran 2.5x slower (median) than one thread. So a process states its budget once
-(`apply_threads(n)`; a grid worker uses 1, `bench run` the cores it may use) and every parallel stage (SIFT
-extraction, torch ops) reads it back through `current_threads()` instead of guessing.
+default thread count ran 2.5x slower (median) than one thread, and with five busy processes a CFGAN step 38x slower
+than on a quiet machine (torch's parallel regions wait for a thread that the scheduler has parked). So a process
+states its budget once (`apply_threads(n)`; a grid worker uses 1) and every parallel stage (SIFT extraction, torch
+ops) reads it back through `current_threads()` instead of guessing.
+
+The default (`apply_threads(None)`, what `bench run` uses without --threads) is load-aware: the cores this process
+may use minus the cores other processes keep busy when the run starts (sampled from /proc/stat over
+`LOAD_SAMPLE_S`; the 1-minute load average where /proc/stat is missing), rounded, at least 1. On a quiet machine
+that is every core, as before. `bench/__init__.py` also sets OMP_WAIT_POLICY=PASSIVE unless the user set it, so
+idle OpenMP threads sleep instead of spinning on cores other processes need. `benchmarks/thread_contention.py`
+measures this default against 1 thread and all cores under 0, 1 and 3 busy processes.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 _policy: int | None = None  # the value last applied in this process; None until apply_threads runs
+_decision: dict[str, Any] = {}  # how the last default (apply_threads(None)) was chosen, for run.json
+LOAD_SAMPLE_S = 0.2  # how long the other processes' CPU use is sampled when a default is chosen
 
 
 def available_cores() -> int:
@@ -22,11 +33,63 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs from /proc/stat, or None where it cannot be read."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 4:
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
+    return total - idle, total
+
+
+def other_load(interval: float | None = None) -> tuple[float, str]:
+    """Cores kept busy by other processes now, and how it was measured ('proc-stat', 'loadavg' or 'unknown').
+
+    /proc/stat is sampled over `interval` seconds while this process sleeps, so its own use does not count; the
+    machine-wide busy fraction times the machine's CPU count. Where /proc/stat is missing (macOS), the 1-minute
+    load average stands in (it lags by about a minute and may include this process).
+    """
+    interval = LOAD_SAMPLE_S if interval is None else interval
+    first = _cpu_times()
+    if first is not None:
+        time.sleep(interval)
+        second = _cpu_times()
+        if second is not None and second[1] > first[1]:
+            busy = (second[0] - first[0]) / (second[1] - first[1])
+            return max(0.0, busy * (os.cpu_count() or 1)), "proc-stat"
+    try:
+        return max(0.0, os.getloadavg()[0]), "loadavg"
+    except (AttributeError, OSError):
+        return 0.0, "unknown"
+
+
+def default_threads() -> int:
+    """The load-aware default: available cores minus the cores others keep busy (rounded), at least 1.
+
+    Records how it decided (`thread_record()['default']`): cores available, the load measured and its source.
+    """
+    cores = available_cores()
+    load, source = other_load()
+    n = max(1, min(cores, cores - int(load + 0.5)))
+    _decision.clear()
+    _decision.update({"rule": "available cores - busy cores of other processes (rounded), >= 1",
+                      "cores_available": cores, "other_load": round(load, 2), "load_source": source,
+                      "chosen": n})
+    return n
+
+
 def apply_threads(n: int | None) -> int:
-    """Set torch's and OpenCV's thread counts to `n` (None: the available cores); remember and return it."""
+    """Set torch's and OpenCV's thread counts to `n` (None: the load-aware `default_threads()`); remember it."""
     global _policy
     if n is None:
-        n = available_cores()
+        n = default_threads()
+    else:
+        _decision.clear()
     n = int(n)
     if n < 1:
         raise ValueError(f"thread count must be >= 1, got {n}")
@@ -65,7 +128,9 @@ def thread_record() -> dict[str, Any]:
         "opencv_threads": opencv,
         "policy": _policy,
         "cores_available": available_cores(),
+        "default": dict(_decision) or None,  # how apply_threads(None) chose; None when a count was given
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
 
 
-__all__ = ["apply_threads", "available_cores", "current_threads", "thread_record"]
+__all__ = ["apply_threads", "available_cores", "current_threads", "default_threads", "other_load", "thread_record"]

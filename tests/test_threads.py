@@ -32,11 +32,47 @@ def test_apply_threads_sets_torch_and_opencv_and_records_them() -> None:
     assert record["cores_available"] == available_cores() >= 1
 
 
-def test_none_means_the_cores_this_process_may_use() -> None:
+def test_none_on_a_quiet_machine_means_the_cores_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads_mod, "other_load", lambda interval=None: (0.0, "proc-stat"))
     n = apply_threads(None)
     assert n == available_cores() == current_threads() == torch.get_num_threads()
     if hasattr(__import__("os"), "sched_getaffinity"):
         assert n == len(__import__("os").sched_getaffinity(0))
+    assert thread_record()["default"]["chosen"] == n and thread_record()["default"]["other_load"] == 0.0
+
+
+@pytest.mark.parametrize(("cores", "load", "expected"), [(2, 0.4, 2), (2, 0.6, 1), (2, 1.0, 1), (2, 3.0, 1),
+                                                           (8, 2.6, 5), (8, 0.0, 8), (4, 9.0, 1)])
+def test_none_leaves_the_cores_other_processes_keep_busy(monkeypatch: pytest.MonkeyPatch, cores: int, load: float,
+                                                          expected: int) -> None:
+    monkeypatch.setattr(threads_mod, "available_cores", lambda: cores)
+    monkeypatch.setattr(threads_mod, "other_load", lambda interval=None: (load, "proc-stat"))
+    assert apply_threads(None) == expected == torch.get_num_threads()
+    record = thread_record()["default"]
+    assert record == {**record, "cores_available": cores, "other_load": load, "load_source": "proc-stat",
+                      "chosen": expected}
+    apply_threads(1)  # an explicit count is not a default: nothing of the decision is kept
+    assert thread_record()["default"] is None
+
+
+def test_other_load_sees_a_busy_process() -> None:
+    """A process spinning on one core shows as about one busy core (where /proc/stat exists)."""
+    import subprocess
+    import sys
+
+    if not __import__("os").path.exists("/proc/stat"):
+        pytest.skip("no /proc/stat")
+    before, source = threads_mod.other_load(0.3)
+    assert source == "proc-stat" and before >= 0.0
+    spin = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time() + 20\nwhile time.time() < t: pass"])
+    try:
+        __import__("time").sleep(0.5)
+        during, _ = threads_mod.other_load(0.5)
+    finally:
+        spin.kill()
+        spin.wait()
+    # the spinner adds close to one core on top of whatever else runs (noisy on a shared machine)
+    assert during >= 0.6 or before >= (__import__("os").cpu_count() or 1) - 0.5
 
 
 def test_bad_thread_count_is_an_error() -> None:
@@ -135,3 +171,17 @@ def test_chunks_are_contiguous_and_cover_every_index() -> None:
             assert [i for c in chunks for i in c] == list(range(n))
     assert sift_mod._chunks(0, 2) == []
     assert np.all([len(c) <= 64 for c in sift_mod._chunks(10_000, 2)])
+
+
+def test_importing_bench_makes_idle_openmp_threads_sleep_unless_the_user_chose() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, bench; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"

@@ -303,4 +303,6 @@ def test_benchmark_script_runs_small() -> None:
     r = mod.measure(n=6, size=24)
     assert r["n"] == 6 and r["size"] == 24
     assert r["max_abs_diff"] <= 1e-4
-    assert r["torch_s"] > 0 and r["skimage_s"] > 0
+    assert r["torch_s"] > 0 and r["skimage_s"] > 0 and r["clock"] == "wall"
+    r = mod.measure(n=6, size=24, repeats=1, cpu_time=True)  # CPU-time clock (for loaded machines)
+    assert r["clock"] == "process CPU time" and r["skimage_s"] > 0 and r["max_abs_diff"] <= 1e-4

@@ -185,3 +185,24 @@ def test_importing_bench_makes_idle_openmp_threads_sleep_unless_the_user_chose()
     out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ACTIVE"
+
+
+def test_contention_benchmark_worker_reports_the_default_policy() -> None:
+    """benchmarks/thread_contention.py's worker (one setting, eval stage only) runs and records how it chose."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "thread_contention.py"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    done = subprocess.run([sys.executable, str(script), "--worker", "default", "--stages", "eval", "--repeats", "1"],
+                          env=env, capture_output=True, text=True, timeout=300, check=True)
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["eval_ms"] > 0 and out["omp_wait_policy_at_torch_load"] == "PASSIVE"
+    assert out["threads"]["default"]["chosen"] == out["threads"]["torch_threads"] >= 1
+    done = subprocess.run([sys.executable, str(script), "--worker", "1", "--stages", "eval", "--repeats", "1"],
+                          env=env, capture_output=True, text=True, timeout=300, check=True)
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["threads"]["torch_threads"] == 1 and out["threads"]["default"] is None

@@ -54,13 +54,16 @@ def _checked_perms(perms: np.ndarray, n: int) -> np.ndarray:
 
 
 def _spread_weights(perms: np.ndarray) -> np.ndarray:
-    """m × 32 uint32 with entry [r, i] = 2^inv_r[i], where input bit i lands (inv the inverse of permutation r).
+    """m × 32 uint32 with entry [r, i] = 2^j where perms[r, j] = i: the output position of input bit i, as a weight.
 
-    Computed for all rows at once: output bit j = input bit perm[j], so inv = argsort(perm) (inv[perm[j]] = j);
-    one sort of m short rows is much cheaper than a fancy-indexed scatter.
+    Output bit j = input bit perm[j], so input bit perm[j] lands at j: one scatter along each row (cheaper than
+    inverting the permutations by a sort).
     """
-    inv = np.argsort(perms, axis=-1).astype(np.uint32)
-    return np.left_shift(np.uint32(1), inv)
+    p = np.atleast_2d(perms)
+    out = np.empty(p.shape, dtype=np.uint32)
+    powers = np.left_shift(np.uint32(1), np.arange(BITS, dtype=np.uint32))
+    np.put_along_axis(out, p, np.broadcast_to(powers, p.shape), axis=-1)
+    return out
 
 
 def _spread_tables(weights: np.ndarray, chunk_bits: int) -> np.ndarray:

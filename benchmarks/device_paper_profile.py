@@ -1,0 +1,106 @@
+"""Device check: CFGAN's paper profile trained for a few hundred steps on one accelerator; prints time per step.
+
+    python benchmarks/device_paper_profile.py [--device cuda] [--steps 300] [--warmup 20] [--profile paper]
+                                              [--no-perceptual] [--n 64]
+
+Trains the coarse stage for `warmup` steps (cuDNN autotuning, allocator growth), then, with fresh networks and the
+same settings, for `steps` steps, and prints seconds per step (the stage's steps only: no data loading, feature
+extraction or evaluation) with the device name, the torch version and peak memory. The data are random SIFT
+keypoints and smooth random images at the profile's sizes: a step's speed does not depend on what the images show.
+
+The paper profile's perceptual loss needs ImageNet VGG19 weights (`bench weights pull vgg19`); without them the
+script stops with that fix, or runs with --no-perceptual (printed in the result, since a step then does less
+work). `--profile smoke` with `--device cpu` checks the script itself on a machine without an accelerator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bench.attacks.sift_inversion.cfgan import CFGAN
+from bench.features.sift import SiftSet
+from bench.plugins import FitContext
+
+
+def synthetic_data(n: int, image_size: int, seed: int = 0) -> tuple[SiftSet, torch.Tensor]:
+    """n random SIFT records (40-200 keypoints each, extracted at image_size) and n smooth random RGB images."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(40, 200, size=n)
+    m = int(counts.sum())
+    kp = np.zeros((m, 6), np.float32)
+    kp[:, :2] = rng.uniform(0, image_size, size=(m, 2))
+    kp[:, 2] = rng.uniform(1.5, 12, size=m)
+    kp[:, 3] = rng.uniform(0, 360, size=m)
+    desc = rng.integers(0, 256, size=(m, 128), dtype=np.uint8)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    low = torch.rand(n, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+    images = F.interpolate(low, size=(image_size, image_size), mode="bilinear", align_corners=False).clamp(0, 1)
+    return SiftSet(kp, desc, offsets, meta={"image_size": image_size}), images
+
+
+CFGAN_SIZE = {"smoke": 32, "cpu": 64, "paper": 256}  # each profile's image size (a CFGAN asks for its own)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_coarse_steps(profile: str, device: torch.device, steps: int, n: int, perceptual: bool | None,
+                      seed: int = 0) -> dict[str, Any]:
+    """Seconds per coarse-stage step of one fit with `steps` coarse steps (fine stage: 1 step, not timed)."""
+    feats, images = synthetic_data(n, CFGAN_SIZE[profile], seed)
+    attack = CFGAN(profile, CFGAN_SIZE[profile], device, seed=seed)
+    overrides: dict[str, Any] = {"coarse_steps": steps, "fine_steps": 1, "bn_batches": min(1, attack.hp["bn_batches"])}
+    if perceptual is not None:
+        overrides["perceptual"] = perceptual
+    attack.hp = dict(attack.hp, **overrides)
+    attack.preflight()
+    ctx = FitContext(defense=None, seed=seed, device=device, progress=False)  # type: ignore[arg-type]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    _sync(device)
+    attack.fit(feats, images, ctx)
+    _sync(device)
+    return {"profile": profile, "steps": steps, "batch_size": attack.hp["batch_size"],
+            "image_size": attack.image_size, "perceptual": attack.hp["perceptual"],
+            "s_per_step": attack.stage_seconds["coarse"] / max(steps, 1),
+            "final_loss": attack.history["coarse"][-1] if attack.history["coarse"] else None,
+            "peak_memory_gib": (torch.cuda.max_memory_allocated(device) / 2**30) if device.type == "cuda" else None}
+
+
+def main() -> None:
+    """Warm up, then time `steps` coarse steps and print the result (and one JSON line)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--profile", default="paper", choices=sorted(CFGAN_SIZE))
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--n", type=int, default=64, help="training images (random); at least the batch size")
+    p.add_argument("--no-perceptual", action="store_true", help="switch the perceptual (VGG19) loss off")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    perceptual = False if args.no_perceptual else None
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"device {name}, torch {torch.__version__}, profile {args.profile}, threads {torch.get_num_threads()}")
+    if args.warmup > 0:
+        w = time_coarse_steps(args.profile, device, args.warmup, args.n, perceptual)
+        print(f"warm-up: {args.warmup} steps, {w['s_per_step']:.4f} s/step")
+    t0 = time.perf_counter()
+    r = time_coarse_steps(args.profile, device, args.steps, args.n, perceptual)
+    r.update({"device": name, "torch": torch.__version__, "wall_s": time.perf_counter() - t0})
+    print(f"{args.steps} coarse steps: {r['s_per_step']:.4f} s/step ({1 / r['s_per_step']:.2f} steps/s), batch "
+          f"{r['batch_size']}, {r['image_size']}x{r['image_size']}, perceptual {r['perceptual']}"
+          + (f", peak memory {r['peak_memory_gib']:.1f} GiB" if r["peak_memory_gib"] is not None else ""))
+    print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()

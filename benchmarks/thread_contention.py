@@ -24,13 +24,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import time
 from typing import Any
 
-SPIN = "import time\nend = time.time() + {limit}\nwhile time.time() < end:\n    pass\n"
+# A busy process: spins until killed, its time limit passes, or its parent (this script) is gone.
+SPIN = ("import os, time\nparent = os.getppid()\nend = time.time() + {limit}\n"
+        "while time.time() < end and os.getppid() == parent:\n    for _ in range(100000):\n        pass\n")
 
 
 def _worker(setting: str, stages: list[str], repeats: int, steps: int) -> dict[str, Any]:
@@ -138,6 +141,7 @@ def main() -> None:
 
     from bench.threads import available_cores, other_load
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still stops its busy processes
     settings = [s for s in args.settings.split(",") if s]
     print(f"cores available {available_cores()}, os.cpu_count {os.cpu_count()}, python {sys.version.split()[0]}; "
           f"medians of {args.repeats}; train = CFGAN cpu coarse step (s), eval = ssim on 50 pairs 64x64 (ms)")

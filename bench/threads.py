@@ -7,7 +7,7 @@ states its budget once (`apply_threads(n)`; a grid worker uses 1) and every para
 ops) reads it back through `current_threads()` instead of guessing.
 
 The default (`apply_threads(None)`, what `bench run` uses without --threads) is load-aware: the cores this process
-may use minus the cores other processes keep busy when the run starts (sampled from /proc/stat over
+may use minus the cores other processes keep busy when the run starts (its CPUs sampled from /proc/stat over
 `LOAD_SAMPLE_S`; the 1-minute load average where /proc/stat is missing), rounded, at least 1. On a quiet machine
 that is every core, as before. `bench/__init__.py` also sets OMP_WAIT_POLICY=PASSIVE unless the user set it, so
 idle OpenMP threads sleep instead of spinning on cores other processes need. `benchmarks/thread_contention.py`
@@ -33,35 +33,50 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _cpu_times() -> tuple[int, int] | None:
-    """(busy, total) jiffies of all CPUs from /proc/stat, or None where it cannot be read."""
+def _allowed_cpus() -> set[int] | None:
+    """The CPU numbers this process may run on, or None where the OS does not say."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def _cpu_times(cpus: set[int] | None) -> tuple[int, int, int] | None:
+    """(busy, total jiffies, CPUs counted) over `cpus` (all CPUs when None) from /proc/stat; None if unreadable."""
+    busy = total = count = 0
     try:
         with open("/proc/stat", encoding="ascii") as fh:
-            fields = [int(v) for v in fh.readline().split()[1:]]
-    except (OSError, ValueError):
+            for line in fh:
+                name, _, rest = line.partition(" ")
+                if not name.startswith("cpu") or name == "cpu":
+                    continue
+                if cpus is not None and int(name[3:]) not in cpus:
+                    continue
+                fields = [int(v) for v in rest.split()]
+                idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+                t = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
+                busy, total, count = busy + t - idle, total + t, count + 1
+    except (OSError, ValueError, IndexError):
         return None
-    if len(fields) < 4:
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
-    return total - idle, total
+    return (busy, total, count) if count else None
 
 
 def other_load(interval: float | None = None) -> tuple[float, str]:
     """Cores kept busy by other processes now, and how it was measured ('proc-stat', 'loadavg' or 'unknown').
 
-    /proc/stat is sampled over `interval` seconds while this process sleeps, so its own use does not count; the
-    machine-wide busy fraction times the machine's CPU count. Where /proc/stat is missing (macOS), the 1-minute
-    load average stands in (it lags by about a minute and may include this process).
+    The CPUs this process may use are sampled in /proc/stat over `interval` seconds while this process sleeps, so
+    its own use does not count: their busy fraction times their number. Where /proc/stat is missing (macOS), the
+    1-minute load average stands in (machine-wide, lags by about a minute and may include this process).
     """
     interval = LOAD_SAMPLE_S if interval is None else interval
-    first = _cpu_times()
+    cpus = _allowed_cpus()
+    first = _cpu_times(cpus)
     if first is not None:
         time.sleep(interval)
-        second = _cpu_times()
-        if second is not None and second[1] > first[1]:
+        second = _cpu_times(cpus)
+        if second is not None and second[1] > first[1] and second[2] == first[2]:
             busy = (second[0] - first[0]) / (second[1] - first[1])
-            return max(0.0, busy * (os.cpu_count() or 1)), "proc-stat"
+            return max(0.0, busy * first[2]), "proc-stat"
     try:
         return max(0.0, os.getloadavg()[0]), "loadavg"
     except (AttributeError, OSError):

@@ -206,3 +206,22 @@ def test_contention_benchmark_worker_reports_the_default_policy() -> None:
                           env=env, capture_output=True, text=True, timeout=300, check=True)
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["threads"]["torch_threads"] == 1 and out["threads"]["default"] is None
+
+
+def test_other_load_counts_only_the_cpus_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Busy fraction of the allowed CPUs times their number (a busy host outside the affinity set does not count)."""
+    samples = iter([(100, 1000, 2), (1100, 2000, 2)])  # busy jiffies, total jiffies, CPUs: 1000 of 1000 busy
+    seen: list = []
+
+    def fake(cpus):
+        seen.append(cpus)
+        return next(samples)
+
+    monkeypatch.setattr(threads_mod, "_allowed_cpus", lambda: {0, 3})
+    monkeypatch.setattr(threads_mod, "_cpu_times", fake)
+    assert threads_mod.other_load(0.0) == (2.0, "proc-stat") and seen == [{0, 3}, {0, 3}]
+    if __import__("os").path.exists("/proc/stat"):
+        monkeypatch.undo()
+        one = threads_mod._cpu_times({0})
+        every = threads_mod._cpu_times(None)
+        assert one is not None and every is not None and one[2] == 1 and every[2] == (__import__("os").cpu_count())

@@ -7,8 +7,8 @@ That reproduces scikit-image's `structural_similarity`, which filters with refle
 
 Two numeric paths compute the same values:
 
-* `ssim_per_image_fast` (used by every metric): float32 throughout, batched, with separable banded products
-  (the row pass as one tall product per tile of 9 output rows, the column pass per tile of 27 output columns).
+* `ssim_per_image_fast` (used by every metric but ssim-matlab): float32 throughout, batched, with separable banded
+  products (the row pass as one tall product per tile of 9 output rows, the column pass per tile of 27 output columns).
   float32 window sums cancel badly in E[x^2] - E[x]^2 over flat regions far from mid-grey (~4e-5 error), so:
   (1) the second moments are filtered as u = x + y - c and v = x - y, with c the mean of x + y over each image
   channel (sigma_x^2 + sigma_y^2 = (Var u + Var v) / 2 and 2 sigma_xy = (Var u - Var v) / 2 do not depend on c):
@@ -24,7 +24,8 @@ Two numeric paths compute the same values:
   out-of-range values) the float32 error measured below 2.3 * 2^-24 * G, so accepted images are within ~3e-5 of
   float64 (within 1e-4 even with a 4x larger constant). Real faces have G ~ 5-60 at 64x64 (never recomputed;
   error <= 3e-7) and up to ~200 at 256x256 (rarely recomputed; error <= 1e-6).
-* `ssim_per_image` (the guard's fallback and the reference in tests): float64 window sums, as skimage computes.
+* `ssim_per_image` (the guard's fallback, the reference in tests, and ssim-matlab, whose published values must
+  hold to 4 decimals): float64 window sums, as skimage computes.
 """
 
 from __future__ import annotations

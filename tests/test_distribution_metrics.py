@@ -2,8 +2,8 @@
 the Inception embedder's wiring (on stand-in weights made here) and the unavailable path.
 
 The real Inception weights cannot be downloaded here, so the metrics run on a stand-in embedder (a fixed random
-integer projection of 8×8 block sums, exact in float32) registered under the same name; the embedder itself is checked against
-torch-fidelity's own extractor on a random-weight file of the same architecture.
+integer projection of 8×8 block sums, exact in float32) registered under the same name; the embedder itself is
+checked against torch-fidelity's own extractor on a random-weight file of the same architecture.
 """
 
 from __future__ import annotations

@@ -105,8 +105,9 @@ def tolerance(name: str, h: int, w: int) -> float:
     """|ours - scikit-image|, from the arithmetic. n = 3·H·W terms; u64 = 2^-53, u32 = 2^-24.
 
     mse: two float64 means of n squares in [0, 1], each within n·u64: 2·n·u64. psnr = -10·log10(mse): that
-    relative error times 10/ln(10) dB, plus 1e-13 for the two log10 evaluations. ssim, ssim-sift-compat: our float32 path is within 2.3·u32·G of float64
-    with G <= 200 (larger G is recomputed in float64; metrics/ssim.py), scikit-image's float64 within 1e-9.
+    relative error times 10/ln(10) dB, plus 1e-13 for the two log10 evaluations. ssim, ssim-sift-compat: our
+    float32 path is within 2.3·u32·G of float64 with G <= 200 (larger G is recomputed in float64;
+    metrics/ssim.py), scikit-image's float64 within 1e-9.
     ssim-matlab: float64 on both sides (window sums of 121 terms <= 255^2: <= 1e-9 between the two).
     """
     n = 3 * h * w

@@ -1,4 +1,5 @@
-"""Structural similarity (SSIM): Wang et al. 2004, the SIFT-inversion papers' 8-bit convention, and MATLAB ssim.m.
+"""Structural similarity (SSIM): Wang et al. 2004, the SIFT-inversion papers' 8-bit convention, MATLAB ssim.m on
+rgb2gray input, and the Y-channel downsampled variant.
 
 All are computed for a whole batch at once with separable 'valid' window filters (banded matrix products).
 That reproduces scikit-image's `structural_similarity`, which filters with reflect padding and then crops
@@ -6,8 +7,8 @@ That reproduces scikit-image's `structural_similarity`, which filters with refle
 
 Two numeric paths compute the same values:
 
-* `ssim_per_image_fast` (used by every metric): float32 throughout, batched, with separable banded products
-  (the row pass as one tall product per tile of 9 output rows, the column pass per tile of 27 output columns).
+* `ssim_per_image_fast` (used by every metric but ssim-matlab): float32 throughout, batched, with separable banded
+  products (the row pass as one tall product per tile of 9 output rows, the column pass per tile of 27 output columns).
   float32 window sums cancel badly in E[x^2] - E[x]^2 over flat regions far from mid-grey (~4e-5 error), so:
   (1) the second moments are filtered as u = x + y - c and v = x - y, with c the mean of x + y over each image
   channel (sigma_x^2 + sigma_y^2 = (Var u + Var v) / 2 and 2 sigma_xy = (Var u - Var v) / 2 do not depend on c):
@@ -23,7 +24,8 @@ Two numeric paths compute the same values:
   out-of-range values) the float32 error measured below 2.3 * 2^-24 * G, so accepted images are within ~3e-5 of
   float64 (within 1e-4 even with a 4x larger constant). Real faces have G ~ 5-60 at 64x64 (never recomputed;
   error <= 3e-7) and up to ~200 at 256x256 (rarely recomputed; error <= 1e-6).
-* `ssim_per_image` (the guard's fallback and the reference in tests): float64 window sums, as skimage computes.
+* `ssim_per_image` (the guard's fallback, the reference in tests, and ssim-matlab, whose published values must
+  hold to 4 decimals): float64 window sums, as skimage computes.
 """
 
 from __future__ import annotations
@@ -328,29 +330,76 @@ def matlab_downsample(img: torch.Tensor, f: int) -> torch.Tensor:
     return rows.index_select(3, ci.flatten()).view(n, c, ri.shape[0], ci.shape[0], f).mean(4)
 
 
+# MATLAB rgb2gray: the first row of inv([1 0.956 0.621; 1 -0.272 -0.647; 1 -1.106 1.703]) (NTSC luminance).
+RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
+
+
+def rgb2gray_matlab(img: torch.Tensor) -> torch.Tensor:
+    """MATLAB rgb2gray of 8-bit images: N×3×H×W RGB in [0, 1] -> N×1×H×W float64 gray levels 0..255 (integers).
+
+    RGB is clamped to [0, 1] and rounded to 8-bit levels (round(x·255), the values of the lossless PNGs the runner
+    writes); gray = 0.298936021293775 R + 0.587043074451121 G + 0.114020904255103 B in float64, rounded half up
+    to an integer as MATLAB's uint8 conversion does (the sum is never negative).
+    """
+    rgb8 = torch.round(img.to(torch.float64).clamp(0.0, 1.0) * 255.0)
+    r, g, b = RGB2GRAY
+    gray = r * rgb8[:, 0:1] + g * rgb8[:, 1:2] + b * rgb8[:, 2:3]
+    return torch.floor(gray + 0.5).clamp_(0.0, 255.0)
+
+
+def _check_rgb(a: torch.Tensor, name: str) -> None:
+    if a.shape[1] != 3:
+        raise BenchError(f"metric {name!r} needs RGB (N×3×H×W) batches, got {a.shape[1]} channels")
+
+
 @register_metric
 class SSIMMatlab(Metric):
-    """SSIM as the reference MATLAB ssim.m (Wang et al.) reports it in IQA papers: Y channel, 0..255, downsampled."""
+    """SSIM as Wang et al.'s MATLAB ssim.m gives it on rgb2gray input (the values published with TID2013)."""
 
     name = "ssim-matlab"
+    version = "2"  # 1: Y of YCbCr with automatic downsampling (now `ssim-y-downsampled`)
     higher_is_better = True
     value_range = (-1.0, 1.0)
     convention = (
-        "MATLAB ssim.m of Wang et al. (not the RGB 'ssim'): Y of YCbCr as rgb2ycbcr (ITU-R BT.601, Y = 16 + "
-        "65.481 R + 128.553 G + 24.966 B on RGB clamped to [0, 1], rounded to an integer, values 16..235), data "
-        "range L=255, K1=0.01, K2=0.03, Gaussian window fspecial('gaussian', 11, 1.5), population covariance, "
-        "automatic downsampling f = max(1, round(min(H, W) / 256)): f×f mean filter with 'symmetric' borders then "
-        "every f-th row and column from the first, 'valid' filtering, mean of the SSIM map; equals pyiqa's SSIM "
-        "arch with test_y_channel=True, color_space='ycbcr', downsample=True when f <= 2 with H, W multiples of "
-        "f (for f >= 3 pyiqa's avg_pool2d is not centred as MATLAB's filter is) and no window has negative "
-        "contrast-structure (pyiqa clamps it at 0); pyiqa's default 'ssim' (YIQ, no downsampling) differs"
+        "MATLAB ssim.m of Wang et al. on rgb2gray input, no automatic downsampling (not the RGB 'ssim'): RGB "
+        "clamped to [0, 1] and rounded to 8-bit levels, gray = 0.298936021293775 R + 0.587043074451121 G + "
+        "0.114020904255103 B (rgb2gray) rounded to uint8, float64, data range L=255, K1=0.01, K2=0.03, Gaussian "
+        "window fspecial('gaussian', 11, 1.5), population covariance, 'valid' filtering, mean of the SSIM map; "
+        "reproduces the SSIM values published with TID2013 to 4 decimals"
     )
 
     def per_sample(self, recon: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         """ssim.m value of each image pair, float64 (N,); a BenchError for non-RGB or too small images."""
         a, b = check_pair(recon, ref, self.name, dtype=None)
-        if a.shape[1] != 3:
-            raise BenchError(f"metric {self.name!r} needs RGB (N×3×H×W) batches, got {a.shape[1]} channels")
+        _check_rgb(a, self.name)
+        # float64 window sums (as ssim.m computes): the float32 path's ~3e-5 could change a 4th decimal
+        return ssim_per_image(rgb2gray_matlab(a), rgb2gray_matlab(b), gaussian_taps(1.5, 3.5), data_range=255.0,
+                              cov_norm=1.0).cpu()
+
+
+@register_metric
+class SSIMYDownsampled(Metric):
+    """SSIM on the BT.601 Y channel with ssim.m's automatic downsampling (pyiqa's Y-channel SSIM convention)."""
+
+    name = "ssim-y-downsampled"
+    higher_is_better = True
+    value_range = (-1.0, 1.0)
+    convention = (
+        "SSIM on Y of YCbCr as rgb2ycbcr (ITU-R BT.601, Y = 16 + "
+        "65.481 R + 128.553 G + 24.966 B on RGB clamped to [0, 1], rounded to an integer, values 16..235), data "
+        "range L=255, K1=0.01, K2=0.03, Gaussian window fspecial('gaussian', 11, 1.5), population covariance, "
+        "ssim.m's automatic downsampling f = max(1, round(min(H, W) / 256)): f×f mean filter with 'symmetric' "
+        "borders then every f-th row and column from the first, 'valid' filtering, mean of the SSIM map; equals "
+        "pyiqa's SSIM arch with test_y_channel=True, color_space='ycbcr', downsample=True when f <= 2 with H, W "
+        "multiples of f (for f >= 3 pyiqa's avg_pool2d is not centred as MATLAB's filter is) and no window has "
+        "negative contrast-structure (pyiqa clamps it at 0); pyiqa's default 'ssim' (YIQ, no downsampling) differs; "
+        "not the values published with TID2013 (those are 'ssim-matlab')"
+    )
+
+    def per_sample(self, recon: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        """Downsampled Y-channel SSIM of each image pair, float64 (N,); a BenchError for non-RGB or small images."""
+        a, b = check_pair(recon, ref, self.name, dtype=None)
+        _check_rgb(a, self.name)
         f = matlab_downsample_factor(a.shape[2], a.shape[3])
         ya = matlab_downsample(rgb_to_y_matlab(a), f)
         yb = matlab_downsample(rgb_to_y_matlab(b), f)

@@ -48,6 +48,21 @@ def bench_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture()
+def pinned_threads():
+    """torch at 1 thread for one test, restored after: bit-identity tests compare two computations made with the
+    SAME thread count (what the code promises), and pinning it makes them hold whatever OMP_NUM_THREADS says.
+    Results made with different thread counts or batch shapes are compared with a stated tolerance instead."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield 1
+    finally:
+        torch.set_num_threads(before)
+
+
 # ------------------------------------------------------------------------------------------------- browser tests
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update"]

@@ -130,7 +130,8 @@ def test_describe_helpers_match_hand_counts() -> None:
     assert count_flops(conv, torch.zeros(1, 4, 5, 5)) == 2 * 6 * 4 * 9 * 25
 
 
-def test_smoke_fit_reconstruct_deterministic(few_steps: dict[str, Any]) -> None:
+def test_smoke_fit_reconstruct_deterministic(few_steps: dict[str, Any], pinned_threads: int) -> None:
+    """Two fits with one seed, one thread count and one batch shape are bit-identical (what the cache promises)."""
     feats, images = tiny_sift(8), smooth_images(8, 32)
     runs = []
     for _ in range(2):
@@ -191,7 +192,8 @@ def test_fine_warm_start_copies_coarse_weights() -> None:
     assert not PROFILES["paper"]["fine_from_coarse"] and PROFILES["paper"]["bn_batches"] == 0
 
 
-def test_state_dict_round_trip(few_steps: dict[str, Any]) -> None:
+def test_state_dict_round_trip(few_steps: dict[str, Any], pinned_threads: int) -> None:
+    """A reloaded checkpoint reconstructs bit-identically (same threads, same batch: same arithmetic)."""
     attack = CFGAN("smoke", 32, seed=2)
     attack.fit(tiny_sift(6), smooth_images(6, 32), ctx(2))
     buf = io.BytesIO()

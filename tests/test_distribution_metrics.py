@@ -2,8 +2,8 @@
 the Inception embedder's wiring (on stand-in weights made here) and the unavailable path.
 
 The real Inception weights cannot be downloaded here, so the metrics run on a stand-in embedder (a fixed random
-projection of 8×8 downsampled pixels) registered under the same name; the embedder itself is checked against
-torch-fidelity's own extractor on a random-weight file of the same architecture.
+integer projection of 8×8 block sums, exact in float32) registered under the same name; the embedder itself is
+checked against torch-fidelity's own extractor on a random-weight file of the same architecture.
 """
 
 from __future__ import annotations
@@ -34,22 +34,31 @@ tf_kid = pytest.importorskip("torch_fidelity.metric_kid")
 
 
 class StandIn(Embedder):
-    """A cheap deterministic stand-in for Inception: uint8-quantised images, 8×8 area means, fixed projection."""
+    """A cheap deterministic stand-in for Inception: uint8-quantised images, 8×8 block sums, fixed projection.
+
+    Its arithmetic is exact: block sums of uint8 pixels and their products with a projection of small integers are
+    integers below 16·255·192·8 < 2^24, so every float32 feature is exact whatever the summation order that the
+    batch shape, thread count or CPU vector units pick. A test that compares features embedded in batches of
+    different sizes can therefore ask for equality (a float32 network would need a tolerance instead)."""
 
     name = "inception"
     version = "stand-in"
     dim = 24
 
     def __init__(self) -> None:
-        self.proj = np.random.default_rng(7).standard_normal((3 * 8 * 8, self.dim)).astype(np.float32)
+        self.proj = np.random.default_rng(7).integers(-8, 9, size=(3 * 8 * 8, self.dim)).astype(np.int64)
         self.calls = 0
         self.images = 0
 
     def embed(self, images: torch.Tensor) -> dict[str, np.ndarray]:
         self.calls += 1
         self.images += len(images)
-        x = F.adaptive_avg_pool2d(to_uint8(images).float() / 255, 8).reshape(len(images), -1).numpy()
-        return {"features": (x @ self.proj).astype(np.float32)}
+        u8 = to_uint8(images).to(torch.int64)
+        n, c, h, w = u8.shape
+        assert h % 8 == 0 and w % 8 == 0, "the stand-in sums 8×8 equal blocks"
+        sums = u8.reshape(n, c, 8, h // 8, 8, w // 8).sum(dim=(3, 5)).reshape(n, -1).numpy()  # exact int64
+        # scaled by a power of two (exact): values of order 1e1 like the float features they stand in for
+        return {"features": ((sums @ self.proj).astype(np.float32) * np.float32(2.0**-12))}
 
 
 @pytest.fixture()
@@ -146,6 +155,8 @@ def test_kid_kernel_matrix_shortcut_changes_nothing(monkeypatch: pytest.MonkeyPa
 
 # ------------------------------------------------------------------------------- streaming and sharing
 def test_streaming_over_batches_equals_the_whole_set(stand_in: StandIn) -> None:
+    """Embedding in batches of 8 and concatenating gives the whole set's features (exactly: the stand-in's
+    arithmetic is exact, see StandIn) and so the whole set's value (float64 from identical features)."""
     recon, ref = _images(21, 1), _images(21, 2)
     for metric in (FID(), KID()):
         parts = [metric.embed(recon[idx], ref[idx], EvalBatch(idx, [f"s{i}" for i in idx]))
@@ -153,7 +164,8 @@ def test_streaming_over_batches_equals_the_whole_set(stand_in: StandIn) -> None:
         merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         whole = metric.embed(recon, ref, EvalBatch(list(range(21)), [f"s{i}" for i in range(21)]))
         np.testing.assert_array_equal(merged["recon"], whole["recon"])
-        assert metric.aggregate(merged) == pytest.approx(metric.aggregate(whole), rel=1e-12)
+        np.testing.assert_array_equal(merged["ref"], whole["ref"])
+        assert metric.aggregate(merged) == metric.aggregate(whole)
 
 
 def test_fid_and_kid_share_one_pass_per_batch_and_reuse_reference_features(stand_in: StandIn,

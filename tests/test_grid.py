@@ -143,6 +143,8 @@ def test_dask_grid_equals_local_grid_row_for_row(local_grid: tuple[Path, Any], t
     assert (report.done, report.failed, report.n_skipped) == (6, 0, 2)
     assert [r.run_id for r in report.runs] == [r.run_id for r in local.runs]
     a, b = store_dump(results), store_dump(tmp_path)
+    # Exact equality is the promise for one thread count: both executors run every task with threads=1 and
+    # the same batches (small_grid); across thread counts training would amplify reordering: no tolerance holds.
     assert a[0] == b[0]  # run ids and statuses
     assert a[1] == b[1]  # per-sample values
     assert a[2] == b[2]  # set-level values, statuses, conventions

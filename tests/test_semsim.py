@@ -279,7 +279,8 @@ def test_metric_refuses_a_tampered_checkpoint(bench_home: Path, tmp_path: Path) 
         SemSim().load(results)
 
 
-def test_same_seed_same_weights(bench_home: Path, tmp_path: Path) -> None:
+def test_same_seed_same_weights(bench_home: Path, tmp_path: Path, pinned_threads: int) -> None:
+    """One seed and one thread count give byte-identical training (across thread counts only a tolerance could)."""
     data = st.load_folder(make_layout(tmp_path / "layout", n_ids=3), 32)
     settings = st.TrainSettings(epochs=2, batch_size=2, seed=7)
     a = st.train(data, settings, progress=False)

@@ -125,7 +125,7 @@ def test_sli_refuses_dropped_coordinates_and_names_sli_r(tmp_path: Path) -> None
 
 
 # ------------------------------------------------------------------------------------------------- SLI-R
-def test_sli_r_reference_from_auxiliary_split() -> None:
+def test_sli_r_reference_from_auxiliary_split(pinned_threads: int) -> None:
     data = smoke_data(n_train=6, n_test=3, defense="drop-coordinates")
     attack = SLIR("smoke", 32, seed=5)
     c = FitContext(defense=data["defense"], seed=5, device=torch.device("cpu"), progress=False,
@@ -155,6 +155,7 @@ def test_sli_r_reference_from_auxiliary_split() -> None:
     fresh = SLIR("smoke", 32)
     fresh.load_state_dict(torch.load(buf, weights_only=True))
     assert fresh.reference is not None and fresh.reference["id"] == ref["id"]
+    # bit-identical: same thread count (pinned_threads) and batch, so the same arithmetic in the same order
     assert torch.equal(fresh.reconstruct(data["private"], progress=False),
                        attack.reconstruct(data["private"], progress=False))
 

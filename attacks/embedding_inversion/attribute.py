@@ -21,7 +21,7 @@ import torch
 from bench.attacks.embedding_inversion.inputs import VECTOR_KINDS, Standardiser, raw_inputs
 from bench.errors import BenchError
 from bench.features import FeatureSet
-from bench.metrics.identity import LogisticRegression
+from bench.logistic_regression import LogisticRegression
 from bench.params import Param
 from bench.plugins import Attack, FitContext, register_attack
 

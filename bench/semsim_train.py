@@ -46,10 +46,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bench import weights
+from bench.annotations.semsim_layout import LAYOUT_HELP, parse_layout
 from bench.annotations.transfer import is_constructed
 from bench.errors import BenchError
 from bench.hashing import canonical_json, file_sha256
-from bench.images import IMAGE_SUFFIXES, ImageReadError, read_image, resize
+from bench.images import ImageReadError, read_image, resize
 from bench.plugins import dataset_label
 
 CHECKPOINT_FORMAT = "bench-semsim-checkpoint"
@@ -169,28 +170,15 @@ def _tensor_digest(image: torch.Tensor) -> str:
     return hashlib.sha256(image.mul(255).round().to(torch.uint8).numpy().tobytes()).hexdigest()
 
 
-def _is_image(p: Path) -> bool:
-    return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-
-
 def load_folder(root: Path, size: int) -> AnnotationSet:
     """A folder in the SemSim release layout, every image read at size×size (bilinear, antialiased)."""
     root = Path(root).expanduser()
     if not root.exists():
         raise BenchError(f"--annotations {root}: no such folder (give `store` or a folder in the SemSim layout: "
-                         f"<id>/ with *_ori.png and recognisable reconstructions, -<id>/, others/)")
+                         f"{LAYOUT_HELP})")
     if not root.is_dir():
         raise BenchError(f"--annotations {root}: not a folder")
-    pos_dirs: dict[str, Path] = {}
-    neg_dirs: dict[str, Path] = {}
-    others: Path | None = None
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if d.name == "others":
-            others = d
-        elif d.name.startswith("-") and len(d.name) > 1:
-            neg_dirs[d.name[1:]] = d
-        elif not d.name.startswith("-"):
-            pos_dirs[d.name] = d
+    layout = parse_layout(root)
     store = _Images()
     skipped: list[tuple[str, str]] = []
 
@@ -204,35 +192,20 @@ def load_folder(root: Path, size: int) -> AnnotationSet:
         return store.add(img, rel, file_sha256(path))
 
     groups: list[Group] = []
-    no_original: list[str] = []
-    for ident in sorted(set(pos_dirs) | set(neg_dirs)):
-        files = {k: sorted(p for p in d.iterdir() if _is_image(p))
-                 for k, d in (("pos", pos_dirs.get(ident)), ("neg", neg_dirs.get(ident))) if d is not None}
-        originals = [p for fs in files.values() for p in fs if p.stem.endswith("_ori")]
-        if len(originals) > 1:
-            names = ", ".join(p.relative_to(root).as_posix() for p in originals)
-            raise BenchError(f"{root}: id {ident!r} has {len(originals)} originals (*_ori files: {names}); "
-                             f"keep one per id")
-        if not originals:
-            no_original.append(ident)
-            continue
-        anchor = read(originals[0])
+    for entry in layout.with_original:
+        anchor = read(entry.original)
         if anchor is None:
             continue
-        g = Group(ident, anchor)
-        for kind, fs in files.items():
-            for p in fs:
-                if p == originals[0]:
-                    continue
-                i = read(p)
-                if i is not None:
-                    (g.positives if kind == "pos" else g.negatives).append(i)
+        g = Group(entry.ident, anchor)
+        for files, into in ((entry.recognisable, g.positives), (entry.unrecognisable, g.negatives)):
+            into += [i for p in files if (i := read(p)) is not None]
         groups.append(g)
-    extra = [i for p in (sorted(q for q in others.iterdir() if _is_image(q)) if others else [])
-             if (i := read(p)) is not None]
+    extra = [i for p in layout.others if (i := read(p)) is not None]
+    no_original = layout.without_original
+    others = layout.has_others
     ann = AnnotationSet(store.stack(size), store.names, groups, extra, {})
     usable = ann.usable()
-    found = {"id_folders": len(pos_dirs), "negative_folders": len(neg_dirs), "others_folder": others is not None,
+    found = {"id_folders": layout.id_folders, "negative_folders": layout.negative_folders, "others_folder": others,
              "originals": len(groups), **{k: v for k, v in _counts(groups, extra).items() if k != "ids"},
              "ids_without_original": len(no_original), "unreadable_files": len(skipped)}
     if not usable:

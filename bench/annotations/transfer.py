@@ -22,8 +22,8 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from bench.annotations.semsim_layout import parse_layout
 from bench.errors import BenchError
-from bench.images import IMAGE_SUFFIXES
 
 COLUMNS = ("kind", "run_id", "source", "sample_index", "sample_id", "label", "run_b", "sample_index_b", "choice",
            "annotator", "created", "updated", "item", "original")
@@ -215,46 +215,30 @@ def _time(value: Any, bad: Any) -> float | None:
 
 
 # --------------------------------------------------------------------------------------- SemSim release layout
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def import_semsim_layout(store: Any, root: Path, source: str | None = None,
                          annotator: str = "semsim-release") -> dict[str, Any]:
-    """The SemSim release layout as 'recognisable' labels of source `source` (default semsim-release:<folder>):
-    `<id>/` holds the original `*_ori.*` and recognisable reconstructions (label 1), `-<id>/` the unrecognisable
-    ones (label 0). `others/` holds negatives tied to no original; they are counted, not imported.
+    """The SemSim release layout (parsed by bench/annotations/semsim_layout.py) as 'recognisable' labels of source
+    `source` (default semsim-release:<folder>): the reconstructions of `<id>/` get label 1, those of `-<id>/`
+    label 0. `others/` holds negatives tied to no original; they are counted, not imported.
 
-    Rows are numbered in sorted (id, folder, file) order, so importing the same folder again updates them.
+    Rows are numbered in the layout's order (sorted id, `<id>/` then `-<id>/`, sorted file), so importing the same
+    folder again updates them.
     """
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise BenchError(f"{root}: no such folder (the SemSim layout: <id>/ with *_ori.png and recognisable "
-                         f"reconstructions, -<id>/ with unrecognisable ones, others/)")
+    layout = parse_layout(root)
+    root = layout.root
     source = source or f"semsim-release:{root.resolve().name}"
-    dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".") and d.name != "others"]
-    ids = sorted({d.name.lstrip("-") for d in dirs if d.name.lstrip("-")})
-    rows, no_original = [], []
-    for ident in ids:
-        folders = [(root / ident, 1.0), (root / f"-{ident}", 0.0)]
-        files = [(p, label) for d, label in folders if d.is_dir() for p in _images(d)]
-        originals = [p for p, _ in files if p.stem.endswith("_ori")]
-        if len(originals) != 1:
-            if originals:
-                raise BenchError(f"{root}: id {ident!r} has {len(originals)} originals (*_ori files); keep one")
-            no_original.append(ident)
-            continue
-        original = originals[0].relative_to(root).as_posix()
-        rows += [(ident, p.relative_to(root).as_posix(), label, original) for p, label in files
-                 if p != originals[0]]
+    rows = []
+    for entry in layout.with_original:
+        original = entry.original.relative_to(root).as_posix()
+        rows += [(entry.ident, p.relative_to(root).as_posix(), label, original)
+                 for files, label in ((entry.recognisable, 1.0), (entry.unrecognisable, 0.0)) for p in files]
     for index, (ident, item, label, original) in enumerate(rows):
         store.set_annotation(None, index, ident, "recognisable", label, annotator, source=source,
                              original=original, item=item)
-    others = len(_images(root / "others")) if (root / "others").is_dir() else 0
+    no_original = layout.without_original
     if not rows:
         raise BenchError(f"{root}: no reconstruction with an original found in the SemSim layout "
-                         f"({len(ids)} ids, {len(no_original)} without a *_ori original)")
+                         f"({len(layout.ids)} ids, {len(no_original)} without a *_ori original)")
     return {"source": source, "rows": len(rows), "recognisable": sum(r[2] == 1.0 for r in rows),
-            "unrecognisable": sum(r[2] == 0.0 for r in rows), "ids": len(ids) - len(no_original),
-            "ids_without_original": no_original, "others_not_imported": others}
+            "unrecognisable": sum(r[2] == 0.0 for r in rows), "ids": len(layout.ids) - len(no_original),
+            "ids_without_original": no_original, "others_not_imported": len(layout.others)}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.metrics.correlation import (METHODS, bootstrap_interval, correlation, krippendorff_alpha_nominal)
+from bench.annotations.correlation import (METHODS, bootstrap_interval, correlation, krippendorff_alpha_nominal)
 
 SCIPY = {"spearman": stats.spearmanr, "pearson": stats.pearsonr, "kendall": stats.kendalltau}
 
@@ -130,7 +130,7 @@ def test_krippendorff_alpha_worked_cases() -> None:
 
 
 def test_forced_choice_agreement_by_hand_and_binomial_test() -> None:
-    from bench.metrics.correlation import forced_choice_agreement
+    from bench.annotations.correlation import forced_choice_agreement
 
     diff = [0.3, -0.2, 0.1, 0.0, 0.5, -0.4, 0.2, 0.7]
     human = [1, -1, -1, 1, 1, 1, 1, 1]

@@ -1,5 +1,5 @@
 """Metric-vs-human correlation over a results store: the points (per configuration or per reconstruction), the
-statistics of `bench.metrics.correlation`, a CSV and one scatter plot per metric.
+statistics of `bench.annotations.correlation`, a CSV and one scatter plot per metric.
 
 Human score: the share of "recognisable" answers; per reconstruction the mean over its annotators, per configuration
 (SemSim's protocol) the mean of that over the configuration's annotated reconstructions. Metric value: per
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from bench.annotations.correlation import (METHODS, Agreement, bootstrap_interval, correlation,
+                                           forced_choice_agreement, krippendorff_alpha_nominal)
 from bench.annotations.transfer import CONSTRUCTED_NOTE, is_constructed
 from bench.errors import BenchError
-from bench.metrics.correlation import (METHODS, Agreement, bootstrap_interval, correlation, forced_choice_agreement,
-                                      krippendorff_alpha_nominal)
 
 LEVELS = ("config", "sample")
 UNDEFINED = "undefined"

@@ -406,7 +406,7 @@ def verify_bundle(root: Path) -> tuple[dict[str, Any], list[VerifiedRun]]:
 
 def _verify_bundle(root: Path) -> tuple[dict[str, Any], list[VerifiedRun]]:
     from bench.run.spec import config_id as spec_config_id
-    from bench.store.db import METRIC_STATUSES
+    from bench.metric_value import METRIC_STATUSES
 
     manifest = _load_json(root / "manifest.json", "manifest.json")
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:

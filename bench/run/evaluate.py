@@ -22,33 +22,12 @@ from tqdm.auto import tqdm
 
 from bench.features import FeatureSet
 from bench.images import ImageReadError, read_image, resize, save_png
+from bench.metric_value import FAILED, NOT_APPLICABLE, OK, UNAVAILABLE, UNDEFINED, MetricValue
 from bench.plugins import EvalBatch, EvalContext, Metric, MetricUnavailable
 from bench.hashing import arrays_sha256, file_sha256
 from bench.run.plan import Plan, fault_point
 from bench.hashing import digest
 from bench.run.stages import SplitFeatures, load_split
-
-OK, UNAVAILABLE, UNDEFINED, NOT_APPLICABLE, FAILED = "ok", "unavailable", "undefined", "not-applicable", "failed"
-
-
-@dataclass
-class MetricValue:
-    """A metric's set-level value with its status and everything a report needs without importing the metric."""
-
-    name: str
-    value: float | None
-    status: str
-    detail: str | None
-    n: int
-    convention: str
-    version: str
-    higher_is_better: bool
-    value_range: tuple[float, float]
-
-    def row(self) -> dict[str, Any]:
-        return {"value": self.value, "status": self.status, "detail": self.detail, "n": self.n,
-                "convention": self.convention, "version": self.version, "higher_is_better": self.higher_is_better,
-                "range": list(self.value_range)}
 
 
 @dataclass

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from bench.errors import BenchError
+from bench.metric_value import METRIC_STATUSES
 
 SCHEMA_VERSION = 5
 
-METRIC_STATUSES = ("ok", "unavailable", "undefined", "not-applicable", "failed")
 
 _V1 = """
     CREATE TABLE runs (

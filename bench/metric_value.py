@@ -33,3 +33,58 @@ class MetricValue:
         return {"value": self.value, "status": self.status, "detail": self.detail, "n": self.n,
                 "convention": self.convention, "version": self.version, "higher_is_better": self.higher_is_better,
                 "range": list(self.value_range)}
+
+
+def is_ok(entry: Mapping[str, Any] | None) -> bool:
+    """Whether a stored entry (a `Store.set_metrics` value) holds a usable number: status ok and a value."""
+    return entry is not None and entry.get("status", OK) == OK and entry.get("value") is not None
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1) over seeds: NaN mean without values, NaN std under two values;
+    identical values or an infinite mean have no spread (std 0, not float noise such as 1.7e-17, nor inf - inf)."""
+    if not len(values):
+        return math.nan, math.nan
+    mean = float(np.mean(values))
+    if len(values) < 2:
+        return mean, math.nan
+    if math.isinf(mean) or all(v == values[0] for v in values):
+        return mean, 0.0
+    return mean, float(np.std(values, ddof=1))
+
+
+@dataclass(frozen=True)
+class SeedStats:
+    """One metric over the seeds of a leaderboard row: the ok values, their mean and std, and the other entries."""
+
+    entries: tuple[Mapping[str, Any] | None, ...]  # one per seed; None: the seed has no entry for the metric
+    values: tuple[float, ...]
+    mean: float
+    std: float
+
+    @property
+    def k(self) -> int:
+        """Seeds with an ok value."""
+        return len(self.values)
+
+    @property
+    def n(self) -> int:
+        """Seeds of the row."""
+        return len(self.entries)
+
+    @property
+    def present(self) -> list[Mapping[str, Any]]:
+        """The seeds' entries that exist (whatever their status)."""
+        return [e for e in self.entries if e is not None]
+
+    @property
+    def not_ok(self) -> list[Mapping[str, Any]]:
+        """Existing entries whose status is not ok (unavailable, undefined, not-applicable, failed)."""
+        return [e for e in self.present if e.get("status", OK) != OK]
+
+
+def over_seeds(entries: Sequence[Mapping[str, Any] | None]) -> SeedStats:
+    """The one aggregation over seeds that the CSV leaderboard and the Markdown/LaTeX/HTML tables share."""
+    values = tuple(float(e["value"]) for e in entries if is_ok(e))
+    mean, std = mean_std(values)
+    return SeedStats(tuple(entries), values, mean, std)

@@ -18,10 +18,10 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.metric_value import NOT_COMPUTED, mean_std, over_seeds
 from bench.params import label
 from bench.store.db import Store
 
@@ -57,26 +57,19 @@ def _status_text(entry: dict[str, Any]) -> str:
 
 def _metric_cells(entries: list[dict[str, Any] | None]) -> tuple[Any, Any]:
     """(mean cell, std cell) of one metric over the seeds of a row; `None` marks a seed without the metric."""
-    n_seeds = len(entries)
-    values = [float(e["value"]) for e in entries
-              if e is not None and e.get("status", "ok") == "ok" and e.get("value") is not None]
-    if not values:
-        present = [e for e in entries if e is not None]
-        texts = sorted({_status_text(e) for e in present}) or ["not computed"]
+    stats = over_seeds(entries)
+    if not stats.k:
+        texts = sorted({_status_text(e) for e in stats.present}) or [NOT_COMPUTED]
         text = "; ".join(texts)
-        if len(present) < n_seeds:
-            text += f" ({len(present)}/{n_seeds} seeds)"
+        if len(stats.present) < stats.n:
+            text += f" ({len(stats.present)}/{stats.n} seeds)"
         return text, ""
-    mean = float(np.mean(values))
-    std: Any = ""
-    if len(values) >= 2:
-        s = float(np.std(values, ddof=1))
-        std = s if not math.isnan(s) else ""
-    if len(values) < n_seeds:  # some seeds lack it or have another status: say so rather than hide it
-        others = sorted({_status_text(e) for e in entries if e is not None and e.get("status", "ok") != "ok"})
-        note = f"{len(values)}/{n_seeds} seeds" + (f"; others {'; '.join(others)}" if others else "")
+    std: Any = "" if math.isnan(stats.std) else stats.std
+    if stats.k < stats.n:  # some seeds lack it or have another status: say so rather than hide it
+        others = sorted({_status_text(e) for e in stats.not_ok})
+        note = f"{stats.k}/{stats.n} seeds" + (f"; others {'; '.join(others)}" if others else "")
         std = f"{std:.6g} ({note})" if std != "" else note
-    return mean, std
+    return stats.mean, std
 
 
 def _note_cell(entries: list[dict[str, Any] | None]) -> str:
@@ -134,7 +127,7 @@ def leaderboard_frame(store: Store, dataset: str) -> pd.DataFrame:
         for name in sorted(set().union(*utilities)):
             utility_names.add(name)
             vals = [u[name]["value"] for u in utilities if name in u and u[name]["value"] is not None]
-            row[f"utility:{name}"] = float(np.mean(vals)) if vals else ""
+            row[f"utility:{name}"] = mean_std(vals)[0] if vals else ""
         notes = []
         for run, _ in members:
             try:

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.metric_value import NOT_COMPUTED, mean_std, over_seeds
 from bench.report.leaderboard import FIRST_COLUMNS, LAST_COLUMNS, leaderboard_frame
 from bench.store.db import Store
 
@@ -73,23 +73,17 @@ class Board:
 
 
 def _short_status(entry: dict[str, Any]) -> str:
-    return str(entry.get("status") or "not computed")
+    return str(entry.get("status") or NOT_COMPUTED)
 
 
 def _metric_stats(entries: list[dict[str, Any] | None]) -> tuple[float, float, int, str]:
     """(mean, std, ok seeds, status text) of one metric over the runs of one row."""
-    n = len(entries)
-    values = [float(e["value"]) for e in entries
-              if e is not None and e.get("status", "ok") == "ok" and e.get("value") is not None]
-    if not values:
-        statuses = sorted({_short_status(e) for e in entries if e is not None}) or ["not computed"]
+    stats = over_seeds(entries)
+    if not stats.k:
+        statuses = sorted({_short_status(e) for e in stats.present}) or [NOT_COMPUTED]
         return math.nan, math.nan, 0, "/".join(statuses)
-    mean = float(np.mean(values))
-    std = float(np.std(values, ddof=1)) if len(values) >= 2 else math.nan
-    if math.isinf(mean) or (len(values) >= 2 and all(v == values[0] for v in values)):
-        std = 0.0 if len(values) >= 2 else math.nan  # inf - inf is NaN; identical values have no spread
-    status = "" if len(values) == n else f"{len(values)}/{n} seeds"
-    return mean, std, len(values), status
+    status = "" if stats.k == stats.n else f"{stats.k}/{stats.n} seeds"
+    return stats.mean, stats.std, stats.k, status
 
 
 def _merge_info(info: dict[str, dict[str, Any]], name: str, entry: dict[str, Any]) -> None:
@@ -197,8 +191,7 @@ def load_board(store: Store, dataset: str, runs_dir: Path | None = None) -> Boar
         for name in sorted(set().union(*per_run_utility)) if per_run_utility else []:
             utilities.add(name)
             vals = [u[name]["value"] for u in per_run_utility if name in u and u[name]["value"] is not None]
-            row[f"utility:{name}"] = float(np.mean(vals)) if vals else math.nan
-            row[f"utility:{name}_std"] = float(np.std(vals, ddof=1)) if len(vals) >= 2 else math.nan
+            row[f"utility:{name}"], row[f"utility:{name}_std"] = mean_std(vals)
         row["entries"] = entries
         row["grids"] = tuple(str(Path(runs_dir) / r / "grid.png") for r in run_ids) if runs_dir else ()
         rows.append(row)

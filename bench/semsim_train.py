@@ -236,7 +236,7 @@ def load_folder(root: Path, size: int) -> AnnotationSet:
 def load_store(results: Path, size: int) -> AnnotationSet:
     """The "recognisable" annotations of a results store, with originals from each run's dataset."""
     from bench import registry
-    from bench.run.evaluate import recon_path
+    from bench.run_files import recon_path
     from bench.store import Store
 
     results = Path(results).expanduser()

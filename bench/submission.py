@@ -405,7 +405,7 @@ def verify_bundle(root: Path) -> tuple[dict[str, Any], list[VerifiedRun]]:
 
 
 def _verify_bundle(root: Path) -> tuple[dict[str, Any], list[VerifiedRun]]:
-    from bench.run.spec import config_id as spec_config_id
+    from bench.spec import config_id as spec_config_id
     from bench.metric_value import METRIC_STATUSES
 
     manifest = _load_json(root / "manifest.json", "manifest.json")
@@ -447,7 +447,7 @@ def _verify_bundle(root: Path) -> tuple[dict[str, Any], list[VerifiedRun]]:
 
 def _verify_run(root: Path, entry: Mapping[str, Any], kind: str, name: str, spec_config_id: Any,
                 statuses: tuple[str, ...]) -> VerifiedRun:
-    from bench.run.spec import run_id as spec_run_id
+    from bench.spec import run_id as spec_run_id
 
     run_id = str(entry.get("run_id", ""))
     d = root / "runs" / run_id

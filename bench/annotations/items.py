@@ -42,7 +42,7 @@ class Catalogue:
     """The selected (finished) runs of a results folder, their reconstructions and the items built from them."""
 
     def __init__(self, results: Path, run_ids: Sequence[str] | None = None, task: str = "recognisable") -> None:
-        from bench.run.evaluate import recon_path
+        from bench.run_files import recon_path
         from bench.store import Store
 
         if task not in TASKS:

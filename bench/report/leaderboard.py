@@ -40,7 +40,7 @@ def _spec(run: dict[str, Any]) -> dict[str, Any]:
 def _config_id(run: dict[str, Any], spec: dict[str, Any]) -> str:
     if run.get("config_id"):
         return str(run["config_id"])
-    from bench.run.spec import config_id
+    from bench.spec import config_id
 
     return config_id(spec)
 

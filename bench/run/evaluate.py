@@ -26,6 +26,7 @@ from bench.metric_value import FAILED, NOT_APPLICABLE, OK, UNAVAILABLE, UNDEFINE
 from bench.plugins import EvalBatch, EvalContext, Metric, MetricUnavailable
 from bench.hashing import arrays_sha256, file_sha256
 from bench.run.plan import Plan, fault_point
+from bench.run_files import recon_path
 from bench.hashing import digest
 from bench.run.stages import SplitFeatures, load_split
 
@@ -39,11 +40,6 @@ class Evaluation:
     attributes: list[tuple[int, str, str, str]] = field(default_factory=list)  # index, id, attribute, value
     batches_reused: int = 0
     batches: int = 0
-
-
-def recon_path(run_dir: Path, index: int, sample_id: str) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sample_id)[-60:]
-    return run_dir / "reconstructions" / f"{index:05d}_{safe}.png"
 
 
 def quantise(images: torch.Tensor) -> torch.Tensor:

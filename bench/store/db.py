@@ -111,7 +111,7 @@ def _sql(script: str) -> Callable[[sqlite3.Connection], None]:
 
 
 def _v1_to_v2(db: sqlite3.Connection) -> None:
-    from bench.run.spec import config_id
+    from bench.spec import config_id
 
     _sql(_V2)(db)
     for run_id, spec_json in db.execute("SELECT run_id, spec_json FROM runs").fetchall():
@@ -183,7 +183,7 @@ def _v4_to_v5(db: sqlite3.Connection) -> None:
     unchanged since it ran gets the configuration id its data has now, so it pools with new runs (and copies) of the
     same data. Its run id, spec (which hashes to the run id) and rows stay; the record notes the re-keying."""
     from bench.datasets.rekey import rekeyed_spec
-    from bench.run.spec import config_id
+    from bench.spec import config_id
 
     memo: dict[str, Any] = {}
     for run_id, spec_json, old_cid, record_json in db.execute(
@@ -359,7 +359,7 @@ class Store:
         A run that is already done stays done (a second process that finds everything complete re-finishes it).
         """
         if config_id is None:
-            from bench.run.spec import config_id as spec_config_id
+            from bench.spec import config_id as spec_config_id
 
             config_id = spec_config_id(spec)
         now = time.time()

@@ -164,9 +164,9 @@ def _listing_skipped(p: Plan) -> list[tuple[str, str]]:
 
 
 def write(store: Store, outcome: RunOutcome) -> None:
-    """Put one outcome into the store (idempotent: re-writing a run replaces its rows, never duplicates them)."""
+    """Put one outcome of a run already started in the store (`Store.start_run`, once, before computing) into it
+    (idempotent: re-writing a run replaces its rows, never duplicates them)."""
     ev = outcome.evaluation
-    store.start_run(outcome.run_id, outcome.spec, outcome.config_id)
     store.add_sample_metrics(outcome.run_id, ev.sample_rows)
     for name, v in ev.set_values.items():
         store.set_set_metric(outcome.run_id, name, float("nan") if v.value is None else v.value, v.n, v.convention,
@@ -185,15 +185,13 @@ def execute(req: RunRequest) -> RunResult:
 
     p = plan(req)
     results = results_folder(req.results)
-    with Store(results / "bench.sqlite") as store:
+    with Store(results / "bench.sqlite") as store:  # opened once; no transaction is held while computing
         store.start_run(p.spec.run_id, p.spec.to_dict(), p.spec.config_id)
-    try:
-        outcome = compute(req, p)
-    except BaseException as exc:
-        with Store(results / "bench.sqlite") as store:
+        try:
+            outcome = compute(req, p)
+        except BaseException as exc:
             store.fail_run(p.spec.run_id, f"{type(exc).__name__}: {exc}")
-        raise
-    with Store(results / "bench.sqlite") as store:
+            raise
         write(store, outcome)
         set_metrics = store.set_metrics(outcome.run_id)
         board = refresh_leaderboard(store, results, p.spec.dataset)

@@ -1,0 +1,127 @@
+"""Straight layers: no module of the engine or of the built-in plugins imports a unit that sits above its own in the
+declared order below, at module level or inside a function (a lazy import is still a dependency).
+
+A unit is a module directly under `bench` (`bench.store`, `bench.spec`, ...) or one of the installed plugin packages
+(`bench.attacks`, `bench.defenses`, `bench.metrics`). Units of one layer may not import each other; a module may
+import anything inside its own unit. A new unit must be given a layer here before its imports are allowed.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = {"bench": "bench", "attacks": "bench.attacks", "defenses": "bench.defenses", "metrics": "bench.metrics"}
+
+# Bottom first. Each layer may import only the layers listed before it.
+LAYERS: list[tuple[str, ...]] = [
+    ("errors",),
+    # foundations: pure helpers and the declarations everything else is keyed by
+    ("hashing", "params", "profiles", "registry", "threads", "images", "weights", "install_hint", "metric_value",
+     "logistic_regression", "run_files", "paper_parity", "__version__"),
+    ("spec", "hyper", "features", "nn"),  # the run spec and hyper-parameters; feature containers; network blocks
+    ("plugins",),  # plugin base classes and their registries
+    ("embedders", "compat"),  # shared embedders; compatibility shims for older plugin APIs
+    ("extractors", "datasets"),
+    ("attacks", "defenses", "metrics"),  # the built-in plugins
+    ("store",),  # SQLite: never imports the runner or the reports
+    ("annotations",),  # the human study: collecting answers, correlation statistics
+    ("report",),  # tables and figures read from the store
+    ("run",),  # plan, compute, write into the store, refresh the leaderboard
+    ("semsim_train",),
+    ("contract", "plugin_kit"),
+    ("submission",),
+    ("cli",),
+    ("__main__",),
+]
+
+# What still points upwards, each with the reason it is left and the way out. Keep this list short.
+ALLOWED: dict[tuple[str, str], str] = {
+    # The semsim metric loads its checkpoint through the training module, which also trains from the store and the
+    # run folders; splitting checkpoint loading (below the plugins) from training (above the runner) removes it.
+    ("bench.metrics", "bench.semsim_train"): "semsim checkpoint loading lives in the training module",
+}
+
+
+def _layer_of() -> dict[str, int]:
+    out: dict[str, int] = {}
+    for i, layer in enumerate(LAYERS):
+        for unit in layer:
+            assert f"bench.{unit}" not in out, f"{unit} is declared twice"
+            out[f"bench.{unit}"] = i
+    return out
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 else parts[0]
+
+
+def _modules() -> list[tuple[str, Path]]:
+    found = []
+    for folder, package in SOURCES.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT / folder).with_suffix("")
+            name = ".".join([package, *rel.parts]).removesuffix(".__init__")
+            found.append((name, path))
+    return found
+
+
+def _imports(path: Path) -> list[tuple[str, int]]:
+    """Every `bench.*` module that `path` imports, module-level or inside functions, with its line."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            out += [(a.name, node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.append((node.module, node.lineno))
+            if node.module == "bench":  # `from bench import weights` imports the unit bench.weights
+                out += [(f"bench.{a.name}", node.lineno) for a in node.names]
+    return [(name, line) for name, line in out if name.startswith("bench.")]
+
+
+def _edges() -> list[tuple[str, str, str]]:
+    """(importing unit, imported unit, where) for every import that crosses units."""
+    edges = []
+    for module, path in _modules():
+        src = _unit(module)
+        for name, line in _imports(path):
+            dst = _unit(name)
+            if dst != src:
+                edges.append((src, dst, f"{path.relative_to(ROOT)}:{line} imports {name}"))
+    return edges
+
+
+def test_every_unit_has_a_layer() -> None:
+    layer = _layer_of()
+    units = {_unit(m) for m, _ in _modules()} | {dst for _, dst, _ in _edges()}
+    missing = sorted(u for u in units if u not in layer and u != "bench")
+    assert not missing, f"declare a layer for {missing} in tests/test_layers.py"
+
+
+def test_no_unit_imports_upwards() -> None:
+    layer = _layer_of()
+    bad = [where for src, dst, where in _edges()
+           if src in layer and dst in layer and layer[dst] >= layer[src] and (src, dst) not in ALLOWED]
+    assert not bad, "imports against the layer order:\n" + "\n".join(bad)
+
+
+def test_the_allow_list_holds_only_what_still_exists() -> None:
+    present = {(src, dst) for src, dst, _ in _edges()}
+    stale = sorted(set(ALLOWED) - present)
+    assert not stale, f"remove {stale} from ALLOWED: those imports are gone"
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("def f():\n    from bench.report.leaderboard import x\n", ["bench.report.leaderboard"]),
+    ("import bench.store.db as db\n", ["bench.store.db"]),
+    ("from bench import weights, errors\n", ["bench", "bench.weights", "bench.errors"]),
+    ("from . import sibling\nimport numpy\n", []),
+])
+def test_imports_are_found_wherever_they_are(tmp_path: Path, source: str, expected: list[str]) -> None:
+    path = tmp_path / "m.py"
+    path.write_text(source)
+    assert sorted(n for n, _ in _imports(path)) == sorted(e for e in expected if e.startswith("bench."))

@@ -238,7 +238,7 @@ def _faces(n: int, seed: int) -> "torch.Tensor":
 def test_grid_title_is_wrapped_whole(tmp_path: Path) -> None:
     from bench.features.embeddings import EmbeddingSet
     from bench.features.pictures import font
-    from bench.report.plots import TITLE_PX, comparison_grid, wrap_title
+    from bench.run.comparison_grid import TITLE_PX, comparison_grid, wrap_title
 
     width = 3 * 128 + 4 * 4
     lines = wrap_title(DEMO_TITLE, width - 8)
@@ -257,7 +257,7 @@ def test_grid_title_is_wrapped_whole(tmp_path: Path) -> None:
 
 def test_released_column_shows_the_vector_never_the_face(tmp_path: Path) -> None:
     from bench.features.embeddings import BitPatternSet, EmbeddingSet
-    from bench.report.plots import comparison_grid
+    from bench.run.comparison_grid import comparison_grid
 
     vectors = np.random.default_rng(3).standard_normal((3, 128)).astype(np.float32)
     for released in (EmbeddingSet(vectors), BitPatternSet(vectors.view(np.uint32))):
@@ -279,7 +279,7 @@ def test_released_column_shows_the_vector_never_the_face(tmp_path: Path) -> None
 
 def test_released_column_of_sift_draws_keypoints_not_the_face(tmp_path: Path) -> None:
     from bench.features.sift import SiftSet
-    from bench.report.plots import comparison_grid
+    from bench.run.comparison_grid import comparison_grid
 
     kp = np.array([[10, 20, 6, 30, 0.1, 0], [40, 44, 12, 200, 0.1, 0]], np.float32)
     released = SiftSet(kp, np.zeros((2, 128), np.uint8), np.array([0, 1, 2]), meta={"image_size": 64})

@@ -125,3 +125,15 @@ def test_imports_are_found_wherever_they_are(tmp_path: Path, source: str, expect
     path = tmp_path / "m.py"
     path.write_text(source)
     assert sorted(n for n, _ in _imports(path)) == sorted(e for e in expected if e.startswith("bench."))
+
+
+# Inside run/, only the coordinators that refresh the leaderboard after writing the store reach the reports; what
+# computes a run (also on Dask workers: plan, stages, evaluate, outputs, the grid picture) never does.
+REPORT_CALLERS_IN_RUN = {"bench.run.runner", "bench.run.grid"}
+
+
+def test_computing_a_run_does_not_import_the_reports() -> None:
+    bad = [f"{path.relative_to(ROOT)}:{line} imports {name}" for module, path in _modules()
+           if module.startswith("bench.run.") and module not in REPORT_CALLERS_IN_RUN
+           for name, line in _imports(path) if _unit(name) == "bench.report"]
+    assert not bad, "\n".join(bad)

@@ -16,7 +16,7 @@ import torch
 from bench import __version__
 from bench.features import FeatureSet
 from bench.images import read_image, resize
-from bench.report.plots import comparison_grid
+from bench.run.comparison_grid import comparison_grid
 from bench.run.command import request_command
 from bench.run.evaluate import Evaluation, recon_path
 from bench.run.plan import Plan, RunRequest

@@ -1,4 +1,5 @@
-"""Pictures of a run: the original | released features | reconstruction grid."""
+"""The picture of a run (grid.png): original | released features | reconstruction, drawn by the runner; it lives
+beside the runner, not in report/, so that computing never imports the reports."""
 
 from __future__ import annotations
 

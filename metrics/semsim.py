@@ -3,10 +3,11 @@
 A CIFAR ResNet-18 with its classifier replaced by the identity embeds both images (512-d); the score is the L2
 distance between the embeddings of the original and the reconstruction: smaller means more similar, i.e. more
 leakage. The network is the one `bench semsim train` fitted with a triplet margin loss on annotations
-(bench/semsim_train.py). Checkpoints are bound to a results folder: a run in RESULTS uses the newest checkpoint of
-RESULTS/semsim/manifest.json (verified by sha256, loaded with torch.load(weights_only=True)) and never one of
-another results folder or of the user-wide cache. Its input size and normalisation come from the checkpoint.
-Without a checkpoint in RESULTS/semsim the metric is unavailable with the command that trains one.
+(bench/semsim_train.py), loaded through bench/semsim_checkpoint.py. Checkpoints are bound to a results folder: a run
+in RESULTS uses the newest checkpoint of RESULTS/semsim/manifest.json (verified by sha256, loaded with
+torch.load(weights_only=True)) and never one of another results folder or of the user-wide cache. Its input size
+and normalisation come from the checkpoint. Without a checkpoint in RESULTS/semsim the metric is unavailable with
+the command that trains one.
 
 The value depends on the checkpoint and on the labels it learned from, so the recorded convention names the
 checkpoint's digest and its annotation set (hash and provenance: human or constructed labels, annotators,
@@ -43,7 +44,7 @@ class SemSimOverlap(UserWarning):
 
 
 def _provenance(entry: dict[str, Any]) -> str:
-    from bench import semsim_train as st
+    from bench import semsim_checkpoint as st
 
     prov = entry["annotations"].get("provenance")
     return st.provenance_text(prov) if prov else "provenance not recorded (a checkpoint of an earlier bench)"
@@ -67,7 +68,7 @@ def convention_for(entry: dict[str, Any] | None) -> str:
 
 
 def _demo_mark() -> str:
-    from bench import semsim_train as st
+    from bench import semsim_checkpoint as st
 
     return st.DEMO_MARK
 
@@ -102,7 +103,7 @@ class SemSim(Metric):
 
     def load(self, results: Path, device: torch.device | str = "cpu") -> "SemSim":
         """The newest checkpoint of RESULTS/semsim; MetricUnavailable (with the training command) without one."""
-        from bench import semsim_train as st
+        from bench import semsim_checkpoint as st
 
         results = Path(results)
         # Stored with the value: no machine path in it, so stores of two results folders compare equal.

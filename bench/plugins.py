@@ -18,6 +18,7 @@ import torch
 from bench import registry
 from bench.errors import BenchError
 from bench.features import FeatureSet, FeatureSpec, Requirement
+from bench.hyper import split_given
 from bench.params import Param, resolve_params
 
 
@@ -314,12 +315,21 @@ class Attack(Plugin, ABC):
         self.image_size = int(image_size)
         self.device = torch.device(device)
         self.seed = int(seed)
-        self.params = resolve_params(f"attack {self.name!r}", type(self).params, params)
+        # Declared hyper-parameters (bench.hyper) given away from their profile default land in `overrides`; the
+        # attack reads `hyper.apply(PROFILES[profile], self.overrides)`. Plain parameters are resolved as always.
+        self.params, self.overrides = split_given(f"attack {self.name!r}", type(self).params, params, profile)
 
     def config(self) -> dict[str, Any]:
-        """Everything that changes what `fit` learns; part of the trained-attack cache key."""
-        return {"name": self.name, "version": self.version, "profile": self.profile, "image_size": self.image_size,
-                "params": dict(self.params)}
+        """Everything that changes what `fit` learns; part of the trained-attack cache key.
+
+        `overrides` (hyper-parameters away from their profile default) is present only when there are any, so a run
+        with every default keeps the run id it had before hyper-parameters were declared.
+        """
+        out = {"name": self.name, "version": self.version, "profile": self.profile, "image_size": self.image_size,
+               "params": dict(self.params)}
+        if self.overrides:
+            out["overrides"] = dict(self.overrides)
+        return out
 
     def preflight(self) -> None:
         """Raise a BenchError before any work if something the attack needs is missing (e.g. weights)."""

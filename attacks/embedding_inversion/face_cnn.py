@@ -28,6 +28,7 @@ from torch import nn
 from bench.attacks.embedding_inversion.vector_attack import VectorToImageAttack, training_images_note
 from bench.errors import BenchError
 from bench.features import FeatureSet, Requirement
+from bench.hyper import declare
 from bench.plugins import register_attack
 
 # Per-profile hyper-parameters, the one place they are set.
@@ -120,6 +121,8 @@ class FaceCNNAttack(VectorToImageAttack):
              "network, ICIP 2022 (as adapted in Osorio-Roig, Gerlitz, Rathgeb, Busch: Reversing deep face embeddings with "
              "probable privacy protection, WIFS 2023, against PE-MIU)")
     PROFILES = PROFILES
+    params = declare(PROFILES, help={"res_convs": "convolutions per residual group", "mse": "weight of the MSE loss",
+                                     "ssim": "weight of the SSIM loss", "identity": "weight of the identity loss"})
 
     def make_net(self, in_width: int) -> nn.Module:
         hp = self.hp

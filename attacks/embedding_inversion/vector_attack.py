@@ -28,6 +28,7 @@ from bench.attacks.embedding_inversion.inputs import Standardiser, input_width, 
 from bench.attacks.sift_inversion.ivr import seeded_batches
 from bench.errors import BenchError
 from bench.features import FeatureSet
+from bench.hyper import apply
 from bench.features.embeddings import BitPatternSet, EmbeddingSet
 from bench.images import resize
 from bench.nn.measure import count_flops, count_parameters
@@ -46,7 +47,7 @@ class VectorToImageAttack(Attack):
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:
         super().__init__(profile, image_size, device, seed, params)
-        self.hp: dict[str, Any] = dict(self.PROFILES[profile])
+        self.hp: dict[str, Any] = apply(self.PROFILES[profile], self.overrides)
         self.net: nn.Module | None = None
         self.inputs = Standardiser()
         self.history: list[float] = []

@@ -29,6 +29,7 @@ from bench.attacks.embedding_inversion.vector_attack import (DESCRIBE_DIM, Vecto
                                                              training_images_note)
 from bench.attacks.feature_inversion.nets import ConditionalDiscriminator, DecoderConfig, FeatureDecoder
 from bench.features import FeatureSet
+from bench.hyper import declare
 from bench.features.embeddings import BitPatternSet, EmbeddingSet
 from bench.plugins import register_attack
 
@@ -88,6 +89,7 @@ class FeatureDecoderAttack(_DecoderAttack):
 
     name = "feature-decoder"
     version = "1"
+    params = declare(PROFILES, skip=("disc", "cond", "adv"))
 
 
 @register_attack
@@ -96,6 +98,8 @@ class FeatureGANAttack(_DecoderAttack):
 
     name = "feature-gan"
     version = "1"
+    params = declare(PROFILES, help={"disc": "discriminator widths", "cond": "width of the discriminator's condition",
+                                     "adv": "weight of the adversarial loss"})
 
     def fit_notes(self, features: FeatureSet) -> list[str]:
         return super().fit_notes(features) + [FEATURE_LOSS_NOTE.format(adv=self.hp["adv"])]

@@ -21,6 +21,7 @@ from bench.attacks.sift_inversion.cfgan_nets import CFGANConfig, CoarseNet, Disc
 from bench.nn.measure import count_flops, count_parameters
 from bench.errors import BenchError
 from bench.features import FeatureSet, Requirement
+from bench.hyper import apply, declare, stage_steps
 from bench.attacks.sift_inversion.losses import SiftLoss
 from bench.nn.losses import PerceptualLoss, ragan_d_loss, ragan_g_loss
 from bench.plugins import Attack, FitContext, register_attack
@@ -79,9 +80,9 @@ PERCEPTUAL_OFF_NOTE = (
 )
 
 
-def net_config(profile: str) -> CFGANConfig:
-    """The network shapes of one profile."""
-    p = PROFILES[profile]
+def net_config(profile: str | Mapping[str, Any]) -> CFGANConfig:
+    """The network shapes of one profile (a name, or its hyper-parameters with any overrides)."""
+    p = PROFILES[profile] if isinstance(profile, str) else profile
     return CFGANConfig(
         map_size=p["map_size"], image_size=p["image_size"], enc_widths=tuple(p["enc_widths"]),
         dec_widths=tuple(p["dec_widths"]), disc_widths=tuple(p["disc_widths"]), bottleneck_div=p["bottleneck_div"],
@@ -99,17 +100,21 @@ class CFGAN(Attack):
              "(CFGAN), IEEE TCSVT 2024, doi:10.1109/TCSVT.2024.3367808")
     profiles = ("smoke", "cpu", "paper")
     paper_figures = {"params_generators": 153e6, "gmacs": 148.0}  # Table II (its "FLOPs" are MACs)
+    params = {**declare(PROFILES, help={
+        "bottleneck_div": "divisor of the 3×3 bottleneck conv widths", "fine_from_coarse":
+        "start the fine net from the coarse net's weights"}),
+        **stage_steps(PROFILES, ("coarse_steps", "fine_steps"))}
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:
         super().__init__(profile, image_size, device, seed, params)
-        self.hp: dict[str, Any] = PROFILES[profile]
+        self.hp: dict[str, Any] = apply(PROFILES[profile], self.overrides)
         if self.image_size != self.hp["image_size"]:
             raise BenchError(
                 f"cfgan profile {profile!r} reconstructs at {self.hp['image_size']}×{self.hp['image_size']}, "
                 f"but image_size {self.image_size} was asked for (use the run profile of the same name)"
             )
-        self.net_cfg = net_config(profile)
+        self.net_cfg = net_config(self.hp)
         self.coarse: CoarseNet | None = None
         self.fine: FineNet | None = None
         self.history: dict[str, list[float]] = {"coarse": [], "fine": []}

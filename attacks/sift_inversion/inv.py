@@ -29,6 +29,7 @@ from bench.attacks.sift_inversion.inv_nets import CoarseNet, Discriminator, INVC
 from bench.attacks.sift_inversion.ivr import check_training_inputs, keypoint_maps, seeded_batches
 from bench.errors import BenchError
 from bench.features import FeatureSet, Requirement
+from bench.hyper import apply, declare, stage_steps
 from bench.features.sift import SiftSet
 from bench.nn.measure import count_flops, count_parameters
 from bench.plugins import Attack, FitContext, register_attack
@@ -69,8 +70,8 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-def net_config(profile: str) -> INVConfig:
-    p = PROFILES[profile]
+def net_config(profile: str | Mapping[str, Any]) -> INVConfig:
+    p = PROFILES[profile] if isinstance(profile, str) else profile
     return INVConfig(map_size=p["map_size"], image_size=p["image_size"], coarse=tuple(p["coarse"]),
                      refine=tuple(p["refine"]), disc=tuple(p["disc"]), in_channels=128 + int(p["mask_channel"]))
 
@@ -90,15 +91,17 @@ class INV(Attack):
              "CVPR 2019, arXiv:1904.03303 (the INV baseline of CFGAN, IEEE TCSVT 2024, Tables I-II)")
     profiles = ("smoke", "cpu", "paper")
     paper_figures = {"params_generators": 88e6, "gmacs": 150.0}  # CFGAN's Table II (its "FLOPs" are MACs)
+    params = {**declare(PROFILES, help={"mask_channel": "add a keypoint-mask input channel"}),
+              **stage_steps(PROFILES, ("coarse_steps", "refine_steps"))}
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:
         super().__init__(profile, image_size, device, seed, params)
-        self.hp: dict[str, Any] = PROFILES[profile]
+        self.hp: dict[str, Any] = apply(PROFILES[profile], self.overrides)
         if self.image_size != self.hp["image_size"]:
             raise BenchError(f"inv profile {profile!r} reconstructs at {self.hp['image_size']}px, but image_size "
                              f"{self.image_size} was asked for (use the run profile of the same name)")
-        self.net_cfg = net_config(profile)
+        self.net_cfg = net_config(self.hp)
         self.coarse: CoarseNet | None = None
         self.refine: RefineNet | None = None
         self.history: dict[str, list[float]] = {"coarse": [], "refine": []}

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from bench.errors import BenchError
 from bench.features import FeatureSet, Requirement
+from bench.hyper import apply, declare
 from bench.features.sift import DESCRIPTOR_DIM, SiftSet
 from bench.nn.measure import count_flops, count_parameters
 from bench.plugins import Attack, FitContext, register_attack
@@ -184,8 +185,8 @@ class IVRNet(nn.Module):
         return torch.sigmoid(self.head(self.decoder(h)))
 
 
-def net_config(profile: str) -> IVRConfig:
-    p = PROFILES[profile]
+def net_config(profile: str | Mapping[str, Any]) -> IVRConfig:
+    p = PROFILES[profile] if isinstance(profile, str) else profile
     return IVRConfig(map_size=p["map_size"], image_size=p["image_size"], enc=tuple(map(tuple, p["enc"])),
                      enc_extra=p["enc_extra"], fc=tuple(p["fc"]), dec=tuple(p["dec"]), dec_extra=p["dec_extra"])
 
@@ -224,15 +225,17 @@ class IVR(Attack):
              "arXiv:1506.02753 (the IVR baseline of CFGAN, IEEE TCSVT 2024, Tables I-II)")
     profiles = ("smoke", "cpu", "paper")
     paper_figures = {"params_total": 93e6, "gmacs": 25.0}  # CFGAN's Table II (its "FLOPs" are MACs)
+    params = declare(PROFILES, help={"enc_extra": "extra convolutions in the encoder",
+                                     "dec_extra": "extra convolutions in the decoder"})
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:
         super().__init__(profile, image_size, device, seed, params)
-        self.hp: dict[str, Any] = PROFILES[profile]
+        self.hp: dict[str, Any] = apply(PROFILES[profile], self.overrides)
         if self.image_size != self.hp["image_size"]:
             raise BenchError(f"ivr profile {profile!r} reconstructs at {self.hp['image_size']}px, but image_size "
                              f"{self.image_size} was asked for (use the run profile of the same name)")
-        self.net_cfg = net_config(profile)
+        self.net_cfg = net_config(self.hp)
         self.net: IVRNet | None = None
         self.history: list[float] = []
         self.train_seconds = 0.0

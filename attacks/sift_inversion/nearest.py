@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from bench.errors import BenchError
 from bench.features import FeatureSet, Requirement
+from bench.hyper import apply, declare
 from bench.features.sift import DESCRIPTOR_DIM, SiftSet, gather_rows
 from bench.plugins import Attack, FitContext, register_attack, seeded_rng
 
@@ -59,11 +60,13 @@ class NearestNeighbour(Attack):
     paper = ("retrieval baseline (no single paper): bag of visual words (Sivic & Zisserman, Video Google, ICCV "
              "2003) with tf-idf cosine nearest neighbour over the auxiliary split; a floor for learned inversions")
     profiles = ("smoke", "cpu", "paper")
+    params = declare(PROFILES, help={"vocabulary": "visual words (k-means centres)", "kmeans_iter": "k-means iterations",
+                                     "max_descriptors": "descriptors sampled for k-means"})
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:
         super().__init__(profile, image_size, device, seed, params)
-        self.hp: dict[str, Any] = PROFILES[profile]
+        self.hp: dict[str, Any] = apply(PROFILES[profile], self.overrides)
         self.vocabulary: np.ndarray | None = None  # k×128 float64 word centres
         self.idf: np.ndarray | None = None  # (k,) float64
         self.aux_hist: np.ndarray | None = None  # N×k float32 unit rows (zero rows: no keypoints)

@@ -31,6 +31,7 @@ from bench.attacks.sift_inversion.lbp import lbp_image
 from bench.attacks.sift_inversion.sli_nets import PatchDiscriminator, UNet, UNetConfig
 from bench.errors import BenchError
 from bench.features import FeatureSet, Requirement
+from bench.hyper import apply, declare, stage_steps
 from bench.features.sift import DESCRIPTOR_DIM, SiftSet
 from bench.nn.losses import PerceptualLoss, ragan_d_loss, ragan_g_loss
 from bench.nn.measure import count_flops, count_parameters
@@ -120,13 +121,15 @@ class SLI(Attack):
     paper = PAPER
     profiles = ("smoke", "cpu", "paper")
     paper_figures = {"params_generators": 78e6, "gmacs": 96.0}  # Table II; its "FLOPs" are MACs (docs/sli.md)
+    params = {**declare(PROFILES),
+              **stage_steps(PROFILES, ("lbp_steps", "image_steps"))}
 
     uses_lbp: bool = True  # two stages (SIFT → LBP → RGB); sli-b has only the image net
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:
         super().__init__(profile, image_size, device, seed, params)
-        self.hp: dict[str, Any] = PROFILES[profile]
+        self.hp: dict[str, Any] = apply(PROFILES[profile], self.overrides)
         if self.image_size != self.hp["image_size"]:
             raise BenchError(
                 f"{self.name} profile {profile!r} reconstructs at {self.hp['image_size']}×{self.hp['image_size']}, "

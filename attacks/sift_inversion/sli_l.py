@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from bench.attacks.sift_inversion.sli import SLI
 from bench.errors import BenchError
 from bench.features import FeatureSet, Requirement
+from bench.hyper import apply, declare
 from bench.features.sift import DESCRIPTOR_DIM, SiftSet
 from bench.install_hint import extra_install_command
 from bench.nn.measure import count_parameters
@@ -151,11 +152,15 @@ class SLIL(SLI):
 
     name = "sli-l"
     consumes = Requirement("sift", {"has_descriptors": True})
+    params = {**SLI.params, **declare(CLASSIFIER_PROFILES, prefix="classifier_", help={
+        "classifier_steps": "training steps of the descriptor classifier", "classifier_batch_size":
+        "batch size of the descriptor classifier", "classifier_lr": "Adam learning rate of the descriptor classifier",
+        "classifier_holdout": "share of training images held out to validate the classifier"})}
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:
         super().__init__(profile, image_size, device, seed, params)
-        self.chp: dict[str, Any] = CLASSIFIER_PROFILES[profile]
+        self.chp: dict[str, Any] = apply(CLASSIFIER_PROFILES[profile], self.overrides, prefix="classifier_")
         self.classifier: DescriptorClassifier | None = None
         self.template: np.ndarray | None = None  # 68×2 mean landmarks, fractions of the image side
         self.label_stats: dict[str, Any] = {}

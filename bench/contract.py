@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from bench import registry
+from bench.compat import make_attack
 from bench.errors import BenchError
 from bench.features import FeatureSet
 from bench.images import resize
@@ -280,7 +281,7 @@ def attack_checks(cls: type[Attack]) -> Iterator[Result]:
         return copy.deepcopy(v) if cls.needs_victim and v is not None else None
 
     def make(params: Mapping[str, Any] | None = None) -> Attack:
-        a = cls(profile="smoke", image_size=prof.image_size, device="cpu", seed=0, params=params)
+        a = make_attack(cls, "smoke", prof.image_size, "cpu", 0, params)
         v = victim()
         if v is not None:
             a.attach_victim(v)

@@ -144,4 +144,6 @@ def format_value(value: Any) -> str:
     if isinstance(value, float):
         text = repr(value)
         return text[:-2] if text.endswith(".0") else text
+    if isinstance(value, (list, tuple)):  # list hyper-parameters (bench.hyper): `8/16/16` as typed
+        return "/".join(format_value(v) for v in value)
     return str(value)

@@ -31,7 +31,9 @@ def describe_cmd(attack: str, profile: str) -> None:
 
     entry = registry.attacks.get(attack)
     prof = get_profile(profile)
-    obj = entry.obj(profile=profile, image_size=prof.image_size, device="cpu", seed=0)
+    from bench.compat import make_attack
+
+    obj = make_attack(entry.obj, profile, prof.image_size, "cpu", 0)
     click.echo(f"{attack} ({entry.meta['paper'] or 'no paper'}), profile {profile}")
     click.echo(f"consumes: {entry.meta['consumes']}")
     figures = obj.describe()

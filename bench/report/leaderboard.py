@@ -46,9 +46,14 @@ def _config_id(run: dict[str, Any], spec: dict[str, Any]) -> str:
 
 
 def _params(config: Any) -> dict[str, Any]:
+    """A plugin's parameters as its label shows them: declared parameters, and hyper-parameters given away from
+    their profile default (`overrides`; defaults are left out of labels)."""
+    out: dict[str, Any] = {}
     if isinstance(config, dict) and isinstance(config.get("params"), dict):
-        return config["params"]
-    return {}
+        out.update(config["params"])
+    if isinstance(config, dict) and isinstance(config.get("overrides"), dict):
+        out.update(config["overrides"])
+    return out
 
 
 def _status_text(entry: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from bench import registry
+from bench.compat import make_attack
 from bench.errors import BenchError, IncompatibleError
 from bench.features import FeatureSpec
 from bench.plugins import Attack, Dataset, Defense, Extractor, Metric
@@ -96,12 +97,19 @@ def compatible_attacks(released: FeatureSpec) -> list[str]:
 
 
 def default_extractor(attack_cls: type[Attack]) -> str:
-    """The victim extractor the attack declares as its default (the engine itself names no feature kind)."""
+    """The victim extractor the attack declares as its default (the engine itself names no feature kind).
+
+    An attack that declares none (plugin interface v1) gets the one registered extractor that produces a kind it
+    consumes; when several do, the choice is the user's, and the error names them.
+    """
     if attack_cls.default_extractor:
         return attack_cls.default_extractor
     fits = [e.name for e in registry.extractors if attack_cls.consumes.admits_kind(e.obj.produces.kind)]
-    raise BenchError(f"attack {attack_cls.name!r} declares no default extractor; pass --extractor NAME "
-                     f"({', '.join(fits) or 'no registered extractor produces what it consumes'})")
+    if len(fits) == 1:
+        return fits[0]
+    raise BenchError(f"attack {attack_cls.name!r} declares no default extractor (`default_extractor`, plugin "
+                     f"interface v2) and {'several' if fits else 'no'} registered extractors produce what it "
+                     f"consumes; pass --extractor NAME ({', '.join(fits) or 'none'})")
 
 
 def _dataset(name: str, root: Path | None, option: str = "--data-root") -> Dataset:
@@ -182,8 +190,8 @@ def plan(req: RunRequest) -> Plan:
     # The private dataset's native size sets the run's sizes (it is what is reconstructed and scored).
     resolution = resolve_resolution(profile, registry.datasets.get(req.dataset).obj.native_size,
                                     req.image_size, req.extract_size)
-    attack: Attack = attack_cls(profile=profile.name, image_size=resolution.image_size, device=device,
-                                seed=req.seed, params=dict(req.attack_params))
+    attack: Attack = make_attack(attack_cls, profile.name, resolution.image_size, device, req.seed,
+                                 dict(req.attack_params))
     attack.preflight()
     extractor.preflight()
 

@@ -141,7 +141,7 @@ def declare(profiles: Mapping[str, Mapping[str, Any]], help: Mapping[str, str] |
         numbers = [x for _, v in values for x in (v if item is not None else [v])] if typ not in (bool, str) else []
         # Counts and widths are at least 1 (0 where a profile uses 0, e.g. bn_batches: off); other numbers >= 0.
         count = typ is int or item is int
-        bound = (low or {}).get(key, (min(1, *numbers) if count else 0) if numbers else None)
+        bound = (low or {}).get(key, min(1 if count else 0, *numbers) if numbers else None)
         top = HIGH.get(key)
         allowed = (choices or {}).get(key, tuple(dict.fromkeys(v for _, v in defaults)) if typ is str else None)
         name = prefix + key

@@ -131,6 +131,13 @@ def test_sli_l_classifier_parameters_are_prefixed() -> None:
     assert p.attack.chp["steps"] == 3 and p.attack.hp["lbp_steps"] == 2 and p.attack.hp["image_steps"] == 2
 
 
+def test_sli_b_has_no_lbp_stage_parameter() -> None:
+    p = plan(RunRequest(attack="sli-b", profile="smoke", metrics=("mse",), attack_params={"steps": "2"}))
+    assert p.spec.attack_config["overrides"] == {"image_steps": 2}
+    with pytest.raises(BenchError, match="has no parameter lbp_steps"):
+        plan(RunRequest(attack="sli-b", profile="smoke", metrics=("mse",), attack_params={"lbp_steps": "2"}))
+
+
 @pytest.mark.parametrize("name", ["cfgan", "sli"])
 def test_defaults_given_explicitly_train_bit_identically(name: str) -> None:
     """Every hyper-parameter given as text at its default trains the same bits as nothing given (one step per

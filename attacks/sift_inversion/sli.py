@@ -424,6 +424,8 @@ class SLIB(SLI):
     consumes = Requirement("sift", {"has_coordinates": True})
     uses_lbp = False
     paper_figures = {}  # the paper reports no size for SLI-B
+    # No LBP net: its step count is not a parameter, and `steps` sets the image net's.
+    params = {**declare(PROFILES, skip=("lbp_steps",)), **stage_steps(PROFILES, ("image_steps",))}
 
     @property
     def map_channels(self) -> int:

@@ -12,6 +12,7 @@ per-stage counts (cfgan's `coarse_steps` and `fine_steps`).
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -184,8 +185,13 @@ def split_given(owner: str, declared: Mapping[str, Param], given: Mapping[str, A
     plain = {k: p for k, p in declared.items() if not isinstance(p, HyperParam)}
     hyper = {k: p for k, p in declared.items() if isinstance(p, HyperParam)}
     unknown = sorted(set(given) - set(declared))
-    if unknown:
+    if unknown and not hyper:
         resolve_params(owner, declared, {k: given[k] for k in unknown})  # raises the usual line naming the valid ones
+    if unknown:  # an attack with hyper-parameters has many: name them, and the closest one, on one short line
+        close = [m for k in unknown for m in difflib.get_close_matches(k, list(declared), n=1)]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise BenchError(f"{owner} has no parameter {', '.join(unknown)}{hint}; its parameters: "
+                         f"{', '.join(sorted(declared))} (`bench list attacks -v` shows their types and defaults)")
     values = resolve_params(owner, plain, {k: v for k, v in given.items() if k in plain})
     overrides: dict[str, Any] = {}
     for key in sorted(k for k in given if k in hyper):

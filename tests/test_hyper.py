@@ -68,7 +68,8 @@ def test_steps_sets_every_stage() -> None:
 
 
 @pytest.mark.parametrize("given, words", [
-    ({"stepz": "10"}, "attack 'toy' has no parameter stepz; its parameters: a_steps"),
+    ({"stepz": "10"}, "attack 'toy' has no parameter stepz (did you mean steps?); its parameters: a_steps, "
+                      "adversarial, b_steps"),
     ({"steps": "ten"}, "parameter steps='ten' is not a valid int"),
     ({"steps": "0"}, "steps='0' is out of range"),
     ({"widths": "8/x"}, "parameter widths='x' is not a valid int"),

@@ -12,7 +12,7 @@ from bench import registry
 from bench.contract import smoke_data
 from bench.errors import BenchError
 from bench.hyper import HyperParam, apply, declare, split_given, stage_steps
-from bench.params import Param, format_value
+from bench.params import Param, format_value, label
 from bench.plugins import FitContext
 from bench.report.leaderboard import _params
 from bench.run.plan import RunRequest, plan
@@ -124,6 +124,7 @@ def test_cfgan_steps_reaches_training_and_the_run_id() -> None:
     assert widths.attack.net_cfg.enc_widths == (8, 8, 8, 8)  # widths reach the networks
     assert _params(p.spec.attack_config) == {"coarse_steps": 10, "fine_steps": 10}
     assert _params(bare.spec.attack_config) == {}
+    assert label("cfgan", _params(widths.spec.attack_config)) == "cfgan(enc_widths=8/8/8/8)"
 
 
 def test_sli_l_classifier_parameters_are_prefixed() -> None:

@@ -133,3 +133,20 @@ def test_make_attack_passes_params_only_where_declared() -> None:
     assert (a.profile, a.image_size, a.seed) == ("smoke", 32, 0)
     with pytest.raises(BenchError, match="requires weights_path"):
         make_attack(_NeedsMore, "smoke", 32)
+
+
+def test_default_extractor_when_none_is_declared() -> None:
+    from bench.features import Requirement
+    from bench.run.plan import default_extractor
+
+    class Any_(_Recorder):
+        name = "any-kind"
+        consumes = Requirement("*")
+
+    class Sift(_Recorder):
+        name = "sift-kind"
+        consumes = Requirement("sift")
+
+    assert default_extractor(Sift) == "sift"  # the one registered extractor that produces sift features
+    with pytest.raises(BenchError, match=r"declares no default extractor .* several .* pass --extractor NAME \(.*sift"):
+        default_extractor(Any_)

@@ -60,7 +60,8 @@ class NearestNeighbour(Attack):
     paper = ("retrieval baseline (no single paper): bag of visual words (Sivic & Zisserman, Video Google, ICCV "
              "2003) with tf-idf cosine nearest neighbour over the auxiliary split; a floor for learned inversions")
     profiles = ("smoke", "cpu", "paper")
-    params = declare(PROFILES, help={"vocabulary": "visual words (k-means centres)", "kmeans_iter": "k-means iterations",
+    params = declare(PROFILES, help={"vocabulary": "visual words (k-means centres)",
+                                     "kmeans_iter": "k-means iterations",
                                      "max_descriptors": "descriptors sampled for k-means"})
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,

@@ -33,7 +33,8 @@ def print_report(report: Any) -> None:
 
 @click.command("grid")
 @click.option("--attacks", default=None, metavar="A,B",
-              help="Comma-separated attacks, each NAME or NAME:KEY=VALUE[:KEY=VALUE] with declared parameters and hyper-parameters (`bench list attacks -v`), e.g. cfgan:steps=10 (steps of every stage).")
+              help="Comma-separated attacks, each NAME or NAME:KEY=VALUE[:KEY=VALUE] with declared parameters and "
+                   "hyper-parameters (`bench list attacks -v`), e.g. cfgan:steps=10 (steps of every stage).")
 @click.option("--defenses", default=None, metavar="X,Y:K=V",
               help="Comma-separated defenses, each NAME or NAME:KEY=VALUE[:KEY=VALUE] [none].")
 @click.option("--datasets", default=None, metavar="NAME[=ROOT],...",

@@ -21,6 +21,7 @@ from bench.compat import make_attack
 from bench.errors import BenchError
 from bench.features import FeatureSet
 from bench.images import resize
+from bench.hyper import HyperParam
 from bench.params import Param
 from bench.plugins import (Attack, Defense, EvalBatch, EvalContext, FitContext, ImageSet, Metric, MetricUnavailable,
                            UtilityContext, Victim, attacker_training_features, seeded_rng)
@@ -147,10 +148,13 @@ def _declared_params(cls: type, make_unknown: Callable[[], Any]) -> str:
     for key, p in declared.items():
         assert isinstance(key, str) and key.isidentifier(), f"parameter name {key!r} is not an identifier"
         assert isinstance(p, Param), f"parameter {key!r} is declared as {type(p).__name__}, not bench.params.Param"
-        try:
-            p.coerce(f"{cls.name}", key, p.default)
-        except BenchError as exc:
-            raise AssertionError(f"default of {key!r} fails its own validation: {exc}") from None
+        # A hyper-parameter (bench.hyper) has one default per profile; each must pass.
+        defaults = [(f" at profile {n}", v) for n, v in p.defaults] if isinstance(p, HyperParam) else [("", p.default)]
+        for where, value in defaults:
+            try:
+                p.coerce(f"{cls.name}", key, value)
+            except BenchError as exc:
+                raise AssertionError(f"default of {key!r}{where} fails its own validation: {exc}") from None
     try:
         make_unknown()
     except BenchError as exc:

@@ -180,3 +180,14 @@ def test_grid_item_and_list_verbose(tmp_path: Path) -> None:
     board = (tmp_path / "leaderboards" / "synthetic-faces.csv").read_text()
     assert "cfgan(coarse_steps=1,fine_steps=1)" in board
 
+
+
+def test_contract_kit_checks_every_profile_default() -> None:
+    from bench.contract import _declared_params
+
+    class Toy:
+        name = "toy"
+        params = declare(TOY, low={"batch_size": 5})  # the smoke default (4) is below it, cpu's (8) is not
+
+    with pytest.raises(AssertionError, match="default of 'batch_size' at profile smoke fails its own validation"):
+        _declared_params(Toy, lambda: None)

@@ -9,11 +9,13 @@ import torch
 from click.testing import CliRunner
 
 from bench import registry
+from bench.compat import make_attack
 from bench.contract import smoke_data
 from bench.errors import BenchError
 from bench.hyper import HyperParam, apply, declare, split_given, stage_steps
 from bench.params import Param, format_value, label
 from bench.plugins import FitContext
+from bench.profiles import get_profile
 from bench.report.leaderboard import _params
 from bench.run.plan import RunRequest, plan
 
@@ -98,15 +100,17 @@ def _all_defaults_as_text(cls: type, profile: str, but_stages: bool = False) -> 
 
 @pytest.mark.parametrize("name", [e.name for e in registry.attacks if e.source == "builtin"])
 def test_defaults_keep_the_run_id(name: str) -> None:
-    """Nothing given, or every hyper-parameter given at its default: one spec, with no `overrides` key and the
-    profile's values, i.e. the configuration (and run id) of the time before hyper-parameters were declared."""
+    """Nothing given, or every hyper-parameter given at its default: one config (the attack's part of the run spec),
+    with no `overrides` key and only the plain parameters under `params`, i.e. the configuration (and run id) of the
+    time before hyper-parameters were declared."""
     cls = registry.attacks.get(name).obj
-    req = dict(attack=name, profile="smoke", metrics=("mse",))
-    bare = plan(RunRequest(**req))
-    assert "overrides" not in bare.spec.attack_config
-    assert set(bare.spec.attack_config["params"]) == {k for k, p in cls.params.items() if not isinstance(p, HyperParam)}
-    explicit = plan(RunRequest(**req, attack_params=_all_defaults_as_text(cls, "smoke")))
-    assert explicit.spec.run_id == bare.spec.run_id
+    for profile in ("smoke", "cpu"):
+        size = get_profile(profile).image_size
+        bare = make_attack(cls, profile, size).config()
+        assert "overrides" not in bare
+        assert set(bare["params"]) == {k for k, p in cls.params.items() if not isinstance(p, HyperParam)}
+        explicit = make_attack(cls, profile, size, params=_all_defaults_as_text(cls, profile)).config()
+        assert explicit == bare
 
 
 def test_cfgan_steps_reaches_training_and_the_run_id() -> None:

@@ -27,12 +27,11 @@ def main() -> None:
 @user_errors
 def describe_cmd(attack: str, profile: str) -> None:
     """Print an attack's architecture figures (parameters, FLOPs) beside the paper's."""
+    from bench.compat import make_attack
     from bench.profiles import get_profile
 
     entry = registry.attacks.get(attack)
     prof = get_profile(profile)
-    from bench.compat import make_attack
-
     obj = make_attack(entry.obj, profile, prof.image_size, "cpu", 0)
     click.echo(f"{attack} ({entry.meta['paper'] or 'no paper'}), profile {profile}")
     click.echo(f"consumes: {entry.meta['consumes']}")

@@ -148,8 +148,10 @@ def _declared_params(cls: type, make_unknown: Callable[[], Any]) -> str:
     for key, p in declared.items():
         assert isinstance(key, str) and key.isidentifier(), f"parameter name {key!r} is not an identifier"
         assert isinstance(p, Param), f"parameter {key!r} is declared as {type(p).__name__}, not bench.params.Param"
-        # A hyper-parameter (bench.hyper) has one default per profile; each must pass.
-        defaults = [(f" at profile {n}", v) for n, v in p.defaults] if isinstance(p, HyperParam) else [("", p.default)]
+        # A hyper-parameter (bench.hyper) has one default per profile; each must pass (a `steps` parameter's None
+        # means "the per-stage counts differ" and is no value).
+        defaults = [(f" at profile {n}", v) for n, v in p.defaults if v is not None or not p.stages] \
+            if isinstance(p, HyperParam) else [("", p.default)]
         for where, value in defaults:
             try:
                 p.coerce(f"{cls.name}", key, value)

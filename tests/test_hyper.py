@@ -195,3 +195,10 @@ def test_contract_kit_checks_every_profile_default() -> None:
 
     with pytest.raises(AssertionError, match="default of 'batch_size' at profile smoke fails its own validation"):
         _declared_params(Toy, lambda: None)
+
+    class Staged:
+        name = "staged"
+        params = {**declare(TOY), **stage_steps(TOY, ("a_steps", "b_steps"))}  # steps at cpu: None (per stage)
+
+    with pytest.raises(AssertionError, match="an unknown parameter was accepted silently"):
+        _declared_params(Staged, lambda: None)  # every default passed; only the stand-in for the unknown check fails

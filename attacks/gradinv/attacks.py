@@ -124,11 +124,13 @@ def _check_targets(target: Sequence[torch.Tensor], model: nn.Module) -> tuple[to
     return tuple(t.detach() for t in target)
 
 
-def _lbfgs(fun, z0: torch.Tensor, iterations: int, lr: float, history: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _lbfgs(fun, z0: torch.Tensor, iterations: int, lr: float, history: int,
+           keep_best: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Batched L-BFGS without line search (torch.optim.LBFGS's update rule, applied per row of z (N, D)).
 
     A curvature pair with y.s <= 1e-10 is kept in the window but weighted 0 for that row (skipped). Returns the
-    iterate with the lowest objective seen per row and that objective (non-finite values never count as best).
+    iterate with the lowest objective seen per row and that objective (non-finite values never count as best);
+    keep_best=False returns the last iterate and its objective instead.
     """
     z = z0.clone()
     n = z.shape[0]
@@ -144,6 +146,8 @@ def _lbfgs(fun, z0: torch.Tensor, iterations: int, lr: float, history: int) -> t
         best_f = torch.where(better, f, best_f)
         best_z[better] = z[better]
         if it == iterations:
+            if not keep_best:
+                return z, f
             break
         if prev_g is None:
             d = -g

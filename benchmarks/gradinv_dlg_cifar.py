@@ -31,7 +31,8 @@ def load(root: Path, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
     xs, ys = [], []
     for label, cls in enumerate(sorted(p.name for p in (root / "test").iterdir() if p.is_dir())):
         for f in sorted((root / "test" / cls).glob("*.jpg"))[:per_class]:
-            xs.append(torch.from_numpy(np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1))
+            arr = np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255
+            xs.append(torch.from_numpy(arr).permute(2, 0, 1))
             ys.append(label)
     return torch.stack(xs), torch.tensor(ys)
 

@@ -86,7 +86,8 @@ def main() -> None:
     x, y = torch.rand(a.n, 3, 32, 32, generator=g, dtype=dt), torch.randint(0, 10, (a.n,), generator=g)
     target = releases.per_sample_gradients(model, x, y)
     init = (torch.randn(a.n, 1, 3, 32, 32, generator=g, dtype=dt), torch.randn(a.n, 1, 10, generator=g, dtype=dt))
-    print(f"victim {a.victim}, {a.n} images of 32 px, {a.dtype}, torch threads {a.threads} (timings on a shared machine are noisy)")
+    print(f"victim {a.victim}, {a.n} images of 32 px, {a.dtype}, torch threads {a.threads}"
+          " (timings on a shared machine are noisy)")
     for name in a.attacks.split(","):
         cpu_its = attacks.hyper_parameters(name, "cpu")["iterations"]
         its = a.iterations or cpu_its

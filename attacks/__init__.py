@@ -4,3 +4,4 @@ from bench.attacks import mean_image  # noqa: F401  (registers "mean-image", the
 from bench.attacks import sift_inversion  # noqa: F401  (registers the SIFT-inversion family: "cfgan", ...)
 from bench.attacks import embedding_inversion  # noqa: F401  (registers "face-cnn", "attribute-inference")
 from bench.attacks import feature_inversion  # noqa: F401  (registers "feature-decoder", "feature-gan")
+from bench.attacks.gradinv import plugins  # noqa: F401  (registers "dlg", "idlg", "inverting-gradients", "fl-gradients")

@@ -1,0 +1,162 @@
+"""The gradient-inversion family as `bench` plugins: a per-batch gradient release, a white-box fedSGD extractor on
+an untrained `lenet-zhu`, and the attacks `dlg`, `idlg`, `inverting-gradients` (batched over records)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from bench.attacks.gradinv import attacks as gi
+from bench.attacks.gradinv import releases, victims
+from bench.errors import BenchError
+from bench.features import FeatureSet, FeatureSpec, Requirement, register_feature_kind
+from bench.images import resize
+from bench.plugins import (Attack, Extractor, FitContext, ImageSet, Victim, register_attack, register_extractor)
+
+
+@register_feature_kind
+class GradientRelease(FeatureSet):
+    """A federated client's release: per record, the flattened gradient of the victim's loss over the images the
+    record covers (fedSGD); labels stay beside the images, never inside the release."""
+
+    kind = "fl-gradients"
+    granularity = "batch"
+
+    def __init__(self, grads: np.ndarray, cover: list[list[int]], flags: Any = None, meta: Any = None) -> None:
+        super().__init__(flags, meta)
+        self.grads = np.asarray(grads, dtype=np.float32)
+        self.cover = [[int(i) for i in c] for c in cover]
+
+    def __len__(self) -> int:
+        return len(self.grads)
+
+    def covers(self) -> list[list[int]]:
+        return [list(c) for c in self.cover]
+
+    def subset(self, indices: Sequence[int]) -> "GradientRelease":
+        return GradientRelease(self.grads[list(indices)], [self.cover[i] for i in indices], self.flags, self.meta)
+
+    def _save_arrays(self) -> dict[str, np.ndarray]:
+        return {"grads": self.grads, "cover_flat": np.array([i for c in self.cover for i in c], dtype=np.int64),
+                "cover_sizes": np.array([len(c) for c in self.cover], dtype=np.int64)}
+
+    @classmethod
+    def _from_arrays(cls, arrays: Mapping[str, np.ndarray], flags: Any, meta: Any) -> "GradientRelease":
+        flat, sizes = arrays["cover_flat"].tolist(), arrays["cover_sizes"].tolist()
+        starts = np.cumsum([0] + sizes[:-1]).tolist()
+        return cls(np.array(arrays["grads"]), [flat[s:s + n] for s, n in zip(starts, sizes)], flags, meta)
+
+
+@register_extractor
+class FedSGDLeNetZhu(Extractor):
+    """White-box victim: an untrained DLG LeNet (seed 0, 10 classes) releasing the gradient of one image (fedSGD,
+    batch 1) per record; images in [0, 1] without normalisation (DLG's setting); needs class labels."""
+
+    name = "fedsgd-lenet-zhu"
+    produces = FeatureSpec("fl-gradients")
+    white_box = True
+
+    def _model(self, size: int) -> torch.nn.Module:
+        return victims.build_victim("lenet-zhu", num_classes=10, seed=0, image_size=size).eval()
+
+    def victim(self) -> Victim:
+        model = self._model(getattr(self, "size", 32))
+        return Victim(model, {"trained": False, "steps": 0, "victim": "lenet-zhu", "seed": 0})
+
+    def extract(self, images: ImageSet, progress: bool = True) -> GradientRelease:
+        if "label" not in images.labels:
+            raise BenchError(f"extractor {self.name!r} needs class labels (a dataset with 'label', e.g. cifar10)")
+        self.size = int(images.images.shape[-1])
+        model = self._model(self.size)
+        n = len(images)
+        if n == 0:
+            return GradientRelease(np.zeros((0, victims.n_parameters(model)), np.float32), [])
+        y = torch.as_tensor(np.asarray(images.labels["label"]), dtype=torch.long)
+        per = releases.per_sample_gradients(model, images.images.float(), y)
+        flat = torch.cat([g.reshape(n, -1) for g in per], 1)
+        return GradientRelease(flat.numpy(), [[i] for i in range(n)])
+
+
+class _GradInvAttack(Attack):
+    """Shared plumbing: unflatten the records against the granted victim's parameter shapes, attack all records as
+    one batched problem, return one image per covered image at the run's image size."""
+
+    consumes = Requirement("fl-gradients")
+    default_extractor = "fedsgd-lenet-zhu"
+    needs_victim = True
+    uses_features = True
+
+    def fit(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:
+        """Nothing to train: the attack optimises against each release; the hyper-parameters are the profile's."""
+        self.hp = gi.hyper_parameters(self.name, self.profile)
+
+    def _targets(self, features: GradientRelease) -> tuple[list[torch.Tensor], int]:
+        assert self.victim is not None, "the engine attaches the victim before reconstructing"
+        shapes = [p.shape for p in self.victim.model.parameters() if p.requires_grad]
+        g = torch.from_numpy(np.asarray(features.grads, dtype=np.float32))
+        if any(len(c) != 1 for c in features.covers()):
+            raise BenchError(f"attack {self.name!r} handles batch-1 releases only in this version")
+        out, i = [], 0
+        for s in shapes:
+            k = int(np.prod(s))
+            out.append(g[:, i:i + k].reshape(len(g), *s))
+            i += k
+        return out, self.victim_side()
+
+    def victim_side(self) -> int:
+        fc = [m for m in self.victim.model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        return int(round((fc.in_features / 12) ** 0.5)) * 4  # lenet-zhu: 12 x (side/4)^2 features
+
+    def reconstruct(self, features: FeatureSet, progress: bool = True) -> torch.Tensor:
+        if len(features) == 0:
+            return torch.zeros((0, 3, self.image_size, self.image_size))
+        target, side = self._targets(features)
+        model = self.victim.model.eval()
+        hp = getattr(self, "hp", None) or gi.hyper_parameters(self.name, self.profile)
+        r = self._attack(model, target, (3, side, side), hp)
+        images = r.images[:, 0].clamp(0, 1).float()
+        return resize(images, self.image_size) if side != self.image_size else images
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+@register_attack
+class DLG(_GradInvAttack):
+    """DLG: L-BFGS on the Euclidean gradient distance, image and soft label jointly (batched over records)."""
+
+    name = "dlg"
+    paper = "Zhu et al., Deep Leakage from Gradients, NeurIPS 2019"
+
+    def _attack(self, model, target, shape, hp):
+        return gi.dlg(model, target, shape, iterations=hp["iterations"], lr=hp["lr"], history=hp["history"],
+                      seed=self.seed)
+
+
+@register_attack
+class IDLG(_GradInvAttack):
+    """iDLG: the label from the logits layer's gradient sign, then L-BFGS on the image (batched over records)."""
+
+    name = "idlg"
+    paper = "Zhao et al., iDLG: Improved Deep Leakage from Gradients, 2020"
+
+    def _attack(self, model, target, shape, hp):
+        return gi.idlg(model, target, shape, iterations=hp["iterations"], lr=hp["lr"], history=hp["history"],
+                       seed=self.seed)
+
+
+@register_attack
+class InvertingGradients(_GradInvAttack):
+    """Inverting Gradients: cosine distance, signed Adam, TV, box [0, 1], restarts (batched over records)."""
+
+    name = "inverting-gradients"
+    paper = "Geiping et al., Inverting Gradients, NeurIPS 2020"
+
+    def _attack(self, model, target, shape, hp):
+        return gi.inverting_gradients(model, target, shape, iterations=hp["iterations"], lr=hp["lr"], tv=hp["tv"],
+                                      restarts=hp["restarts"], seed=self.seed)

@@ -180,8 +180,13 @@ def _lbfgs(fun, z0: torch.Tensor, iterations: int, lr: float, history: int,
     return best_z, best_f
 
 
-def _init(shape: tuple[int, ...], seed: int, dtype: torch.dtype) -> torch.Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+def _init(shape: tuple[int, ...], seed: int, dtype: torch.dtype, problem_dim: int = 0) -> torch.Tensor:
+    """N(0, 1) starting point, one seeded draw shared by every problem (dimension `problem_dim` is expanded), so a
+    problem's result never depends on which or how many problems are attacked beside it."""
+    one = list(shape)
+    one[problem_dim] = 1
+    draw = torch.randn(one, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    return draw.expand(shape).clone()
 
 
 def dlg(model: nn.Module, target: Sequence[torch.Tensor], image_shape: tuple[int, int, int], batch: int = 1,
@@ -260,7 +265,7 @@ def inverting_gradients(model: nn.Module, target: Sequence[torch.Tensor], image_
     lo, hi = (torch.as_tensor(b, dtype=dtype) for b in box)
     f = _objective(model, "cosine", tv, soft=False)
     gv = vmap(grad_and_value(f, argnums=0))
-    starts = init if init is not None else _init((restarts, n, batch, *image_shape), seed, dtype)
+    starts = init if init is not None else _init((restarts, n, batch, *image_shape), seed, dtype, 1)
     best_x, best_f = starts[0].clone(), torch.full((n,), math.inf, dtype=dtype)
     milestones = [int(iterations * q) for q in (3 / 8, 5 / 8, 7 / 8)]
     for r in range(starts.shape[0]):

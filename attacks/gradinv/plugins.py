@@ -65,23 +65,38 @@ class FedSGDLeNetZhu(Extractor):
         model = self._model(getattr(self, "size", 32))
         return Victim(model, {"trained": False, "steps": 0, "victim": "lenet-zhu", "seed": 0})
 
+    @staticmethod
+    def label_field(labels: Mapping[str, np.ndarray]) -> str:
+        """The client's class labels: the dataset's `label` field (CIFAR); a dataset without one (e.g. the synthetic
+        faces the contract kit uses) gives its first label field whose values all lie in 0..9, named in the
+        release's meta. No such field: an error line."""
+        if "label" in labels:
+            return "label"
+        for name, values in labels.items():
+            v = np.asarray(values)
+            if v.size and np.issubdtype(v.dtype, np.integer) and v.min() >= 0 and v.max() < 10:
+                return name
+        raise BenchError("extractor 'fedsgd-lenet-zhu' needs class labels in 0..9 (a dataset with 'label', e.g. "
+                         "cifar10)")
+
     def extract(self, images: ImageSet, progress: bool = True) -> GradientRelease:
-        if "label" not in images.labels:
-            raise BenchError(f"extractor {self.name!r} needs class labels (a dataset with 'label', e.g. cifar10)")
         self.size = int(images.images.shape[-1])
         model = self._model(self.size)
         n = len(images)
         if n == 0:
             return GradientRelease(np.zeros((0, victims.n_parameters(model)), np.float32), [])
-        y = torch.as_tensor(np.asarray(images.labels["label"]), dtype=torch.long)
+        field = self.label_field(images.labels)
+        y = torch.as_tensor(np.asarray(images.labels[field]), dtype=torch.long)
+        if int(y.max()) >= 10 or int(y.min()) < 0:
+            raise BenchError(f"extractor {self.name!r}: labels must lie in 0..9 for the 10-class victim")
         per = releases.per_sample_gradients(model, images.images.float(), y)
         flat = torch.cat([g.reshape(n, -1) for g in per], 1)
-        return GradientRelease(flat.numpy(), [[i] for i in range(n)])
+        return GradientRelease(flat.numpy(), [[i] for i in range(n)], meta={"label_field": field})
 
 
 class _GradInvAttack(Attack):
     """Shared plumbing: unflatten the records against the granted victim's parameter shapes, attack all records as
-    one batched problem, return one image per covered image at the run's image size."""
+    one batched problem (in float64), return one image per covered image at the run's image size."""
 
     consumes = Requirement("fl-gradients")
     default_extractor = "fedsgd-lenet-zhu"
@@ -113,7 +128,10 @@ class _GradInvAttack(Attack):
         if len(features) == 0:
             return torch.zeros((0, 3, self.image_size, self.image_size))
         target, side = self._targets(features)
-        model = self.victim.model.eval()
+        # float64: in float32 the last-bit differences of batched convolutions, amplified by L-BFGS / signed Adam
+        # over many iterations, would make a record's reconstruction depend on the records attacked beside it.
+        target = [t.double() for t in target]
+        model = self.victim.model.eval().double()
         hp = getattr(self, "hp", None) or gi.hyper_parameters(self.name, self.profile)
         r = self._attack(model, target, (3, side, side), hp)
         images = r.images[:, 0].clamp(0, 1).float()

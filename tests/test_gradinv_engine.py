@@ -38,3 +38,39 @@ def test_smoke_run_on_cifar10(attack: str, tmp_path: Path) -> None:
     assert record["releases"]["granularity"] == "batch" and record["releases"]["records"] == 3
     metrics = pd.read_csv(run_dir / "metrics.csv")
     assert len(metrics) == 3 and metrics["mse"].notna().all()
+
+
+def _cifar_run(tmp_path: Path, *extra: str):
+    if not (CIFAR / "test").is_dir():
+        pytest.skip(f"CIFAR-10 not found at {CIFAR}")
+    return CliRunner().invoke(main, ["run", "--dataset", "cifar10", "--data-root", str(CIFAR), "--profile", "smoke",
+                                     "--n-train", "2", "--n-test", "2", "--metrics", "mse", "--quiet", "--results",
+                                     str(tmp_path), *extra])
+
+
+def test_gradient_defenses_run_and_incompatible_pairs_refused(tmp_path: Path) -> None:
+    res = _cifar_run(tmp_path / "a", "--attack", "idlg", "--defense", "gradient-pruning", "--defense-arg",
+                     "fraction=0.9", "--attack-arg", "iterations=2")
+    assert res.exit_code == 0, res.output
+    res = _cifar_run(tmp_path / "b", "--attack", "dlg", "--defense", "gradient-noise")
+    assert res.exit_code == 0, res.output
+    res = _cifar_run(tmp_path / "c", "--attack", "dlg", "--defense", "gaussian-noise")
+    assert res.exit_code != 0 and "Traceback" not in res.output
+
+
+def test_pruning_defense_prunes_each_parameter_tensor() -> None:
+    import numpy as np
+    import torch
+
+    from bench.attacks.gradinv.plugins import FedSGDLeNetZhu, GradientPruning
+    from bench.plugins import ImageSet
+
+    imgs = ImageSet(["a", "b"], torch.rand(2, 3, 32, 32), {"label": np.array([3, 7])})
+    rel = FedSGDLeNetZhu().extract(imgs)
+    out = GradientPruning(fraction=0.7).protect(rel, np.random.default_rng(0))
+    i = 0
+    for shape in rel.meta["shapes"]:
+        k = int(np.prod(shape))
+        kept = (out.grads[:, i:i + k] != 0).sum(1)
+        assert (kept == k - int(np.floor(0.7 * k))).all()  # each tensor keeps its largest 30 %
+        i += k

@@ -9,11 +9,14 @@ import numpy as np
 import torch
 
 from bench.attacks.gradinv import attacks as gi
+from bench.attacks.gradinv import defenses as gd
 from bench.attacks.gradinv import releases, victims
 from bench.errors import BenchError
 from bench.features import FeatureSet, FeatureSpec, Requirement, register_feature_kind
 from bench.images import resize
-from bench.plugins import (Attack, Extractor, FitContext, ImageSet, Victim, register_attack, register_extractor)
+from bench.params import Param
+from bench.plugins import (Attack, Defense, Extractor, FitContext, ImageSet, Victim, register_attack, register_defense,
+                           register_extractor)
 
 
 @register_feature_kind
@@ -91,7 +94,8 @@ class FedSGDLeNetZhu(Extractor):
             raise BenchError(f"extractor {self.name!r}: labels must lie in 0..9 for the 10-class victim")
         per = releases.per_sample_gradients(model, images.images.float(), y)
         flat = torch.cat([g.reshape(n, -1) for g in per], 1)
-        return GradientRelease(flat.numpy(), [[i] for i in range(n)], meta={"label_field": field})
+        shapes = [list(p.shape) for p in model.parameters() if p.requires_grad]
+        return GradientRelease(flat.numpy(), [[i] for i in range(n)], meta={"label_field": field, "shapes": shapes})
 
 
 class _GradInvAttack(Attack):
@@ -103,9 +107,14 @@ class _GradInvAttack(Attack):
     needs_victim = True
     uses_features = True
 
+    params = {"iterations": Param(int, 0, "optimiser iterations (0: the profile's, see attacks.PROFILES)", low=0)}
+
+    def _hp(self) -> dict[str, Any]:
+        its = int(self.params.get("iterations") or 0)
+        return gi.hyper_parameters(self.name, self.profile, **({"iterations": its} if its else {}))
+
     def fit(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:
-        """Nothing to train: the attack optimises against each release; the hyper-parameters are the profile's."""
-        self.hp = gi.hyper_parameters(self.name, self.profile)
+        """Nothing to train: the attack optimises against each release."""
 
     def _targets(self, features: GradientRelease) -> tuple[list[torch.Tensor], int]:
         assert self.victim is not None, "the engine attaches the victim before reconstructing"
@@ -132,7 +141,7 @@ class _GradInvAttack(Attack):
         # over many iterations, would make a record's reconstruction depend on the records attacked beside it.
         target = [t.double() for t in target]
         model = self.victim.model.eval().double()
-        hp = getattr(self, "hp", None) or gi.hyper_parameters(self.name, self.profile)
+        hp = self._hp()
         r = self._attack(model, target, (3, side, side), hp)
         images = r.images[:, 0].clamp(0, 1).float()
         return resize(images, self.image_size) if side != self.image_size else images
@@ -178,3 +187,57 @@ class InvertingGradients(_GradInvAttack):
     def _attack(self, model, target, shape, hp):
         return gi.inverting_gradients(model, target, shape, iterations=hp["iterations"], lr=hp["lr"], tv=hp["tv"],
                                       restarts=hp["restarts"], seed=self.seed)
+
+
+def _split(release: GradientRelease, name: str) -> tuple[list[list[int]], np.ndarray]:
+    shapes = (release.meta or {}).get("shapes")
+    if not shapes:
+        raise BenchError(f"defense {name!r}: the release does not name its parameter shapes")
+    return shapes, np.asarray(release.grads, dtype=np.float32)
+
+
+def _rows(flat: np.ndarray, shapes: list[list[int]]) -> list[torch.Tensor]:
+    out, i = [], 0
+    for s in shapes:
+        k = int(np.prod(s))
+        out.append(torch.from_numpy(np.ascontiguousarray(flat[i:i + k])))
+        i += k
+    return out
+
+
+@register_defense
+class GradientPruning(Defense):
+    """Zeroes the `fraction` smallest-magnitude gradient entries of every record (SemSim's prune_70 at 0.7)."""
+
+    name = "gradient-pruning"
+    accepts = ("fl-gradients",)
+    params = {"fraction": Param(float, 0.7, "share of entries zeroed", low=0.0, high=1.0),
+              "scope": Param(str, "layer", "rank within each parameter tensor, or over the whole record",
+                             choices=("layer", "global"))}
+
+    def released_spec(self, spec: FeatureSpec) -> FeatureSpec:
+        return spec
+
+    def protect(self, features: FeatureSet, rng: np.random.Generator) -> FeatureSet:
+        shapes, grads = _split(features, self.name)
+        out = np.stack([torch.cat(gd.gradient_pruning(_rows(g, shapes), self.params["fraction"],
+                                                      self.params["scope"])).numpy() for g in grads]) \
+            if len(grads) else grads.copy()
+        return GradientRelease(out, features.covers(), features.flags, features.meta)
+
+
+@register_defense
+class GradientNoise(Defense):
+    """Adds Gaussian noise of std `sigma` to every gradient entry (SemSim's gaussian setting: 1e-3)."""
+
+    name = "gradient-noise"
+    accepts = ("fl-gradients",)
+    params = {"sigma": Param(float, 1e-3, "noise std in gradient units", low=0.0)}
+
+    def released_spec(self, spec: FeatureSpec) -> FeatureSpec:
+        return spec
+
+    def protect(self, features: FeatureSet, rng: np.random.Generator) -> FeatureSet:
+        grads = np.asarray(features.grads, dtype=np.float32)
+        noisy = grads + np.float32(self.params["sigma"]) * rng.standard_normal(grads.shape, dtype=np.float32)
+        return GradientRelease(noisy, features.covers(), features.flags, features.meta)

@@ -10,6 +10,7 @@ up to floating-point summation order. Written from the published methods' descri
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -180,13 +181,24 @@ def _lbfgs(fun, z0: torch.Tensor, iterations: int, lr: float, history: int,
     return best_z, best_f
 
 
-def _init(shape: tuple[int, ...], seed: int, dtype: torch.dtype, problem_dim: int = 0) -> torch.Tensor:
-    """N(0, 1) starting point, one seeded draw shared by every problem (dimension `problem_dim` is expanded), so a
-    problem's result never depends on which or how many problems are attacked beside it."""
+def _problem_seeds(target: Sequence[torch.Tensor], seed: int) -> list[int]:
+    """One seed per problem from `seed` and the sha256 of that problem's release: different starts for different
+    problems, and a problem's start never depends on which or how many problems are attacked beside it."""
+    out = []
+    for n in range(target[0].shape[0]):
+        h = hashlib.sha256(str(int(seed)).encode())
+        for t in target:
+            h.update(t[n].detach().contiguous().cpu().numpy().tobytes())
+        out.append(int.from_bytes(h.digest()[:8], "little"))
+    return out
+
+
+def _init(shape: tuple[int, ...], seeds: Sequence[int], dtype: torch.dtype, problem_dim: int = 0) -> torch.Tensor:
+    """N(0, 1) starting points, problem i's drawn from its own generator seeded with seeds[i] (along `problem_dim`)."""
     one = list(shape)
     one[problem_dim] = 1
-    draw = torch.randn(one, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-    return draw.expand(shape).clone()
+    draws = [torch.randn(one, generator=torch.Generator().manual_seed(s), dtype=dtype) for s in seeds]
+    return torch.cat(draws, dim=problem_dim)
 
 
 def dlg(model: nn.Module, target: Sequence[torch.Tensor], image_shape: tuple[int, int, int], batch: int = 1,
@@ -202,8 +214,9 @@ def dlg(model: nn.Module, target: Sequence[torch.Tensor], image_shape: tuple[int
     tgt = _check_targets(target, model)
     n = tgt[0].shape[0]
     dtype = tgt[0].dtype
-    x0, y0 = init if init is not None else (_init((n, batch, *image_shape), seed, dtype),
-                                            _init((n, batch, num_classes), seed + 1, dtype))
+    seeds = _problem_seeds(tgt, seed)
+    x0, y0 = init if init is not None else (_init((n, batch, *image_shape), seeds, dtype),
+                                            _init((n, batch, num_classes), [s + 1 for s in seeds], dtype))
     soft = fixed_labels is None
     f = _objective(model, "euclidean", 0.0, soft)
     nx = x0[0].numel()
@@ -234,7 +247,7 @@ def idlg(model: nn.Module, target: Sequence[torch.Tensor], image_shape: tuple[in
     labels = idlg_labels(target, model)[:, None]
     tgt = _check_targets(target, model)
     n = tgt[0].shape[0]
-    x0 = init if init is not None else _init((n, 1, *image_shape), seed, tgt[0].dtype)
+    x0 = init if init is not None else _init((n, 1, *image_shape), _problem_seeds(tgt, seed), tgt[0].dtype)
     return dlg(model, target, image_shape, 1, num_classes, iterations, lr, history, seed,
                init=(x0, torch.zeros(n, 1, num_classes, dtype=x0.dtype)), true_labels=true_labels,
                fixed_labels=labels)
@@ -265,7 +278,8 @@ def inverting_gradients(model: nn.Module, target: Sequence[torch.Tensor], image_
     lo, hi = (torch.as_tensor(b, dtype=dtype) for b in box)
     f = _objective(model, "cosine", tv, soft=False)
     gv = vmap(grad_and_value(f, argnums=0))
-    starts = init if init is not None else _init((restarts, n, batch, *image_shape), seed, dtype, 1)
+    starts = init if init is not None else torch.stack(
+        [_init((n, batch, *image_shape), [s + r for s in _problem_seeds(tgt, seed)], dtype) for r in range(restarts)])
     best_x, best_f = starts[0].clone(), torch.full((n,), math.inf, dtype=dtype)
     milestones = [int(iterations * q) for q in (3 / 8, 5 / 8, 7 / 8)]
     for r in range(starts.shape[0]):

@@ -1,5 +1,5 @@
-"""Gradient-inversion family (issue 17): victims, gradient releases, gradient defenses, attacks and matching.
+"""Gradient-inversion family (issue 17): victims, gradient releases, gradient defenses, batched attacks, matching.
 
-The modules here are pure functions and small classes on (model, images, labels); they do not register plugins with
-the engine yet (that needs the CIFAR datasets, the victim handle and per-batch releases of the engine issue).
+The modules are pure functions and small classes on (model, images, labels); `plugins` registers the release kind
+`fl-gradients`, the white-box extractor `fedsgd-lenet-zhu`, the attacks and the gradient defenses with the engine.
 """

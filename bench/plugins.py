@@ -73,6 +73,9 @@ class Dataset(Plugin, ABC):
     keys_by_content: ClassVar[bool] = False  # True: content_keys are content digests, comparable across datasets
     # Real face photographs: any image attack on them reports identity leakage by default (bench/run/metric_defaults).
     faces: ClassVar[bool] = False
+    # Images that are not faces (e.g. CIFAR objects): face-descriptor metrics (FACE_IMAGE_METRICS) are meaningless on
+    # them and are not scored by default.
+    not_faces: ClassVar[bool] = False
     # The labels `load` gives (e.g. ("age", "gender", "race")); None: not declared, so an attribute attack's need
     # for a label is found only when it trains. A declared list lets a run refuse, and a grid skip, up front.
     label_names: ClassVar[tuple[str, ...] | None] = None

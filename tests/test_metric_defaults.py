@@ -19,7 +19,7 @@ from bench.cli import main
 from bench.errors import IncompatibleError
 from bench.plugins import Attack, Dataset, Metric
 from bench.run.grid import GridSpec, expand
-from bench.run.metric_defaults import IDENTITY_METRICS, IMAGE_METRICS, default_metrics
+from bench.run.metric_defaults import FACE_IMAGE_METRICS, IDENTITY_METRICS, IMAGE_METRICS, default_metrics
 from bench.run.plan import RunRequest, plan
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -95,6 +95,8 @@ def test_readme_lists_the_defaults_of_the_rule() -> None:
     assert codes[2].split(",") == face_attacks and codes[3].split(",") == face_datasets
     assert codes[4] == "attribute-inference"
     assert (codes[5],) == default_metrics(_attack(codes[4]), _dataset("utkface"))
+    not_faces = sorted(e.name for e in registry.datasets if e.source == "builtin" and e.obj.not_faces)
+    assert codes[8].split(",") == not_faces and tuple(codes[9].split(",")) == FACE_IMAGE_METRICS
     row = next(line for line in text.splitlines() if line.startswith("| `--metrics` |"))
     assert "mse,psnr" not in row  # the option table keeps no second copy of the list
 
@@ -193,3 +195,12 @@ def test_default_bench_run_face_cnn_shows_identity_leakage(tmp_path: Path) -> No
     for name in IDENTITY:
         row = next(line for line in out.output.splitlines() if line.startswith(name + " "))
         assert re.match(rf"{re.escape(name)}\s+-?\d+\.\d{{4}}\s+higher", row), row
+
+
+def test_face_descriptor_metrics_are_not_defaults_on_images_that_are_not_faces() -> None:
+    """fd-dlib (a distance between dlib face descriptors) is no default on CIFAR objects; faces keep it."""
+    cfgan = _attack("cfgan")
+    assert "fd-dlib" in default_metrics(cfgan, _dataset("synthetic-faces"))
+    for name in ("cifar10", "cifar100"):
+        names = default_metrics(cfgan, _dataset(name))
+        assert "fd-dlib" not in names and {"mse", "psnr", "ssim", "lpips"} <= set(names)

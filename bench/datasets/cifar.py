@@ -72,6 +72,7 @@ class _Cifar(FolderDataset):
     """Shared reading of both layouts; subclasses declare their files, record layout and class names."""
 
     native_size = 32
+    not_faces = True  # objects: no face-descriptor metric by default (bench/run/metric_defaults)
     release_dir: ClassVar[str] = ""  # the folder name the official binary tarball extracts to
     files: ClassVar[dict[str, tuple[str, ...]]] = {}  # split -> binary files, in order
     label_fields: ClassVar[tuple[str, ...]] = ("label",)  # the label bytes of a record, in order ('label': class)

@@ -6,6 +6,8 @@ One rule, in one place, driven by what plugins declare (never by their names):
   weights or packages are missing is listed as unavailable with its fix, costing nothing);
 - a face reconstruction, i.e. an image attack that declares `reconstructs_faces` or any image attack on a dataset
   that declares `faces`, also gets identity leakage (`IDENTITY_METRICS`), the finding its papers report;
+- a dataset that declares `not_faces` (its images are not faces, e.g. CIFAR) drops the face-descriptor metrics
+  (`FACE_IMAGE_METRICS`) from that list: a distance between dlib face descriptors of objects means nothing;
 - an attack whose outputs are attributes gets the registered metrics that declare one of its `attributes`
   (`Metric.attribute`, e.g. `inferred-gender-accuracy` scores "gender"), and no image metric.
 
@@ -22,6 +24,8 @@ from bench.plugins import Attack, Dataset
 # Every standard image convention; `--metrics all` adds the compat variants.
 IMAGE_METRICS: tuple[str, ...] = ("mse", "psnr", "ssim", "ssim-sift-compat", "ssim-matlab", "lpips", "fid", "kid",
                                   "fd-dlib", "semsim")
+# Image metrics computed on face descriptors: not scored by default on datasets that declare `not_faces`.
+FACE_IMAGE_METRICS: tuple[str, ...] = ("fd-dlib",)
 # Identity leakage as a face recognition system judges it (dlib face descriptors).
 IDENTITY_METRICS: tuple[str, ...] = ("id-cosine", "rsr@fmr=0.1%", "rsr@fmr=1%")
 
@@ -48,7 +52,9 @@ def default_metrics(attack_cls: type[Attack], dataset_cls: type[Dataset]) -> tup
         return names
     if reconstructs_faces(attack_cls, dataset_cls):
         return IMAGE_METRICS + IDENTITY_METRICS
+    if dataset_cls.not_faces:
+        return tuple(m for m in IMAGE_METRICS if m not in FACE_IMAGE_METRICS)
     return IMAGE_METRICS
 
 
-__all__ = ["IMAGE_METRICS", "IDENTITY_METRICS", "attribute_metrics", "default_metrics", "reconstructs_faces"]
+__all__ = ["IMAGE_METRICS", "FACE_IMAGE_METRICS", "IDENTITY_METRICS", "attribute_metrics", "default_metrics", "reconstructs_faces"]

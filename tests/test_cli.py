@@ -49,7 +49,8 @@ def test_run_writes_every_output(smoke_results: tuple[Path, str]) -> None:
                   if p.is_dir() and json.loads((p / "run.json").read_text())["spec"]["attack"] == "cfgan"]
     record = json.loads((run_dir / "run.json").read_text())
     assert record["run_id"] == run_dir.name
-    assert record["resolutions"] == {"extract": 64, "reconstruct_and_score": 32}
+    # The demo set is generated (no native size), so the profile's sizes apply.
+    assert record["resolutions"] == {"extract": 64, "reconstruct_and_score": 32, "native": None, "rule": "profile"}
     assert record["versions"]["torch"] and "threat_model" in record and record["timings_s"]["train"] > 0
     assert any("perceptual" in n for n in record["notes"])  # what the cpu/smoke profiles disable is said
     assert record["metric_conventions"]["ssim"]

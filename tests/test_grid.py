@@ -233,6 +233,7 @@ REQUESTS = [
                defense_params={"keep": 0.25, "seed_offset": 1, "flag": True}, device="cuda:1",
                aux_dataset="ffhq", aux_data_root=Path("/data/ffhq"), dataset="celebahq",
                data_root=Path("/data/celeba;rm -rf x")),
+    RunRequest(attack="dlg", dataset="cifar10", extractor_params={"batch": 2}),
 ]
 
 
@@ -256,6 +257,7 @@ def test_request_command_parses_back_to_the_same_request(req: RunRequest) -> Non
                                                              for k, v in req.attack_params.items()}
     given = parse_assignments(params["defense_args"], "d")
     assert given.keys() == req.defense_params.keys()
+    assert parse_assignments(params["extractor_args"], "e") == {k: str(v) for k, v in req.extractor_params.items()}
     assert "--quiet" not in words
 
 

@@ -74,6 +74,8 @@ def print_summary(result: Any, attack: str, defense: str, dataset: str, profile:
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch and OpenCV threads [the cores this process may use].")
 @click.option("--extractor", default=None, help="Victim feature extractor [the attack's declared default].")
+@click.option("--extractor-arg", "extractor_args", multiple=True, metavar="KEY=VALUE",
+              help="An extractor parameter, e.g. batch=2 (repeatable; `bench list extractors -v` shows them).")
 @click.option("--metrics", "metric_names", default=None,
               help="Comma-separated metrics, or `all` [what the attack leaks: every standard image convention, "
                    "plus identity metrics for a face reconstruction; an attribute attack's own metric] (README: "
@@ -87,7 +89,7 @@ def print_summary(result: Any, attack: str, defense: str, dataset: str, profile:
 def run_cmd(attack: str, defense: str, attack_args: tuple[str, ...], defense_args: tuple[str, ...], dataset: str,
             data_root: Path | None, aux_dataset: str | None, aux_data_root: Path | None, profile: str, seed: int,
             n_train: int | None, n_test: int | None, results: Path, device: str, threads: int | None,
-            extractor: str | None, metric_names: str | None, image_size: int | None, extract_size: int | None,
+            extractor: str | None, extractor_args: tuple[str, ...], metric_names: str | None, image_size: int | None, extract_size: int | None,
             quiet: bool) -> None:
     """Train ATTACK on the auxiliary split, reconstruct the private split, score it, store and tabulate."""
     from bench.run.plan import RunRequest
@@ -101,6 +103,7 @@ def run_cmd(attack: str, defense: str, attack_args: tuple[str, ...], defense_arg
                      extractor=extractor, aux_dataset=aux_dataset, aux_data_root=aux_data_root, metrics=metrics,
                      progress=not quiet, attack_params=parse_assignments(attack_args, "--attack-arg"),
                      defense_params=parse_assignments(defense_args, "--defense-arg"), threads=threads,
+                     extractor_params=parse_assignments(extractor_args, "--extractor-arg"),
                      image_size=image_size, extract_size=extract_size)
     result = execute(req)
     print_summary(result, attack, defense, dataset, profile)

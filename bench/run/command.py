@@ -46,6 +46,7 @@ def request_args(req: RunRequest) -> list[str]:
         args += ["--defense", req.defense]
     args += _assignments("--attack-arg", req.attack_params or {})
     args += _assignments("--defense-arg", req.defense_params or {})
+    args += _assignments("--extractor-arg", req.extractor_params or {})
     if req.dataset != "synthetic-faces":
         args += ["--dataset", req.dataset]
     if req.data_root is not None:

@@ -18,6 +18,7 @@ from bench import registry
 from bench.compat import make_attack
 from bench.errors import BenchError, IncompatibleError
 from bench.features import FeatureSpec
+from bench.params import resolve_params
 from bench.plugins import Attack, Dataset, Defense, Extractor, Metric
 from bench.profiles import Resolution, RunProfile, get_profile, resolve_resolution
 from bench.run.labels import check_attribute_labels
@@ -49,6 +50,7 @@ class RunRequest:
     progress: bool = True
     attack_params: dict[str, Any] = field(default_factory=dict)  # raw KEY=VALUE values, validated by plan()
     defense_params: dict[str, Any] = field(default_factory=dict)
+    extractor_params: dict[str, Any] = field(default_factory=dict)  # raw KEY=VALUE, checked against declarations
     threads: int | None = None  # torch and OpenCV threads; None: the cores this process may use
     image_size: int | None = None  # reconstruct-and-score size; None: from the profile and the native size
     extract_size: int | None = None  # the victim's input size; None: from the profile and the native size
@@ -157,7 +159,9 @@ def plan(req: RunRequest) -> Plan:
     attack_cls = registry.attacks.get(req.attack).obj
     defense_cls = registry.defenses.get(req.defense).obj
     extractor_name = req.extractor or default_extractor(attack_cls)
-    extractor: Extractor = registry.extractors.get(extractor_name).obj()
+    extractor_cls = registry.extractors.get(extractor_name).obj
+    resolve_params(f"extractor {extractor_name!r}", extractor_cls.params, req.extractor_params)  # unknown: refused
+    extractor: Extractor = extractor_cls(**dict(req.extractor_params))
     defense: Defense = defense_cls(**dict(req.defense_params))
     if not defense.can_protect(extractor.produces):
         raise IncompatibleError(f"defense {req.defense!r} cannot protect {extractor.produces.kind!r} features "

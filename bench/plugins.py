@@ -287,7 +287,8 @@ class Attack(Plugin, ABC):
     private split.
 
     `outputs` is "images" (implement `reconstruct`) or "attributes" (implement `predict` and list the predicted
-    attribute names in `attributes`); image metrics are recorded as not applicable for attribute attacks.
+    attribute names in `attributes`); image metrics are recorded as not applicable for attribute attacks. An image
+    attack may also declare `attributes` and return them from `reconstruct_with_attributes` (stored beside the images).
     """
 
     consumes: ClassVar[Requirement] = Requirement("*")
@@ -309,6 +310,10 @@ class Attack(Plugin, ABC):
     # attack comes from the cache). Attacks that do not declare it never see the victim.
     needs_victim: ClassVar[bool] = False
     victim: Victim | None = None
+    # Per-batch releases: the similarity (a name in bench.attacks.gradinv.matching.SIMILARITIES, e.g.
+    # "negative-mse") on which the runner pairs each record's reconstructions with the originals it covers (an
+    # optimal assignment) before saving and scoring them; None: the order `reconstruct` returns is taken as given.
+    matching: ClassVar[str | None] = None
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:
@@ -352,6 +357,12 @@ class Attack(Plugin, ABC):
         releases the images of each record's `covers()`, record after record, in that order.
         """
         raise NotImplementedError(f"attack {self.name!r} outputs {self.outputs}, not images")
+
+    def reconstruct_with_attributes(self, features: FeatureSet,
+                                    progress: bool = True) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+        """`reconstruct`'s images and, for an image attack that also declares `attributes` (e.g. gradient inversion
+        recovering each image's class label), those attributes per image {name: (N,) array}, in the images' order."""
+        return self.reconstruct(features, progress), {}
 
     def predict(self, features: FeatureSet, progress: bool = True) -> dict[str, np.ndarray]:
         """Per-sample predicted attributes {name: (N,) array} (attacks whose outputs are attributes)."""

@@ -6,3 +6,4 @@ from bench.metrics import distribution  # noqa: F401,E402  (fid, kid, fd-dlib: s
 from bench.metrics import semsim  # noqa: F401,E402  (SemSim; its checkpoint comes from `bench semsim train`)
 from bench.metrics import identity  # noqa: F401,E402  (id-cosine, rsr@fmr=…, gender-accuracy: dlib-face identity leakage)
 from bench.metrics import attributes  # noqa: F401,E402  (inferred-gender-accuracy: scores attribute attacks)
+from bench.metrics import class_labels  # noqa: F401,E402  (label-accuracy: class labels recovered beside images)

@@ -97,6 +97,10 @@ def test_readme_lists_the_defaults_of_the_rule() -> None:
     assert (codes[5],) == default_metrics(_attack(codes[4]), _dataset("utkface"))
     not_faces = sorted(e.name for e in registry.datasets if e.source == "builtin" and e.obj.not_faces)
     assert codes[8].split(",") == not_faces and tuple(codes[9].split(",")) == FACE_IMAGE_METRICS
+    beside = sorted(e.name for e in registry.attacks if e.source == "builtin" and e.obj.outputs == "images"
+                    and e.obj.attributes)
+    assert codes[10].split(",") == beside
+    assert all(default_metrics(_attack(a), _dataset("cifar10"))[-1:] == (codes[11],) for a in beside)
     row = next(line for line in text.splitlines() if line.startswith("| `--metrics` |"))
     assert "mse,psnr" not in row  # the option table keeps no second copy of the list
 

@@ -28,6 +28,7 @@ from bench.hashing import arrays_sha256, file_sha256
 from bench.run.plan import Plan, fault_point
 from bench.run_files import recon_path
 from bench.hashing import digest
+from bench.run.pairing import pair_records
 from bench.run.stages import SplitFeatures, load_split
 
 
@@ -40,6 +41,9 @@ class Evaluation:
     attributes: list[tuple[int, str, str, str]] = field(default_factory=list)  # index, id, attribute, value
     batches_reused: int = 0
     batches: int = 0
+    # Per released record (per-batch releases of an attack that declares `matching`): assignment[j] is the
+    # position, in the attack's output order, of the reconstruction paired with the record's j-th original.
+    assignment: list[list[int]] = field(default_factory=list)
 
 
 def quantise(images: torch.Tensor) -> torch.Tensor:
@@ -64,6 +68,8 @@ def _read_json(path: Path) -> Any:
 def _applicability(p: Plan, m: Metric) -> str | None:
     """Why `m` does not apply to this attack's outputs, or None when it does."""
     outputs = type(p.attack).outputs
+    if m.inputs == "attributes" and getattr(m, "attribute", None) in type(p.attack).attributes:
+        return None  # an image attack that also predicts the attribute this metric scores
     if m.inputs != outputs:
         return f"{m.name} scores {m.inputs} but attack {p.attack.name!r} outputs {outputs}"
     return None
@@ -79,6 +85,8 @@ class _BatchOutputs:
         self.record_path = run_dir / "batches" / f"b{k:05d}.json"
         self.images_out = type(p.attack).outputs == "images"
         self.recon: torch.Tensor | None = None
+        self.originals: torch.Tensor | None = None
+        self.assignment: list[list[int]] = []
         self.reused = self._load()
         if not self.reused:
             self._make(released)
@@ -96,6 +104,9 @@ class _BatchOutputs:
             except (OSError, ImageReadError):
                 return False
         self.attributes = {k: np.asarray(v) for k, v in rec.get("attributes", {}).items()}
+        if any(a not in self.attributes for a in type(self.p.attack).attributes):
+            return False  # written before the attack declared these attributes: rebuild them
+        self.assignment = rec.get("assignment", [])
         self.digest = rec["digest"]
         return True
 
@@ -104,27 +115,41 @@ class _BatchOutputs:
         rec: dict[str, Any] = {"ids": self.ids, "indices": self.idx}
         self.attributes = {}
         if self.images_out:
-            out = self.p.attack.reconstruct(part, progress=False)
+            out, pred = self.p.attack.reconstruct_with_attributes(part, progress=False)
             size = self.p.spec.image_size
             if tuple(out.shape) != (len(self.idx), 3, size, size):
                 raise RuntimeError(f"attack {self.p.attack.name!r} returned {tuple(out.shape)}, "
                                    f"expected {(len(self.idx), 3, size, size)}")
+            self._check_attributes(pred)
             self.recon = quantise(out.detach().float().cpu())
+            self.attributes = {k: np.asarray(v) for k, v in pred.items()}
+            similarity = type(self.p.attack).matching
+            if similarity and released.granularity != "sample":
+                self.originals = _originals(self.p, self.ids)
+                self.recon, self.attributes, self.assignment = pair_records(
+                    self.recon, self.originals, [len(c) for c in part.covers()], similarity, self.attributes)
+                rec["assignment"] = self.assignment
+            if self.attributes:
+                rec["attributes"] = {k: v.tolist() for k, v in self.attributes.items()}
             paths = [recon_path(self.run_dir, i, s) for i, s in zip(self.idx, self.ids)]
             for img, q in zip(self.recon, paths):
                 save_png(img, q)
             rec["pngs"] = [file_sha256(q) for q in paths]
         else:
             pred = self.p.attack.predict(part, progress=False)
-            for name in type(self.p.attack).attributes:
-                if name not in pred or len(pred[name]) != len(self.idx):
-                    raise RuntimeError(f"attack {self.p.attack.name!r} predicted no {len(self.idx)} values "
-                                       f"for attribute {name!r}")
+            self._check_attributes(pred)
             self.attributes = {k: np.asarray(v) for k, v in pred.items()}
             rec["attributes"] = {k: v.tolist() for k, v in self.attributes.items()}
-        rec["digest"] = digest(rec, 32)
+        rec["digest"] = digest(rec, 32)  # (covers the assignment and attributes: reuse restores them)
         self.digest = rec["digest"]
         _write_json(self.record_path, rec)
+
+
+    def _check_attributes(self, pred: dict[str, np.ndarray]) -> None:
+        for name in type(self.p.attack).attributes:
+            if name not in pred or len(pred[name]) != len(self.idx):
+                raise RuntimeError(f"attack {self.p.attack.name!r} predicted no {len(self.idx)} values "
+                                   f"for attribute {name!r}")
 
 
 def _score_path(run_dir: Path, metric: str, k: int) -> Path:
@@ -174,15 +199,17 @@ def evaluate(p: Plan, run_dir: Path, released: FeatureSet, private: SplitFeature
     groups = _eval_groups(released, len(ids), p.profile.eval_batch)
     order = [i for idx, _ in groups for i in idx]
     reused = 0
+    assignment: list[list[int]] = []
     for k, (idx, records) in enumerate(tqdm(groups, desc="Evaluate", unit="batch", disable=not progress)):
         b_ids = [ids[i] for i in idx]
         out = _BatchOutputs(p, run_dir, released, k, idx, b_ids,
                             None if released.granularity == "sample" else records)
+        assignment += out.assignment
         for name, values in out.attributes.items():
             attributes += [(i, s, name, str(v)) for i, s, v in zip(idx, b_ids, values.tolist())]
         eb = EvalBatch(idx, b_ids, labels={n: np.asarray(v)[idx] for n, v in private.labels.items()},
                        attributes=out.attributes)
-        originals: torch.Tensor | None = None
+        originals: torch.Tensor | None = out.originals
         computed = False
         for name in [n for n in active if n not in status]:
             m, path = p.metrics[name], _score_path(run_dir, name, k)
@@ -203,7 +230,9 @@ def evaluate(p: Plan, run_dir: Path, released: FeatureSet, private: SplitFeature
             parts[name].append(arrays)
         reused += out.reused and not computed
         fault_point(f"after-eval-batch-{k}")
-    return _summarise(p, ids, parts, status, attributes, reused, len(groups), order)
+    ev = _summarise(p, ids, parts, status, attributes, reused, len(groups), order)
+    ev.assignment = assignment
+    return ev
 
 
 def _eval_groups(released: FeatureSet, n: int, batch: int) -> list[tuple[list[int], list[int]]]:

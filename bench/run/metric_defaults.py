@@ -9,7 +9,9 @@ One rule, in one place, driven by what plugins declare (never by their names):
 - a dataset that declares `not_faces` (its images are not faces, e.g. CIFAR) drops the face-descriptor metrics
   (`FACE_IMAGE_METRICS`) from that list: a distance between dlib face descriptors of objects means nothing;
 - an attack whose outputs are attributes gets the registered metrics that declare one of its `attributes`
-  (`Metric.attribute`, e.g. `inferred-gender-accuracy` scores "gender"), and no image metric.
+  (`Metric.attribute`, e.g. `inferred-gender-accuracy` scores "gender"), and no image metric;
+- an image attack that also declares `attributes` (gradient inversion recovers each image's class label) gets, after
+  its image metrics, the registered metrics that score those attributes (`label-accuracy` scores "label").
 
 `bench run --help`, README.md and docs/metrics.md describe this rule; tests/test_metric_defaults.py checks the README
 against these tuples.
@@ -50,11 +52,12 @@ def default_metrics(attack_cls: type[Attack], dataset_cls: type[Dataset]) -> tup
             raise BenchError(f"attack {attack_cls.name!r} predicts {', '.join(attack_cls.attributes) or 'no attribute'}"
                              " but no registered metric scores it; name metrics with --metrics")
         return names
+    beside = attribute_metrics(attack_cls)  # an image attack that also predicts attributes (gradient inversion)
     if reconstructs_faces(attack_cls, dataset_cls):
-        return IMAGE_METRICS + IDENTITY_METRICS
+        return IMAGE_METRICS + IDENTITY_METRICS + beside
     if dataset_cls.not_faces:
-        return tuple(m for m in IMAGE_METRICS if m not in FACE_IMAGE_METRICS)
-    return IMAGE_METRICS
+        return tuple(m for m in IMAGE_METRICS if m not in FACE_IMAGE_METRICS) + beside
+    return IMAGE_METRICS + beside
 
 
 __all__ = ["IMAGE_METRICS", "FACE_IMAGE_METRICS", "IDENTITY_METRICS", "attribute_metrics", "default_metrics", "reconstructs_faces"]

@@ -78,6 +78,20 @@ def release_coverage(released: FeatureSet, ids: Sequence[str]) -> dict[str, Any]
     return out
 
 
+def _releases(p: Plan, ev: Evaluation, released: FeatureSet | None,
+              private_ids: Sequence[str] | None) -> dict[str, Any] | None:
+    """release_coverage, plus how each record's reconstructions were paired with its originals (when they were)."""
+    if released is None or private_ids is None:
+        return None
+    out = release_coverage(released, private_ids)
+    if ev.assignment:
+        out["matching"] = {"similarity": type(p.attack).matching, "assignment": ev.assignment,
+                           "rule": "per record, an optimal assignment of its reconstructions to the originals it "
+                                   "covers; assignment[r][j] is the position, in the attack's output order, of the "
+                                   "reconstruction scored against the record's j-th covered image"}
+    return out
+
+
 def run_record(p: Plan, req: RunRequest, timings: dict[str, float], trained: TrainedAttack, ev: Evaluation,
                utility: dict[str, float], threads: dict[str, Any], skipped_files: Sequence[tuple[str, str]],
                n_train: int, n_test: int, cache: dict[str, Any], victim: Victim | None = None,
@@ -98,8 +112,7 @@ def run_record(p: Plan, req: RunRequest, timings: dict[str, float], trained: Tra
                         "rule": p.resolution.rule if p.resolution else None},
         "profile": p.profile.to_dict(),
         "threat_model": tm,
-        "releases": release_coverage(released, private_ids) if released is not None and private_ids is not None
-        else None,
+        "releases": _releases(p, ev, released, private_ids),
         "n_train_loaded": n_train,
         "n_test_loaded": n_test,
         "skipped_files": {"count": len(skipped_files), "files": [{"file": f, "reason": r} for f, r in skipped_files]},

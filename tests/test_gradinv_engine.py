@@ -102,3 +102,116 @@ def test_dlg_batch1_untrained_lenet_recovers_cifar10() -> None:
     psnr = sorted(10 * math.log10(1 / max(m, 1e-12)) for m in mse.tolist())
     assert r.label_accuracy == 1.0
     assert sum(p > 18.0 for p in psnr) >= 5, psnr
+
+
+# ----------------------------------------------------------------------- batch releases, matching, label accuracy
+def _run_dir(results: Path) -> Path:
+    return next(d for d in (results / "runs").iterdir() if d.is_dir())
+
+
+def test_pair_records_undoes_a_permutation_within_each_record_only() -> None:
+    import numpy as np
+    import torch
+
+    from bench.run.pairing import pair_records
+
+    orig = torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    order = [1, 0, 3, 2, 4]  # records of 2, 2, 1 images, each returned reversed
+    recon = orig[order] + 0.01 * torch.randn(5, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    labels = np.array([10, 11, 12, 13, 14])[order]
+    out, attrs, assignment = pair_records(recon, orig, [2, 2, 1], "negative-mse", {"label": labels})
+    assert assignment == [[1, 0], [1, 0], [0]]
+    assert torch.equal(out, recon[[1, 0, 3, 2, 4]])
+    assert attrs["label"].tolist() == [10, 11, 12, 13, 14]  # each label stays with its image
+    # A reconstruction that would fit an original of another record better is never paired across records.
+    crossed = orig[[2, 3, 0, 1, 4]]
+    _, _, assignment = pair_records(crossed, orig, [2, 2, 1], "negative-mse")
+    assert all(sorted(a) == list(range(len(a))) for a in assignment)
+
+
+def test_label_accuracy_scores_the_predicted_label_and_is_a_default_beside_images() -> None:
+    import numpy as np
+
+    from bench.plugins import EvalBatch
+    from bench.run.metric_defaults import default_metrics
+
+    m = registry.metrics.get("label-accuracy").obj()
+    batch = EvalBatch([0, 1, 2], ["a", "b", "c"], labels={"label": np.array([3, 5, 7])},
+                      attributes={"label": np.array([3, 1, 7])})
+    assert m.score_batch(None, None, batch).tolist() == [1.0, 0.0, 1.0]
+    for attack in ("dlg", "idlg", "inverting-gradients"):
+        names = default_metrics(registry.attacks.get(attack).obj, registry.datasets.get("cifar10").obj)
+        assert names[-1] == "label-accuracy" and "mse" in names
+
+
+def _flipped(name: str, matching: str | None):
+    """DLG whose attack returns each record's images (and labels) in reverse order: what scoring must not see."""
+    from bench.attacks.gradinv.attacks import Reconstruction, hyper_parameters
+    from bench.attacks.gradinv.plugins import DLG
+
+    class Flipped(DLG):
+        """Test attack: DLG with each batch's outputs reversed."""
+
+        def _hp(self):
+            return hyper_parameters("dlg", self.profile)
+
+        def _attack(self, model, target, shape, hp, batch):
+            r = super()._attack(model, target, shape, hp, batch)
+            return Reconstruction(r.images.flip(1), r.labels.flip(1), r.loss)
+
+    Flipped.name, Flipped.matching = name, matching
+    return Flipped
+
+
+def _synthetic_batch_run(results: Path, attack: str) -> pd.DataFrame:
+    res = CliRunner().invoke(main, ["run", "--attack", attack, "--profile", "smoke", "--n-train", "2", "--n-test",
+                                    "5", "--extractor-arg", "batch=2", "--metrics", "mse", "--quiet", "--results",
+                                    str(results)])
+    assert res.exit_code == 0, res.output
+    return pd.read_csv(_run_dir(results) / "metrics.csv").sort_values("sample_index").reset_index(drop=True)
+
+
+def test_a_permuted_batch_is_scored_as_the_unpermuted_one(tmp_path: Path) -> None:
+    """Batch-2 releases on the synthetic set: an attack returning each record's images reversed gets the same
+    per-image scores and labels as DLG itself (the runner pairs them back); without matching they would differ."""
+    import json
+
+    plain = _synthetic_batch_run(tmp_path / "plain", "dlg")
+    for name, matching in (("test-dlg-flipped", "negative-mse"), ("test-dlg-flipped-unmatched", None)):
+        cls = _flipped(name, matching)
+        registry.attacks.register(name, cls, **cls.registry_meta())
+    try:
+        flipped = _synthetic_batch_run(tmp_path / "flipped", "test-dlg-flipped")
+        unmatched = _synthetic_batch_run(tmp_path / "unmatched", "test-dlg-flipped-unmatched")
+    finally:
+        registry.attacks.unregister("test-dlg-flipped")
+        registry.attacks.unregister("test-dlg-flipped-unmatched")
+    assert flipped["mse"].tolist() == plain["mse"].tolist()
+    assert flipped["predicted:label"].tolist() == plain["predicted:label"].tolist()
+    assert unmatched["mse"].tolist() != plain["mse"].tolist()  # the test can fail: order matters unmatched
+    a = json.loads((_run_dir(tmp_path / "plain") / "run.json").read_text())["releases"]
+    b = json.loads((_run_dir(tmp_path / "flipped") / "run.json").read_text())["releases"]
+    assert [len(c) for c in a["covers"]] == [2, 2, 1] and a["matching"]["similarity"] == "negative-mse"
+    assert [list(reversed(x)) for x in a["matching"]["assignment"]] == b["matching"]["assignment"]
+
+
+def test_batch2_smoke_run_on_cifar10_stores_labels_and_the_assignment(tmp_path: Path) -> None:
+    import json
+
+    res = _cifar_run(tmp_path, "--attack", "dlg", "--extractor-arg", "batch=2", "--metrics", "mse,label-accuracy")
+    assert res.exit_code == 0, res.output
+    record = json.loads((_run_dir(tmp_path) / "run.json").read_text())
+    rel = record["releases"]
+    assert rel["records"] == 1 and len(rel["covers"][0]) == 2
+    assert sorted(rel["matching"]["assignment"][0]) == [0, 1]
+    assert "--extractor-arg batch=2" in record["command"]
+    assert record["set_metrics"]["label-accuracy"]["status"] == "ok"
+    metrics = pd.read_csv(_run_dir(tmp_path) / "metrics.csv")
+    assert set(metrics["label-accuracy"]) <= {0.0, 1.0} and metrics["predicted:label"].between(0, 9).all()
+
+
+def test_batch_options_refused_in_one_line(tmp_path: Path) -> None:
+    res = _cifar_run(tmp_path / "a", "--attack", "idlg", "--extractor-arg", "batch=2")
+    assert res.exit_code != 0 and "Traceback" not in res.output and "batch-1" in res.output
+    res = _cifar_run(tmp_path / "b", "--attack", "dlg", "--extractor-arg", "bogus=2")
+    assert res.exit_code != 0 and "Traceback" not in res.output and "no parameter bogus" in res.output

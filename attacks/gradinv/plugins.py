@@ -14,7 +14,7 @@ from bench.attacks.gradinv import releases, victims
 from bench.errors import BenchError
 from bench.features import FeatureSet, FeatureSpec, Requirement, register_feature_kind
 from bench.images import resize
-from bench.params import Param
+from bench.params import Param, resolve_params
 from bench.plugins import (Attack, Defense, Extractor, FitContext, ImageSet, Victim, register_attack, register_defense,
                            register_extractor)
 
@@ -54,12 +54,22 @@ class GradientRelease(FeatureSet):
 
 @register_extractor
 class FedSGDLeNetZhu(Extractor):
-    """White-box victim: an untrained DLG LeNet (seed 0, 10 classes) releasing the gradient of one image (fedSGD,
-    batch 1) per record; images in [0, 1] without normalisation (DLG's setting); needs class labels."""
+    """White-box victim: an untrained DLG LeNet (seed 0, 10 classes) releasing the gradient of the mean loss over
+    `batch` images per record (fedSGD; batch 1 by default); images in [0, 1] without normalisation (DLG's setting);
+    needs class labels."""
 
     name = "fedsgd-lenet-zhu"
     produces = FeatureSpec("fl-gradients")
     white_box = True
+    params = {"batch": Param(int, 1, "images per release (consecutive private images; the last release may hold "
+                                      "fewer)", low=1)}
+
+    def __init__(self, **params: Any) -> None:
+        resolved = resolve_params(f"extractor {self.name!r}", type(self).params, params)
+        self.batch = int(resolved["batch"])
+        # Only values away from their default enter the config (the feature cache key and run id): a batch-1 run
+        # keeps the id it had before `batch` was declared.
+        self.params = {k: v for k, v in resolved.items() if v != type(self).params[k].default}
 
     def _model(self, size: int) -> torch.nn.Module:
         return victims.build_victim("lenet-zhu", num_classes=10, seed=0, image_size=size).eval()
@@ -92,20 +102,29 @@ class FedSGDLeNetZhu(Extractor):
         y = torch.as_tensor(np.asarray(images.labels[field]), dtype=torch.long)
         if int(y.max()) >= 10 or int(y.min()) < 0:
             raise BenchError(f"extractor {self.name!r}: labels must lie in 0..9 for the 10-class victim")
-        per = releases.per_sample_gradients(model, images.images.float(), y)
-        flat = torch.cat([g.reshape(n, -1) for g in per], 1)
         shapes = [list(p.shape) for p in model.parameters() if p.requires_grad]
-        return GradientRelease(flat.numpy(), [[i] for i in range(n)], meta={"label_field": field, "shapes": shapes})
+        meta = {"label_field": field, "shapes": shapes}
+        x = images.images.float()
+        if self.batch == 1:
+            per = releases.per_sample_gradients(model, x, y)
+            flat = torch.cat([g.reshape(n, -1) for g in per], 1)
+            return GradientRelease(flat.numpy(), [[i] for i in range(n)], meta=meta)
+        cover = [list(range(s, min(s + self.batch, n))) for s in range(0, n, self.batch)]
+        rows = [torch.cat([g.reshape(-1) for g in releases.batch_gradient(model, x[c], y[c])]) for c in cover]
+        return GradientRelease(torch.stack(rows).numpy(), cover, meta={**meta, "batch": self.batch})
 
 
 class _GradInvAttack(Attack):
-    """Shared plumbing: unflatten the records against the granted victim's parameter shapes, attack all records as
-    one batched problem (in float64), return one image per covered image at the run's image size."""
+    """Shared plumbing: unflatten the records against the granted victim's parameter shapes, attack all records of
+    one batch size as one batched problem (in float64), return one image and one predicted class label per covered
+    image at the run's image size; the runner pairs each record's images with its originals on `matching`."""
 
     consumes = Requirement("fl-gradients")
     default_extractor = "fedsgd-lenet-zhu"
     needs_victim = True
     uses_features = True
+    attributes = ("label",)  # the class label recovered with each image (scored by `label-accuracy`)
+    matching = "negative-mse"  # a batch release's images come back in no particular order
 
     params = {"iterations": Param(int, 0, "optimiser iterations (0: the profile's, see attacks.PROFILES)", low=0)}
 
@@ -120,8 +139,6 @@ class _GradInvAttack(Attack):
         assert self.victim is not None, "the engine attaches the victim before reconstructing"
         shapes = [p.shape for p in self.victim.model.parameters() if p.requires_grad]
         g = torch.from_numpy(np.asarray(features.grads, dtype=np.float32))
-        if any(len(c) != 1 for c in features.covers()):
-            raise BenchError(f"attack {self.name!r} handles batch-1 releases only in this version")
         out, i = [], 0
         for s in shapes:
             k = int(np.prod(s))
@@ -134,17 +151,35 @@ class _GradInvAttack(Attack):
         return int(round((fc.in_features / 12) ** 0.5)) * 4  # lenet-zhu: 12 x (side/4)^2 features
 
     def reconstruct(self, features: FeatureSet, progress: bool = True) -> torch.Tensor:
+        return self.reconstruct_with_attributes(features, progress)[0]
+
+    def reconstruct_with_attributes(self, features: FeatureSet,
+                                    progress: bool = True) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
         if len(features) == 0:
-            return torch.zeros((0, 3, self.image_size, self.image_size))
+            return torch.zeros((0, 3, self.image_size, self.image_size)), {"label": np.zeros(0, np.int64)}
         target, side = self._targets(features)
         # float64: in float32 the last-bit differences of batched convolutions, amplified by L-BFGS / signed Adam
         # over many iterations, would make a record's reconstruction depend on the records attacked beside it.
         target = [t.double() for t in target]
         model = self.victim.model.eval().double()
         hp = self._hp()
-        r = self._attack(model, target, (3, side, side), hp)
-        images = r.images[:, 0].clamp(0, 1).float()
-        return resize(images, self.image_size) if side != self.image_size else images
+        covers = features.covers()
+        images: list[torch.Tensor] = [torch.zeros(0)] * len(covers)
+        labels: list[torch.Tensor] = [torch.zeros(0)] * len(covers)
+        for b in sorted({len(c) for c in covers}):  # one batched problem per batch size (a short last release)
+            rows = [r for r, c in enumerate(covers) if len(c) == b]
+            r = self._attack(model, [t[rows] for t in target], (3, side, side), hp, b)
+            for k, row in enumerate(rows):
+                images[row], labels[row] = r.images[k], r.labels[k].reshape(-1)
+        out = torch.cat(images).clamp(0, 1).float()
+        out = resize(out, self.image_size) if side != self.image_size else out
+        return out, {"label": torch.cat(labels).long().numpy()}
+
+    def _batch_1_only(self, batch: int) -> None:
+        if batch != 1:
+            raise BenchError(f"attack {self.name!r} recovers labels from batch-1 releases only (the logits layer's "
+                             f"gradient sign); this release covers {batch} images: use dlg, or --extractor-arg "
+                             "batch=1")
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -160,9 +195,9 @@ class DLG(_GradInvAttack):
     name = "dlg"
     paper = "Zhu et al., Deep Leakage from Gradients, NeurIPS 2019"
 
-    def _attack(self, model, target, shape, hp):
-        return gi.dlg(model, target, shape, iterations=hp["iterations"], lr=hp["lr"], history=hp["history"],
-                      seed=self.seed)
+    def _attack(self, model, target, shape, hp, batch):
+        return gi.dlg(model, target, shape, batch=batch, iterations=hp["iterations"], lr=hp["lr"],
+                      history=hp["history"], seed=self.seed)
 
 
 @register_attack
@@ -172,7 +207,8 @@ class IDLG(_GradInvAttack):
     name = "idlg"
     paper = "Zhao et al., iDLG: Improved Deep Leakage from Gradients, 2020"
 
-    def _attack(self, model, target, shape, hp):
+    def _attack(self, model, target, shape, hp, batch):
+        self._batch_1_only(batch)
         return gi.idlg(model, target, shape, iterations=hp["iterations"], lr=hp["lr"], history=hp["history"],
                        seed=self.seed)
 
@@ -184,7 +220,8 @@ class InvertingGradients(_GradInvAttack):
     name = "inverting-gradients"
     paper = "Geiping et al., Inverting Gradients, NeurIPS 2020"
 
-    def _attack(self, model, target, shape, hp):
+    def _attack(self, model, target, shape, hp, batch):
+        self._batch_1_only(batch)
         return gi.inverting_gradients(model, target, shape, iterations=hp["iterations"], lr=hp["lr"], tv=hp["tv"],
                                       restarts=hp["restarts"], seed=self.seed)
 

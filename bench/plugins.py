@@ -143,6 +143,8 @@ class Extractor(Plugin, ABC):
     # Threat model: True when the attacker knows the victim's model and weights (federated learning, where the
     # server sends the model to every client); only then may an attack that declares `needs_victim` run on it.
     white_box: ClassVar[bool] = False
+    # Set by the runner before `victim()`: the square size this run extracts at (None outside a run).
+    extract_size: int | None = None
 
     def __init__(self, **params: Any) -> None:
         self.params = dict(params)

@@ -215,3 +215,32 @@ def test_batch_options_refused_in_one_line(tmp_path: Path) -> None:
     assert res.exit_code != 0 and "Traceback" not in res.output and "batch-1" in res.output
     res = _cifar_run(tmp_path / "b", "--attack", "dlg", "--extractor-arg", "bogus=2")
     assert res.exit_code != 0 and "Traceback" not in res.output and "no parameter bogus" in res.output
+
+
+def test_a_batch_file_without_the_declared_attributes_is_rebuilt(tmp_path: Path) -> None:
+    """Reconstructions saved before an attack declared its attributes are redone, so labels are never missing."""
+    import json
+
+    first = _synthetic_batch_run(tmp_path, "dlg")
+    batch_file = _run_dir(tmp_path) / "batches" / "b00000.json"
+    rec = json.loads(batch_file.read_text())
+    del rec["attributes"]
+    batch_file.write_text(json.dumps(rec))
+    again = _synthetic_batch_run(tmp_path, "dlg")
+    assert "attributes" in json.loads(batch_file.read_text())
+    assert again["predicted:label"].tolist() == first["predicted:label"].tolist()
+
+
+def test_the_victim_matches_the_release_when_features_come_from_the_cache() -> None:
+    """A fresh extractor (a cache hit: `extract` never ran) builds the victim at the run's extract size, so its
+    parameter shapes are those of the release (64 px: the synthetic set at the smoke profile)."""
+    import numpy as np
+    import torch
+
+    from bench.attacks.gradinv.plugins import FedSGDLeNetZhu
+    from bench.plugins import ImageSet
+
+    rel = FedSGDLeNetZhu().extract(ImageSet(["a"], torch.rand(1, 3, 64, 64), {"label": np.array([3])}))
+    fresh = FedSGDLeNetZhu()
+    fresh.extract_size = 64  # what the runner sets before victim()
+    assert [list(p.shape) for p in fresh.victim().model.parameters()] == rel.meta["shapes"]

@@ -75,7 +75,7 @@ class FedSGDLeNetZhu(Extractor):
         return victims.build_victim("lenet-zhu", num_classes=10, seed=0, image_size=size).eval()
 
     def victim(self) -> Victim:
-        model = self._model(getattr(self, "size", 32))
+        model = self._model(getattr(self, "size", None) or self.extract_size or 32)
         return Victim(model, {"trained": False, "steps": 0, "victim": "lenet-zhu", "seed": 0})
 
     @staticmethod
@@ -138,6 +138,10 @@ class _GradInvAttack(Attack):
     def _targets(self, features: GradientRelease) -> tuple[list[torch.Tensor], int]:
         assert self.victim is not None, "the engine attaches the victim before reconstructing"
         shapes = [p.shape for p in self.victim.model.parameters() if p.requires_grad]
+        released = (features.meta or {}).get("shapes")
+        if released is not None and [list(s) for s in shapes] != [list(s) for s in released]:
+            raise BenchError(f"attack {self.name!r}: the granted victim's parameter shapes differ from those of the "
+                             "model that made the release (another input size?)")
         g = torch.from_numpy(np.asarray(features.grads, dtype=np.float32))
         out, i = [], 0
         for s in shapes:

@@ -154,6 +154,9 @@ def granted_victim(p: Plan) -> Victim | None:
     it), attached to the attack; None for every other attack, which never sees the victim."""
     if not type(p.attack).needs_victim:
         return None
+    # The size this run extracts at: a victim whose shape depends on it (e.g. a LeNet's last layer) is built to
+    # match the release also when the features come from the cache and `extract` never ran in this process.
+    p.extractor.extract_size = p.spec.extract_size
     own = p.extractor.victim()
     victim = Victim(model=copy.deepcopy(own.model), state=copy.deepcopy(dict(own.state)))
     p.attack.attach_victim(victim)

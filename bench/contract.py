@@ -322,6 +322,16 @@ def attack_checks(cls: type[Attack]) -> Iterator[Result]:
         assert out.dtype == torch.float32 and out.device.type == "cpu", f"{out.dtype} on {out.device}"
         assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1, "values outside [0, 1]"
         state["attack"], state["out"] = a, out
+        if cls.matching is not None:
+            from bench.attacks.gradinv.matching import SIMILARITIES
+            assert cls.matching in SIMILARITIES, f"matching {cls.matching!r} is not one of {sorted(SIMILARITIES)}"
+        if cls.attributes:  # an image attack that also predicts attributes: one numeric value per image each
+            images_too, attrs = a.reconstruct_with_attributes(private, progress=False)
+            assert torch.allclose(images_too, out, atol=1e-5), "reconstruct_with_attributes changes the images"
+            for k in cls.attributes:
+                arr = np.asarray(attrs.get(k, []))
+                assert arr.shape == (n,) and arr.dtype.kind in "biuf", f"{k}: shape {arr.shape}, dtype {arr.dtype}"
+            return f"{n} images {prof.image_size}px, with {', '.join(cls.attributes)}"
         return f"{n} images {prof.image_size}px"
 
     def fit_predict() -> str:

@@ -244,3 +244,39 @@ def test_the_victim_matches_the_release_when_features_come_from_the_cache() -> N
     fresh = FedSGDLeNetZhu()
     fresh.extract_size = 64  # what the runner sets before victim()
     assert [list(p.shape) for p in fresh.victim().model.parameters()] == rel.meta["shapes"]
+
+
+def test_the_contract_kit_checks_attributes_beside_images() -> None:
+    """`bench plugin check` on an image attack that declares attributes: dlg passes; one that returns a label too
+    few, or declares an unknown similarity, fails the reconstruct check."""
+    from bench.attacks.gradinv.attacks import hyper_parameters
+    from bench.attacks.gradinv.plugins import DLG
+    from bench.contract import check_plugin
+
+    def verdict(name: str) -> tuple[bool, str]:
+        return next((ok, detail) for check, ok, detail in check_plugin(name, "attacks") if check.startswith("fit +"))
+
+    assert verdict("dlg")[0] and "label" in verdict("dlg")[1]
+
+    class ShortLabels(DLG):
+        """Test attack: drops the last predicted label."""
+
+        name = "test-dlg-short-labels"
+
+        def _hp(self):
+            return hyper_parameters("dlg", self.profile)
+
+        def reconstruct_with_attributes(self, features, progress=True):
+            images, attrs = super().reconstruct_with_attributes(features, progress)
+            return images, {"label": attrs["label"][:-1]}
+
+    UnknownSimilarity = type("UnknownSimilarity", (ShortLabels,), {"name": "test-dlg-bad-matching",
+                                                                   "matching": "no-such-similarity",
+                                                                   "__doc__": "Test attack: unknown matching."})
+    for cls in (ShortLabels, UnknownSimilarity):
+        registry.attacks.register(cls.name, cls, **cls.registry_meta())
+        try:
+            ok, detail = verdict(cls.name)
+        finally:
+            registry.attacks.unregister(cls.name)
+        assert not ok, detail

@@ -280,3 +280,14 @@ def test_the_contract_kit_checks_attributes_beside_images() -> None:
         finally:
             registry.attacks.unregister(cls.name)
         assert not ok, detail
+
+
+def test_leaderboard_rows_name_the_release_batch(tmp_path: Path) -> None:
+    """Batch-1 and batch-2 runs of one attack are separate leaderboard rows, told apart by the extractor label."""
+    for b in ("1", "2"):
+        res = CliRunner().invoke(main, ["run", "--attack", "dlg", "--profile", "smoke", "--n-train", "2", "--n-test",
+                                        "2", "--extractor-arg", f"batch={b}", "--metrics", "mse", "--quiet",
+                                        "--results", str(tmp_path)])
+        assert res.exit_code == 0, res.output
+    board = pd.read_csv(tmp_path / "leaderboards" / "synthetic-faces.csv")
+    assert sorted(board["extractor"]) == ["fedsgd-lenet-zhu", "fedsgd-lenet-zhu(batch=2)"]

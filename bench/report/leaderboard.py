@@ -56,6 +56,18 @@ def _params(config: Any) -> dict[str, Any]:
     return out
 
 
+def _extractor_label(extractor: Any) -> str:
+    """The victim extractor as a label: its name with the declared parameters its config holds (only values away
+    from their defaults are stored, e.g. `fedsgd-lenet-zhu(batch=2)`), so rows that differ by them read apart."""
+    if not isinstance(extractor, dict):
+        return str(extractor)
+    from bench import registry
+
+    name = str(extractor.get("name", ""))
+    declared = registry.extractors.get(name).obj.params if name in registry.extractors else {}
+    return label(name, {k: v for k, v in extractor.items() if k in declared})
+
+
 def _status_text(entry: dict[str, Any]) -> str:
     return f"{entry['status']}: {entry['detail']}" if entry.get("detail") else str(entry["status"])
 
@@ -115,7 +127,7 @@ def leaderboard_frame(store: Store, dataset: str) -> pd.DataFrame:
             "defense": label(str(spec.get("defense", run0["defense"])), _params(spec.get("defense_params"))),
             "aux_dataset": spec.get("aux_dataset") or spec.get("dataset", run0["dataset"]),
             "profile": spec.get("profile", run0["profile"]),
-            "extractor": extractor.get("name", "") if isinstance(extractor, dict) else str(extractor),
+            "extractor": _extractor_label(extractor),
             "n_train": spec.get("n_train"),
             "n_test": spec.get("n_test"),
             "seeds": len({m[0]["seed"] for m in members}),

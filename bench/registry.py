@@ -17,11 +17,13 @@ T = TypeVar("T")
 # Modules whose import registers the built-in plugins, per registry.
 _BUILTIN_MODULES: dict[str, tuple[str, ...]] = {
     "attacks": ("bench.attacks",),
-    "defenses": ("bench.defenses",),
+    # The gradient-inversion family registers its release kind, white-box extractor and gradient defenses beside
+    # its attacks: listing or resolving those kinds alone must load it too.
+    "defenses": ("bench.defenses", "bench.attacks.gradinv.plugins"),
     "metrics": ("bench.metrics",),
     "datasets": ("bench.datasets",),
-    "extractors": ("bench.extractors",),
-    "feature_kinds": ("bench.features",),
+    "extractors": ("bench.extractors", "bench.attacks.gradinv.plugins"),
+    "feature_kinds": ("bench.features", "bench.attacks.gradinv.plugins"),
 }
 
 # Entry-point groups through which installed distributions add plugins.

@@ -291,3 +291,14 @@ def test_leaderboard_rows_name_the_release_batch(tmp_path: Path) -> None:
         assert res.exit_code == 0, res.output
     board = pd.read_csv(tmp_path / "leaderboards" / "synthetic-faces.csv")
     assert sorted(board["extractor"]) == ["fedsgd-lenet-zhu", "fedsgd-lenet-zhu(batch=2)"]
+
+
+def test_bench_list_shows_the_family_extractor_and_defenses_on_their_own() -> None:
+    """A fresh process listing extractors or defenses (no attack looked up first) sees the gradient family's."""
+    import subprocess
+    import sys
+
+    for kind, name in (("extractors", "fedsgd-lenet-zhu"), ("defenses", "gradient-pruning")):
+        out = subprocess.run([sys.executable, "-c", f"from bench import registry; print(registry.{kind}.names())"],
+                             capture_output=True, text=True, check=True).stdout
+        assert name in out, out

@@ -54,9 +54,10 @@ class GradientRelease(FeatureSet):
 
 @register_extractor
 class FedSGDLeNetZhu(Extractor):
-    """White-box victim: an untrained DLG LeNet (seed 0, 10 classes) releasing the gradient of the mean loss over
-    `batch` images per record (fedSGD; batch 1 by default); images in [0, 1] without normalisation (DLG's setting);
-    needs class labels."""
+    """White-box victim: an untrained DLG LeNet releasing fedSGD gradients of `batch` images (default 1) each.
+
+    The LeNet has seed 0 and 10 classes; a record is the gradient of the mean loss over its images; images in [0, 1]
+    without normalisation (DLG's setting); needs class labels."""
 
     name = "fedsgd-lenet-zhu"
     produces = FeatureSpec("fl-gradients")

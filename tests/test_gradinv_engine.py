@@ -302,3 +302,21 @@ def test_bench_list_shows_the_family_extractor_and_defenses_on_their_own() -> No
         out = subprocess.run([sys.executable, "-c", f"from bench import registry; print(registry.{kind}.names())"],
                              capture_output=True, text=True, check=True).stdout
         assert name in out, out
+
+
+def test_adding_a_metric_keeps_the_recorded_assignment(tmp_path: Path) -> None:
+    """Scoring a finished batch run again (a metric added) reuses its paired reconstructions and their assignment."""
+    import json
+
+    def run(metrics: str) -> dict:
+        res = CliRunner().invoke(main, ["run", "--attack", "dlg", "--profile", "smoke", "--n-train", "2", "--n-test",
+                                        "4", "--extractor-arg", "batch=2", "--metrics", metrics, "--quiet",
+                                        "--results", str(tmp_path)])
+        assert res.exit_code == 0, res.output
+        return json.loads((_run_dir(tmp_path) / "run.json").read_text())
+
+    first = run("mse")
+    again = run("mse,psnr")
+    assert again["releases"]["matching"] == first["releases"]["matching"]
+    assert len(again["releases"]["matching"]["assignment"]) == 2
+    assert again["set_metrics"]["mse"]["value"] == first["set_metrics"]["mse"]["value"]

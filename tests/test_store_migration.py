@@ -7,6 +7,8 @@ import importlib.util
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 from bench.datasets.folders import ImageFolder
@@ -115,3 +117,13 @@ def test_a_migrated_row_names_its_data_by_content(tmp_path: Path) -> None:
         board = load_board(store, "folder")
     data = sorted(board.frame["data"])
     assert digest({"aux": content, "private": content}, 8) in data
+
+
+def test_a_new_store_opens_without_the_rekeying_imports(tmp_path: Path) -> None:
+    """Creating a store runs every migration inside the transaction that holds the write lock; the v5 step has
+    nothing to re-key in a new store, so it must not import the dataset code (torch) while other processes wait."""
+    code = ("import sys; from pathlib import Path; from bench.store.db import Store; "
+            f"Store(Path({str(tmp_path / 'bench.sqlite')!r})).close(); "
+            "print('bench.datasets.rekey' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -182,6 +182,8 @@ def _v4_to_v5(db: sqlite3.Connection) -> None:
     """v5: folder datasets are known by content (bench.datasets.rekey); a run whose data folders are present and
     unchanged since it ran gets the configuration id its data has now, so it pools with new runs (and copies) of the
     same data. Its run id, spec (which hashes to the run id) and rows stay; the record notes the re-keying."""
+    if db.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is None:
+        return  # a new store: nothing to re-key, and no slow imports while this transaction holds the write lock
     from bench.datasets.rekey import rekeyed_spec
     from bench.spec import config_id
 

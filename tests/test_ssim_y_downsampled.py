@@ -16,6 +16,7 @@ from scipy.signal import correlate2d
 from bench import registry
 from bench.errors import BenchError
 from bench.metrics.ssim import matlab_downsample_factor
+from test_ssim_matlab import ref_ssim_m as ssim_m_valid, ref_window  # ssim.m formula, no downsampling
 
 
 def metric():
@@ -47,29 +48,10 @@ def ref_downsample(img: np.ndarray, f: int) -> np.ndarray:
     return same[::f, ::f]
 
 
-def ref_window() -> np.ndarray:
-    """fspecial('gaussian', 11, 1.5): the 2-D Gaussian built directly (not as a product of 1-D taps)."""
-    r = np.arange(-5, 6, dtype=np.float64)
-    h = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * 1.5**2))
-    return h / h.sum()
-
-
 def ref_ssim_m(img1: np.ndarray, img2: np.ndarray) -> float:
     """ssim.m on two 2-D images (0..255), with its automatic downsampling and 'valid' filtering."""
     f = max(1, int(np.floor(min(img1.shape) / 256 + 0.5)))
-    img1, img2 = ref_downsample(img1, f), ref_downsample(img2, f)
-    win = ref_window()
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-
-    def filt(z: np.ndarray) -> np.ndarray:
-        return correlate2d(z, win, mode="valid")
-
-    mu1, mu2 = filt(img1), filt(img2)
-    s11 = filt(img1 * img1) - mu1 * mu1
-    s22 = filt(img2 * img2) - mu2 * mu2
-    s12 = filt(img1 * img2) - mu1 * mu2
-    ssim_map = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2))
-    return float(ssim_map.mean())
+    return ssim_m_valid(ref_downsample(img1, f), ref_downsample(img2, f))
 
 
 def ref_values(a: np.ndarray, b: np.ndarray) -> np.ndarray:

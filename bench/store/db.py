@@ -241,12 +241,40 @@ class Store:
             with self._errors():
                 self._db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
                 self._db.row_factory = sqlite3.Row
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA foreign_keys=ON")
-                self._migrate()
+                self._open_schema()
         except BaseException:
             self.close()
             raise
+
+    def _open_schema(self) -> None:
+        """Switch to WAL and bring the schema up to date, retrying while another process holds the file.
+
+        When several processes open one new store at once, SQLite can answer SQLITE_BUSY at once (without calling its
+        busy handler) to the journal-mode switch or to the first write, so the wait up to `timeout` is done here."""
+        deadline = time.monotonic() + self.timeout
+        delay = 0.005
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA foreign_keys=ON")
+                with self._errors_raw():
+                    self._migrate()
+                return
+            except sqlite3.OperationalError as exc:
+                text = str(exc).lower()
+                if ("locked" not in text and "busy" not in text) or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(2 * delay, 0.25)
+
+    @contextmanager
+    def _errors_raw(self) -> Iterator[None]:
+        """Let a busy error of the migration reach `_open_schema`'s retry instead of becoming a BenchError."""
+        self._raw_busy = True
+        try:
+            yield
+        finally:
+            self._raw_busy = False
 
     def close(self) -> None:
         if self._db is not None:
@@ -272,6 +300,8 @@ class Store:
         except sqlite3.OperationalError as exc:
             text = str(exc).lower()
             if "locked" in text or "busy" in text:
+                if getattr(self, "_raw_busy", False):
+                    raise
                 raise BenchError(f"the results store {self.path} is locked by another process for more than "
                                  f"{self.timeout:g} s; wait for it to finish or use another --results folder") from None
             if "unable to open" in text or "readonly" in text or "read-only" in text:

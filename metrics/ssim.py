@@ -8,7 +8,8 @@ That reproduces scikit-image's `structural_similarity`, which filters with refle
 Two numeric paths compute the same values:
 
 * `ssim_per_image_fast` (used by every metric but ssim-matlab): float32 throughout, batched, with separable banded
-  products (the row pass as one tall product per tile of 9 output rows, the column pass per tile of 27 output columns).
+  products (both passes as tall products per tile of 9 outputs: the column pass takes the row pass's output as a
+  transposed operand, so no transposing copy is made).
   float32 window sums cancel badly in E[x^2] - E[x]^2 over flat regions far from mid-grey (~4e-5 error), so:
   (1) the second moments are filtered as u = x + y - c and v = x - y, with c the mean of x + y over each image
   channel (sigma_x^2 + sigma_y^2 = (Var u + Var v) / 2 and 2 sigma_xy = (Var u - Var v) / 2 do not depend on c):
@@ -47,7 +48,7 @@ _SUM_DTYPE = torch.float64
 # the output rows / columns of one banded product in its first (rows) and second (columns) pass.
 _F32_CHUNK_ELEMENTS = 3 << 16
 _F32_TILE_ROWS = 9
-_F32_TILE_COLS = 27
+_F32_TILE_COLS = 9
 # Guard: an image whose mean cancellation condition number G exceeds this is recomputed in float64.
 _GUARD_G_MAX = 200.0
 _GUARD_ROW_STEP = 2  # the guard statistic is averaged over every 2nd row of windows
@@ -178,12 +179,12 @@ def ssim_per_image_fast(
     e2_t = torch.tensor(e2, dtype=torch.float32, device=dev)
     c1x2_t = torch.tensor(2.0 * c1, dtype=torch.float32, device=dev)
     rows = [(s, wd, _band(wd + k - 1, taps, x).t()) for s, wd in _tiles(ho, _F32_TILE_ROWS)]
-    cols = [(s, wd, _band(wd + k - 1, taps, x)) for s, wd in _tiles(wo, _F32_TILE_COLS)]
+    cols = [(s, wd, _band(wd + k - 1, taps, x).t()) for s, wd in _tiles(wo, _F32_TILE_COLS)]
     step = max(1, min(n, _F32_CHUNK_ELEMENTS // max(1, c * h * w)))
     gr = -(-ho // _GUARD_ROW_STEP)  # rows of windows that the guard statistic samples
     # Buffers allocated once and reused by every chunk (fresh large allocations cost page faults each time).
-    sizes = {"maps": h * 4 * c * w, "rowf": ho * 4 * c * w, "filt": ho * 4 * c * wo, "den": ho * c * wo,
-             "lum": ho * c * wo, "g": gr * c * wo}
+    sizes = {"maps": h * 4 * c * w, "rowf": ho * 4 * c * w, "filt": wo * ho * 4 * c, "den": wo * ho * c,
+             "lum": wo * ho * c, "g": wo * gr * c}
     bufs = {key: torch.empty(step * size, dtype=torch.float32, device=dev) for key, size in sizes.items()}
     sums = torch.zeros(n, dtype=torch.float64, device=dev)
     guard = torch.zeros(n, dtype=torch.float64, device=dev)
@@ -211,31 +212,34 @@ def ssim_per_image_fast(
         rowf = buf("rowf", ho, flat.shape[1])
         for s, wd, band_t in rows:
             torch.mm(band_t, flat[s : s + wd + k - 1], out=rowf[s : s + wd])
+        # Column pass as a tall product too: the rows of `inner` (ho x map x m x c, each w wide) enter as a
+        # transposed operand, so the output comes out wo x (ho x map x m x c) with no transposing copy, and the
+        # band tiles stay small (a product with few output columns instead runs far below the BLAS's speed).
         inner = rowf.view(-1, w)
-        filt = buf("filt", ho, 4, m, c, wo)
-        outer = filt.view(-1, wo)
-        for s, wd, band in cols:
-            torch.mm(inner[:, s : s + wd + k - 1], band, out=outer[:, s : s + wd])
-        # Window means of u', v, u'^2 + 2C2/cn and v^2, each ho x m x c x wo.
-        fu, fv, fq, fp = filt[:, 0], filt[:, 1], filt[:, 2], filt[:, 3]
+        filt = buf("filt", wo, ho, 4, m, c)
+        outer = filt.view(wo, -1)
+        for s, wd, band_t in cols:
+            torch.mm(band_t, inner[:, s : s + wd + k - 1].t(), out=outer[s : s + wd])
+        # Window means of u', v, u'^2 + 2C2/cn and v^2, each wo x ho x m x c.
+        fu, fv, fq, fp = filt[:, :, 0], filt[:, :, 1], filt[:, :, 2], filt[:, :, 3]
         # Guard statistic G_w = (E[u'^2] + E[v^2] + 2C2/cn) / (Var u + Var v + 2C2/cn), i.e.
         # (E[x'^2] + E[y'^2] + C2/cn) / (sigma_x^2 + sigma_y^2 + C2/cn) with x' = x - centre: the condition
         # number of the cancellation, sampled on every _GUARD_ROW_STEP-th row of windows.
-        g = torch.add(fq[::_GUARD_ROW_STEP], fp[::_GUARD_ROW_STEP], out=buf("g", gr, m, c, wo))
+        g = torch.add(fq[:, ::_GUARD_ROW_STEP], fp[:, ::_GUARD_ROW_STEP], out=buf("g", wo, gr, m, c))
         var_u = fq.addcmul_(fu, fu, value=-1.0)  # Var u + 2C2/cn
         var_v = fp.addcmul_(fv, fv, value=-1.0)  # Var v
-        den = torch.add(var_u, var_v, out=buf("den", ho, m, c, wo))  # 2 (sigma_x^2 + sigma_y^2 + C2) / cn
+        den = torch.add(var_u, var_v, out=buf("den", wo, ho, m, c))  # 2 (sigma_x^2 + sigma_y^2 + C2) / cn
         num = torch.sub(var_u, var_v, out=var_v)  # 2 (2 sigma_xy + C2) / cn
-        g.div_(den[::_GUARD_ROW_STEP])
+        g.div_(den[:, ::_GUARD_ROW_STEP])
         # Luminance with S = mu_x + mu_y, D = mu_x - mu_y: (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1)
         # = (S^2 - D^2 + 2 C1) / (S^2 + D^2 + 2 C1); D = 0 exactly for identical images.
-        lum_e = fu.add_(c_sum)  # S = mu_x + mu_y
-        lum_e = torch.addcmul(c1x2_t, lum_e, lum_e, out=buf("lum", ho, m, c, wo))  # S^2 + 2 C1
+        lum_e = fu.add_(c_sum.view(m, c))  # S = mu_x + mu_y
+        lum_e = torch.addcmul(c1x2_t, lum_e, lum_e, out=buf("lum", wo, ho, m, c))  # S^2 + 2 C1
         lum_num = torch.addcmul(lum_e, fv, fv, value=-1.0, out=var_u)
         lum_den = lum_e.addcmul_(fv, fv)
         smap = lum_num.mul_(num).div_(lum_den.mul_(den))
-        sums[s0 : s0 + m] = smap.sum(3).sum(0, dtype=torch.float64).sum(1)
-        guard[s0 : s0 + m] = g.sum(3).sum(0, dtype=torch.float64).sum(1)
+        sums[s0 : s0 + m] = smap.sum(1).sum(0, dtype=torch.float64).sum(1)
+        guard[s0 : s0 + m] = g.sum(1).sum(0, dtype=torch.float64).sum(1)
     values = sums / (c * ho * wo)
     guard /= c * gr * wo
     redo = guard > _GUARD_G_MAX

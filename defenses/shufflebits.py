@@ -6,16 +6,23 @@ the rng for all vectors (what the authors' code does); `mode=one-time-pad` draws
 released container is `bit-patterns` (N×D uint32): shuffled values are often NaN or Inf as floats, so they are never
 handed out as numbers. Decryption (`shufflebits_decrypt`) applies the inverse permutation and is bit-exact.
 
-The permutation is vectorised with lookup tables that send a group of input bits to their output positions: in
-fixed mode two 65,536-entry tables (low and high 16 bits, two lookups per value); in one-time-pad mode four
-256-entry tables per vector (one per byte), built for blocks of rows at once. No Python loop runs over values or
-bits. `benchmarks/shufflebits_bench.py` compares it with a plain per-element Python loop.
+Fixed mode is vectorised with two 65,536-entry lookup tables (low and high 16 bits, two lookups per value) that
+send a group of input bits to their output positions. One-time-pad mode works on bit planes: values are grouped
+into 32×32 bit matrices, transposed (5 stages of whole-array shifts and masks), whole planes are moved by each
+row's permutation, and the matrices transposed back. No Python loop runs over values or bits. With the `fast` extra
+(numba) installed, one-time-pad mode uses the compiled kernel of `bench.defenses.shufflebits_numba` instead (four
+256-entry tables per vector; same bits, several times faster); BENCH_SHUFFLEBITS_KERNEL=numpy forces numpy.
+`benchmarks/shufflebits_bench.py` compares both with a plain per-element Python loop.
 
 There is no utility figure: a holder of the keys decrypts exactly (the unprotected utility), and without them
 the patterns cannot be compared.
 """
 
 from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 
@@ -28,7 +35,7 @@ from bench.plugins import Defense, register_defense
 BITS = 32
 MODES = ("fixed", "one-time-pad")
 _FIXED_BLOCK = 1 << 15  # values per lookup block (fixed mode)
-_ROW_BLOCK = 64  # rows per block (one-time-pad): 4·64 = 256 byte tables (256 KiB, in L2); must stay 64 (uint16 index)
+_PLANE_BLOCK_VALUES = 1 << 17  # values per block (one-time-pad): its two 512 KiB buffers stay near the cache
 
 
 def shufflebits_keys(rng: np.random.Generator, n: int, mode: str) -> np.ndarray:
@@ -82,14 +89,6 @@ def _spread_tables(weights: np.ndarray, chunk_bits: int) -> np.ndarray:
     return table
 
 
-def _spread_tables_into(weights: np.ndarray, table: np.ndarray) -> None:
-    """`_spread_tables(weights, 8)` written into an existing (256, 4m) uint32 buffer (no fresh allocation)."""
-    w = weights.reshape(len(weights) * 4, 8).T.copy()  # contiguous rows: the ORs below then vectorise fully
-    table[0] = 0
-    for k in range(8):
-        np.bitwise_or(table[: 1 << k], w[k], out=table[1 << k: 2 << k])
-
-
 def _permute_fixed(u: np.ndarray, perm: np.ndarray) -> np.ndarray:
     """One permutation for every value: two lookups per value in 65,536-entry tables (low and high 16 bits)."""
     table = _spread_tables(_spread_weights(perm[None, :]), 16)
@@ -104,42 +103,111 @@ def _permute_fixed(u: np.ndarray, perm: np.ndarray) -> np.ndarray:
     return out.reshape(u.shape)
 
 
-def _permute_per_row(u: np.ndarray, perms: np.ndarray) -> np.ndarray:
-    """A permutation per row: per-row 256-entry tables for each of the 4 bytes, four lookups per value.
+# Delta swaps of the 32×32 bit-matrix transpose (Hacker's Delight, transpose32): (shift s, mask m) per stage, the
+# mask repeated in both halves of a 64-bit word (two matrices per word; m's top s bits are 0, so no bit crosses
+# from one half into the other).
+_TRANSPOSE_STAGES = tuple((np.uint64(s), np.uint64(m)) for s, m in (
+    (16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF), (4, 0x0F0F0F0F0F0F0F0F), (2, 0x3333333333333333),
+    (1, 0x5555555555555555)))
 
-    Blocks of _ROW_BLOCK = 64 rows make 4·64 = 256 tables, so a lookup's index, v·256 + 4r + b (v the byte's value,
-    r the row in the block, b the byte), is the integer whose byte 1 is v and byte 0 is 4r + b: the index array is
-    filled by one byte copy per block, with no integer arithmetic. Every buffer (tables, indices, lookups) is
-    allocated once per call and reused by each block; fresh 256 KiB allocations per block cost more in page faults
-    than the lookups themselves.
+
+def _transpose_views(words: np.ndarray, tmp: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+    """For a (32, K) uint64 buffer: per stage, the two halves it swaps between (word j and j + s) and a scratch view."""
+    views = []
+    for shift, mask in _TRANSPOSE_STAGES:
+        s = int(shift)
+        pairs = words.reshape(BITS // (2 * s), 2, s, -1)
+        lo, hi = pairs[:, 0], pairs[:, 1]
+        views.append((lo, hi, tmp[: lo.size].reshape(lo.shape), shift, mask))
+    return views
+
+
+def _transpose_bits(views: list[tuple[np.ndarray, ...]]) -> None:
+    """Transpose, in place, the 32×32 bit matrices held by the buffer of `_transpose_views` (word j = row j).
+
+    With bit i = (w >> i) & 1 the result is the anti-transpose: new word 31 - i, bit 31 - k = old word k, bit i
+    (its own inverse). Each stage swaps bits between words j and j + s: t = (w_j ^ (w_{j+s} >> s)) & m,
+    w_j ^= t, w_{j+s} ^= t << s.
+    """
+    for lo, hi, t, shift, mask in views:
+        np.right_shift(hi, shift, out=t)
+        np.bitwise_xor(t, lo, out=t)
+        np.bitwise_and(t, mask, out=t)
+        np.bitwise_xor(lo, t, out=lo)
+        np.left_shift(t, shift, out=t)
+        np.bitwise_xor(hi, t, out=hi)
+
+
+def _permute_per_row(u: np.ndarray, perms: np.ndarray) -> np.ndarray:
+    """A permutation per row, by bit planes: transpose, move whole planes, transpose back.
+
+    Each row's D values are padded to 32·G (G = ceil(D / 32)) and split into G bit matrices of 32 words, value
+    j·G + g being word j of matrix g. The matrices sit word-major in a (32, B, G) buffer (B rows per block), so a
+    transpose (`_transpose_bits`) is 5 stages of whole-array bitwise operations on 64-bit words. After it, word
+    31 - i of a matrix is the plane of input bit i (bit 31 - k from value k); output bit j is input bit perm[j],
+    so output plane 31 - j is input plane 31 - perm[j]: one gather of whole planes (G·4 bytes each) per row and
+    output bit, then the same transpose turns planes back into values. Bit-exact, no Python loop over values.
     """
     n, dim = u.shape
+    groups = -(-dim // BITS)
+    full, rest = divmod(dim, groups)  # words 0..full-1 hold G values each, word `full` the last `rest` values
+    rows = max(1, min(n, _PLANE_BLOCK_VALUES // (BITS * groups)))
+    rows += (rows * groups) % 2  # whole 64-bit words
+    blocks = -(-n // rows)
+    # Source plane of every output plane, as an index into the (32·B) planes of a block: (31 - perm[r, 31 - a])·B + r
+    # for output plane a of row r; padding rows past n keep their own planes.
+    src = np.empty((blocks * rows, BITS), dtype=np.intp)
+    src[:n] = BITS - 1 - perms[:, ::-1]
+    src[n:] = np.arange(BITS)
+    src = src.reshape(blocks, rows, BITS).transpose(0, 2, 1) * rows + np.arange(rows)  # (blocks, 32, B)
+    planes = np.dtype((np.void, 4 * groups))
+    words = np.zeros((BITS, rows, groups), dtype=np.uint32)
+    moved = np.empty_like(words)
+    tmp = np.empty(words.size // 4, dtype=np.uint64)
+    fwd = _transpose_views(words.reshape(BITS, -1).view(np.uint64), tmp)
+    back = _transpose_views(moved.reshape(BITS, -1).view(np.uint64), tmp)
+    words_planes = words.reshape(-1, groups).view(planes).reshape(-1)
+    moved_planes = moved.reshape(BITS, -1, groups).view(planes).reshape(BITS, rows)
     out = np.empty_like(u)
-    weights = _spread_weights(perms)  # all rows at once (a per-block inverse costs as much as the lookups)
-    block = min(_ROW_BLOCK, n)
-    table = np.empty((256, 4 * block), dtype=np.uint32)
-    # Little-endian intp indices written byte by byte: byte 0 is 4r + b, byte 1 is v, the rest stay 0.
-    index = np.zeros((block, 4, dim), dtype=np.dtype(np.intp).newbyteorder("<"))
-    index_bytes = index.view(np.uint8).reshape(block, 4, dim, index.itemsize)
-    index_bytes[..., 0] = np.arange(4 * block, dtype=np.uint8).reshape(block, 4, 1)
-    spread = np.empty((block, 4, dim), dtype=np.uint32)
-    for lo in range(0, n, block):
-        hi = min(lo + block, n)
+    for b in range(blocks):
+        lo, hi = b * rows, min(n, (b + 1) * rows)
         m = hi - lo
-        _spread_tables_into(weights[lo:hi], table[:, : 4 * m])
-        # Byte b of each value (bits 8b .. 8b+7) from its explicitly little-endian layout, as m×4×D bytes v.
-        index_bytes[:m, ..., 1] = u[lo:hi].astype("<u4", copy=False).view(np.uint8).reshape(m, dim, 4).transpose(0, 2, 1)
-        if m == _ROW_BLOCK:
-            table.reshape(-1).take(index, out=spread)
-            sp = spread
-        else:  # a last, shorter block: the row stride of its tables is 4m, not 256
-            idx = index[:m].astype(np.intp)
-            sp = np.ascontiguousarray(table[:, : 4 * m]).reshape(-1).take((idx >> 8) * (4 * m) + (idx & 255))
-        o = out[lo:hi]
-        np.bitwise_or(sp[:, 0], sp[:, 1], out=o)
-        o |= sp[:, 2]
-        o |= sp[:, 3]
+        src_words = u[lo:hi]
+        np.copyto(words[:full, :m], src_words[:, : full * groups].reshape(m, full, groups).transpose(1, 0, 2))
+        if rest:
+            words[full, :m, :rest] = src_words[:, full * groups:]
+        _transpose_bits(fwd)
+        words_planes.take(src[b], out=moved_planes, mode="clip")  # clip: unbuffered (indices are valid)
+        _transpose_bits(back)
+        dst = out[lo:hi]
+        np.copyto(dst[:, : full * groups].reshape(m, full, groups), moved[:full, :m].transpose(1, 0, 2))
+        if rest:
+            dst[:, full * groups:] = moved[full, :m, :rest]
     return out
+
+
+def _compiled_per_row() -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    """The numba kernel for one-time-pad rows when the `fast` extra is installed and not disabled, else None.
+
+    BENCH_SHUFFLEBITS_KERNEL=numpy forces the numpy path (both give the same bits).
+    """
+    if os.environ.get("BENCH_SHUFFLEBITS_KERNEL", "").strip().lower() == "numpy":
+        return None
+    return _load_compiled()
+
+
+@lru_cache(maxsize=1)
+def _load_compiled() -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
+    try:
+        from bench.defenses.shufflebits_numba import permute_rows
+    except Exception:  # numba missing, or unusable here (e.g. no cache folder): the numpy path gives the same bits
+        return None
+    return permute_rows
+
+
+def shufflebits_kernel() -> str:
+    """Which one-time-pad implementation `permute_bits` uses here: 'numba' or 'numpy'."""
+    return "numpy" if _compiled_per_row() is None else "numba"
 
 
 def permute_bits(patterns: np.ndarray, perms: np.ndarray) -> np.ndarray:
@@ -154,7 +222,10 @@ def permute_bits(patterns: np.ndarray, perms: np.ndarray) -> np.ndarray:
     p = _checked_perms(perms, len(u))
     if u.size == 0:
         return np.array(u, copy=True)
-    return _permute_fixed(u, p) if p.ndim == 1 else _permute_per_row(u, p)
+    if p.ndim == 1:
+        return _permute_fixed(u, p)
+    compiled = _compiled_per_row()
+    return _permute_per_row(u, p) if compiled is None else compiled(u, p)
 
 
 def inverse_permutations(perms: np.ndarray) -> np.ndarray:

@@ -347,7 +347,7 @@ def test_cli_runs_mean_image_on_pe_miu(lfw_root: Path, tmp_path: Path, bench_hom
 
 @pytest.mark.parametrize("rows", [63, 64, 65, 150])
 def test_shufflebits_one_time_pad_blocks_match_the_loop(rows: int) -> None:
-    """One-time-pad over whole 64-row blocks (uint16 index path) and a shorter last block, bit-exact vs the loop."""
+    """One-time-pad (as `permute_bits` dispatches here) across row counts around 64, bit-exact vs the loop."""
     rng = np.random.default_rng(rows)
     u = rng.integers(0, 2**32, (rows, 6), dtype=np.uint32)
     u[0, :3] = [0, 2**32 - 1, 0x80000001]

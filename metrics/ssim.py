@@ -153,6 +153,22 @@ def _tiles(n_out: int, tile: int) -> list[tuple[int, int]]:
     return [(s, min(width, n_out - s)) for s in range(0, n_out, width)]
 
 
+def _banded_rows(tiles: list[tuple[int, int, torch.Tensor]], src: torch.Tensor, k: int, out: torch.Tensor) -> None:
+    """out[s : s + wd] = band_t @ src[s : s + wd + k - 1] for every tile (start s, width wd, band_t wd × (wd+k-1)).
+
+    `src` may be a transposed view (the column pass). Tiles of one width share one band, so they run as one
+    batched product over overlapping windows of `src` (a strided view, no copy); otherwise one product per tile.
+    """
+    width = tiles[0][1]
+    if all(wd == width for _, wd, _ in tiles):
+        count, n = len(tiles), src.shape[1]
+        windows = src.as_strided((count, width + k - 1, n), (width * src.stride(0), src.stride(0), src.stride(1)))
+        torch.matmul(tiles[0][2], windows, out=out.view(count, width, n))
+        return
+    for s, wd, band_t in tiles:
+        torch.mm(band_t, src[s : s + wd + k - 1], out=out[s : s + wd])
+
+
 def ssim_per_image_fast(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -186,60 +202,71 @@ def ssim_per_image_fast(
     sizes = {"maps": h * 4 * c * w, "rowf": ho * 4 * c * w, "filt": wo * ho * 4 * c, "den": wo * ho * c,
              "lum": wo * ho * c, "g": wo * gr * c}
     bufs = {key: torch.empty(step * size, dtype=torch.float32, device=dev) for key, size in sizes.items()}
-    sums = torch.zeros(n, dtype=torch.float64, device=dev)
-    guard = torch.zeros(n, dtype=torch.float64, device=dev)
-    for s0 in range(0, n, step):
-        a, b = x[s0 : s0 + step], y[s0 : s0 + step]
-        m = a.shape[0]
+    sums = torch.zeros(n, c, dtype=torch.float64, device=dev)
+    guard = torch.zeros(n, c, dtype=torch.float64, device=dev)
 
+    def views(m: int) -> dict[str, torch.Tensor]:
+        """The views of the buffers that a chunk of m images uses (built once for full chunks: a chunk of small
+        images spends as much time creating views as computing)."""
         def buf(key: str, *shape: int) -> torch.Tensor:
             return bufs[key][: m * sizes[key]].view(*shape)
 
+        maps = buf("maps", h, 4, m, c, w)
+        rowf = buf("rowf", ho, 4 * m * c * w)
+        filt = buf("filt", wo, ho, 4, m, c)
+        g = buf("g", wo, gr, m, c)
+        fq, fp = filt[:, :, 2], filt[:, :, 3]
+        return {"mu": maps[:, 0], "mv": maps[:, 1], "mq": maps[:, 2], "mp": maps[:, 3], "flat": maps.view(h, -1),
+                "rowf": rowf, "inner_t": rowf.view(-1, w).t(), "outer": filt.view(wo, -1), "fu": filt[:, :, 0],
+                "fv": filt[:, :, 1], "fq": fq, "fp": fp, "fq_g": fq[:, ::_GUARD_ROW_STEP],
+                "fp_g": fp[:, ::_GUARD_ROW_STEP], "g": g, "g_rows": g.view(wo * gr, m * c),
+                "den": buf("den", wo, ho, m, c), "lum": buf("lum", wo, ho, m, c)}
+
+    full = views(step)
+    for s0 in range(0, n, step):
+        a, b = x[s0 : s0 + step], y[s0 : s0 + step]
+        m = a.shape[0]
+        v = full if m == step else views(m)
         # Maps u' = x + y - c_sum, v = x - y, u'^2 + 2 C2 / cov_norm and v^2, laid out H x map x N x C x W so
         # that the row pass is one tall product per tile (the filtered axis outermost). c_sum is the mean of
         # u = x + y over each image channel: variances and covariance do not depend on it, and centring keeps
         # E[u'^2] - E[u']^2 well conditioned (Var v needs no centre: v is small wherever x and y agree).
-        maps = buf("maps", h, 4, m, c, w)
-        mu, mv, mq, mp = maps[:, 0], maps[:, 1], maps[:, 2], maps[:, 3]
+        mu, mv = v["mu"], v["mv"]
         ap, bp = a.permute(2, 0, 1, 3), b.permute(2, 0, 1, 3)
         torch.add(ap, bp, out=mu)
         c_sum = mu.sum(3, keepdim=True).sum(0, keepdim=True).div_(h * w)  # 1 x m x c x 1
         mu.sub_(c_sum)
         torch.sub(ap, bp, out=mv)
-        torch.addcmul(e2_t, mu, mu, out=mq)
-        torch.mul(mv, mv, out=mp)
-        flat = maps.view(h, -1)
-        rowf = buf("rowf", ho, flat.shape[1])
-        for s, wd, band_t in rows:
-            torch.mm(band_t, flat[s : s + wd + k - 1], out=rowf[s : s + wd])
-        # Column pass as a tall product too: the rows of `inner` (ho x map x m x c, each w wide) enter as a
-        # transposed operand, so the output comes out wo x (ho x map x m x c) with no transposing copy, and the
-        # band tiles stay small (a product with few output columns instead runs far below the BLAS's speed).
-        inner = rowf.view(-1, w)
-        filt = buf("filt", wo, ho, 4, m, c)
-        outer = filt.view(wo, -1)
-        for s, wd, band_t in cols:
-            torch.mm(band_t, inner[:, s : s + wd + k - 1].t(), out=outer[s : s + wd])
+        torch.addcmul(e2_t, mu, mu, out=v["mq"])
+        torch.mul(mv, mv, out=v["mp"])
+        _banded_rows(rows, v["flat"], k, v["rowf"])
+        # Column pass as a tall product too: the rows of the row pass's output (ho x map x m x c, each w wide)
+        # enter as a transposed operand, so the output comes out wo x (ho x map x m x c) with no transposing copy,
+        # and the band tiles stay small (a product with few output columns runs far below the BLAS's speed).
+        _banded_rows(cols, v["inner_t"], k, v["outer"])
         # Window means of u', v, u'^2 + 2C2/cn and v^2, each wo x ho x m x c.
-        fu, fv, fq, fp = filt[:, :, 0], filt[:, :, 1], filt[:, :, 2], filt[:, :, 3]
+        fu, fv, fq, fp = v["fu"], v["fv"], v["fq"], v["fp"]
         # Guard statistic G_w = (E[u'^2] + E[v^2] + 2C2/cn) / (Var u + Var v + 2C2/cn), i.e.
         # (E[x'^2] + E[y'^2] + C2/cn) / (sigma_x^2 + sigma_y^2 + C2/cn) with x' = x - centre: the condition
         # number of the cancellation, sampled on every _GUARD_ROW_STEP-th row of windows.
-        g = torch.add(fq[:, ::_GUARD_ROW_STEP], fp[:, ::_GUARD_ROW_STEP], out=buf("g", wo, gr, m, c))
+        g = torch.add(v["fq_g"], v["fp_g"], out=v["g"])
         var_u = fq.addcmul_(fu, fu, value=-1.0)  # Var u + 2C2/cn
         var_v = fp.addcmul_(fv, fv, value=-1.0)  # Var v
-        den = torch.add(var_u, var_v, out=buf("den", wo, ho, m, c))  # 2 (sigma_x^2 + sigma_y^2 + C2) / cn
+        den = torch.add(var_u, var_v, out=v["den"])  # 2 (sigma_x^2 + sigma_y^2 + C2) / cn
         num = torch.sub(var_u, var_v, out=var_v)  # 2 (2 sigma_xy + C2) / cn
         g.div_(den[:, ::_GUARD_ROW_STEP])
         # Luminance with S = mu_x + mu_y, D = mu_x - mu_y: (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1)
         # = (S^2 - D^2 + 2 C1) / (S^2 + D^2 + 2 C1); D = 0 exactly for identical images.
         lum_e = fu.add_(c_sum.view(m, c))  # S = mu_x + mu_y
-        lum_e = torch.addcmul(c1x2_t, lum_e, lum_e, out=buf("lum", wo, ho, m, c))  # S^2 + 2 C1
+        lum_e = torch.addcmul(c1x2_t, lum_e, lum_e, out=v["lum"])  # S^2 + 2 C1
         lum_num = torch.addcmul(lum_e, fv, fv, value=-1.0, out=var_u)
         lum_den = lum_e.addcmul_(fv, fv)
         smap = lum_num.mul_(num).div_(lum_den.mul_(den))
-        sums[s0 : s0 + m] = smap.sum(1).sum(0, dtype=torch.float64).sum(1)
-        guard[s0 : s0 + m] = g.sum(1).sum(0, dtype=torch.float64).sum(1)
+        # per image and channel: rows of windows summed in float32 (ho values), then float64
+        torch.sum(smap.sum(1), 0, dtype=torch.float64, out=sums[s0 : s0 + m])
+        torch.sum(v["g_rows"], 0, dtype=torch.float64, out=guard[s0 : s0 + m].view(-1))
+    sums = sums.sum(1)
+    guard = guard.sum(1)
     values = sums / (c * ho * wo)
     guard /= c * gr * wo
     redo = guard > _GUARD_G_MAX

@@ -216,23 +216,24 @@ def ssim_per_image_fast(
         filt = buf("filt", wo, ho, 4, m, c)
         g = buf("g", wo, gr, m, c)
         fq, fp = filt[:, :, 2], filt[:, :, 3]
+        den = buf("den", wo, ho, m, c)
         return {"mu": maps[:, 0], "mv": maps[:, 1], "mq": maps[:, 2], "mp": maps[:, 3], "flat": maps.view(h, -1),
                 "rowf": rowf, "inner_t": rowf.view(-1, w).t(), "outer": filt.view(wo, -1), "fu": filt[:, :, 0],
                 "fv": filt[:, :, 1], "fq": fq, "fp": fp, "fq_g": fq[:, ::_GUARD_ROW_STEP],
                 "fp_g": fp[:, ::_GUARD_ROW_STEP], "g": g, "g_rows": g.view(wo * gr, m * c),
-                "den": buf("den", wo, ho, m, c), "lum": buf("lum", wo, ho, m, c)}
+                "den": den, "den_g": den[:, ::_GUARD_ROW_STEP], "lum": buf("lum", wo, ho, m, c)}
 
     full = views(step)
+    xp, yp = x.permute(2, 0, 1, 3), y.permute(2, 0, 1, 3)  # H x N x C x W views, sliced per chunk
     for s0 in range(0, n, step):
-        a, b = x[s0 : s0 + step], y[s0 : s0 + step]
-        m = a.shape[0]
+        ap, bp = xp[:, s0 : s0 + step], yp[:, s0 : s0 + step]
+        m = ap.shape[1]
         v = full if m == step else views(m)
         # Maps u' = x + y - c_sum, v = x - y, u'^2 + 2 C2 / cov_norm and v^2, laid out H x map x N x C x W so
         # that the row pass is one tall product per tile (the filtered axis outermost). c_sum is the mean of
         # u = x + y over each image channel: variances and covariance do not depend on it, and centring keeps
         # E[u'^2] - E[u']^2 well conditioned (Var v needs no centre: v is small wherever x and y agree).
         mu, mv = v["mu"], v["mv"]
-        ap, bp = a.permute(2, 0, 1, 3), b.permute(2, 0, 1, 3)
         torch.add(ap, bp, out=mu)
         c_sum = mu.sum(3, keepdim=True).sum(0, keepdim=True).div_(h * w)  # 1 x m x c x 1
         mu.sub_(c_sum)
@@ -254,7 +255,7 @@ def ssim_per_image_fast(
         var_v = fp.addcmul_(fv, fv, value=-1.0)  # Var v
         den = torch.add(var_u, var_v, out=v["den"])  # 2 (sigma_x^2 + sigma_y^2 + C2) / cn
         num = torch.sub(var_u, var_v, out=var_v)  # 2 (2 sigma_xy + C2) / cn
-        g.div_(den[:, ::_GUARD_ROW_STEP])
+        g.div_(v["den_g"])
         # Luminance with S = mu_x + mu_y, D = mu_x - mu_y: (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1)
         # = (S^2 - D^2 + 2 C1) / (S^2 + D^2 + 2 C1); D = 0 exactly for identical images.
         lum_e = fu.add_(c_sum.view(m, c))  # S = mu_x + mu_y

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("errors",),
     # foundations: pure helpers and the declarations everything else is keyed by
     ("hashing", "params", "profiles", "registry", "threads", "images", "weights", "install_hint", "metric_value",
-     "logistic_regression", "run_files", "paper_parity", "__version__"),
+     "logistic_regression", "run_files", "paper_parity", "matching", "__version__"),
     ("spec", "hyper", "features", "nn"),  # the run spec and hyper-parameters; feature containers; network blocks
     ("plugins",),  # plugin base classes and their registries
     ("embedders", "compat", "semsim_checkpoint"),  # shared embedders; old plugin APIs; loading a SemSim checkpoint
@@ -122,6 +122,20 @@ def test_imports_are_found_wherever_they_are(tmp_path: Path, source: str, expect
     path = tmp_path / "m.py"
     path.write_text(source)
     assert sorted(n for n, _ in _imports(path)) == sorted(e for e in expected if e.startswith("bench."))
+
+
+PLUGIN_UNITS = {"bench.attacks", "bench.defenses", "bench.metrics"}
+
+
+def test_the_engine_never_imports_a_plugin_package() -> None:
+    """The engine (everything under bench/) reaches the built-in plugins only through the registry, which imports
+    them by name when a registry is first used (bench/registry.py); no engine module imports a plugin module, at
+    module level or inside a function. What several families need (e.g. pairing a batch's reconstructions with its
+    originals, bench/matching.py) has an engine home that the families import."""
+    bad = [f"{path.relative_to(ROOT)}:{line} imports {name}" for module, path in _modules()
+           if _unit(module) not in PLUGIN_UNITS
+           for name, line in _imports(path) if _unit(name) in PLUGIN_UNITS]
+    assert not bad, "the engine imports plugin packages:\n" + "\n".join(bad)
 
 
 # Inside run/, only the coordinators that refresh the leaderboard after writing the store reach the reports; what

@@ -378,7 +378,7 @@ class TrainResult:
 
 def train(ann: AnnotationSet, settings: TrainSettings, progress: bool = True) -> TrainResult:
     """Triplet-margin training (p=2) with Adam; deterministic under the seed (initialisation and sampling)."""
-    from bench.run.plan import resolve_device
+    from bench.devices import resolve_device
 
     settings.check()
     device = resolve_device(settings.device)
@@ -445,7 +445,7 @@ def save_checkpoint(ann: AnnotationSet, settings: TrainSettings, result: TrainRe
 
     `demo` (from --allow-demo) is recorded in the checkpoint and the entry, and the file name starts `demo-`.
     """
-    from bench.run.locks import file_lock
+    from bench.locks import file_lock
 
     folder = semsim_dir(results)
     folder.mkdir(parents=True, exist_ok=True)
@@ -491,7 +491,7 @@ def bind_checkpoint(path: Path, results: Path) -> dict[str, Any]:
     weights_only=True; it is copied into RESULTS/semsim with its manifest entry (provenance and DEMO mark
     unchanged, `bound_from` naming where it came from), so that RESULTS's runs use it from then on.
     """
-    from bench.run.locks import file_lock
+    from bench.locks import file_lock
 
     path = Path(path).expanduser()
     if not path.is_file():

@@ -280,10 +280,10 @@ def test_semsim_layout_import_carries_its_source(tmp_path: Path) -> None:
     assert exported.exit_code == 0 and "4 answer(s) written" in exported.output
     assert len(list(csv.DictReader((tmp_path / "out" / "a.csv").open()))) == 4
     # and `bench semsim train --annotations store` reads only run annotations, so it says there are none
-    from bench import semsim_train
+    from bench.annotations import semsim_sets
 
     with pytest.raises(BenchError, match="no annotations of kind 'recognisable'"):
-        semsim_train.load_store(results, 32)
+        semsim_sets.load_store(results, 32)
 
 
 # ------------------------------------------------------------------------------------------------- server

@@ -148,3 +148,40 @@ def test_computing_a_run_does_not_import_the_reports() -> None:
            if module.startswith("bench.run.") and module not in REPORT_CALLERS_IN_RUN
            for name, line in _imports(path) if _unit(name) == "bench.report"]
     assert not bad, "\n".join(bad)
+
+
+def _plugin_home(module: str) -> str | None:
+    """Where a plugin module lives: its attack family (bench.attacks.<family or module>), bench.defenses or
+    bench.metrics; None for the engine."""
+    parts = module.split(".")
+    if len(parts) > 2 and parts[1] == "attacks":
+        return ".".join(parts[:3])
+    return ".".join(parts[:2]) if len(parts) > 1 and parts[1] in ("defenses", "metrics") else None
+
+
+# Engine modules that only hold the machinery of feature kinds, not a kind of their own.
+FEATURE_MACHINERY = {"bench.features", "bench.features.base", "bench.features.pictures"}
+
+
+def test_a_feature_kind_in_the_engine_is_shared_by_several_plugin_homes() -> None:
+    """A feature kind that the engine holds (bench/features/<kind>.py) is read by at least two plugin homes (attack
+    families, the defenses): one that only one family uses belongs in that family's package, as the gradient
+    releases do (attacks/gradinv/plugins.py)."""
+    users: dict[str, set[str]] = {m: set() for m, _ in _modules()
+                                  if m.startswith("bench.features.") and m not in FEATURE_MACHINERY}
+    assert users, "no feature-kind module found under bench/features"
+    for module, path in _modules():
+        home = _plugin_home(module)
+        for name, _ in _imports(path):
+            if home and name in users:
+                users[name].add(home)
+    lonely = {m: sorted(h) for m, h in users.items() if len(h) < 2}
+    assert not lonely, f"feature kinds used by fewer than two plugin homes (move them to that family): {lonely}"
+
+
+@pytest.mark.parametrize("module, home", [("bench.attacks.gradinv.plugins", "bench.attacks.gradinv"),
+                                          ("bench.attacks.mean_image", "bench.attacks.mean_image"),
+                                          ("bench.defenses.pe_miu", "bench.defenses"),
+                                          ("bench.metrics", "bench.metrics"), ("bench.run.grid", None)])
+def test_plugin_homes(module: str, home: str | None) -> None:
+    assert _plugin_home(module) == home

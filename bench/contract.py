@@ -323,7 +323,7 @@ def attack_checks(cls: type[Attack]) -> Iterator[Result]:
         assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1, "values outside [0, 1]"
         state["attack"], state["out"] = a, out
         if cls.matching is not None:
-            from bench.attacks.gradinv.matching import SIMILARITIES
+            from bench.matching import SIMILARITIES
             assert cls.matching in SIMILARITIES, f"matching {cls.matching!r} is not one of {sorted(SIMILARITIES)}"
         if cls.attributes:  # an image attack that also predicts attributes: one numeric value per image each
             images_too, attrs = a.reconstruct_with_attributes(private, progress=False)

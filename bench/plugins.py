@@ -312,9 +312,9 @@ class Attack(Plugin, ABC):
     # attack comes from the cache). Attacks that do not declare it never see the victim.
     needs_victim: ClassVar[bool] = False
     victim: Victim | None = None
-    # Per-batch releases: the similarity (a name in bench.attacks.gradinv.matching.SIMILARITIES, e.g.
-    # "negative-mse") on which the runner pairs each record's reconstructions with the originals it covers (an
-    # optimal assignment) before saving and scoring them; None: the order `reconstruct` returns is taken as given.
+    # Per-batch releases: the similarity (a name in bench.matching.SIMILARITIES, e.g. "negative-mse") on which the
+    # runner pairs each record's reconstructions with the originals it covers (an optimal assignment) before saving
+    # and scoring them; None: the order `reconstruct` returns is taken as given.
     matching: ClassVar[str | None] = None
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,

@@ -1,8 +1,9 @@
 """A SemSim checkpoint bound to a results folder: where it lies (RESULTS/semsim with manifest.json), how it is
 verified and loaded (sha256, torch.load(weights_only=True)), the embedding network it holds and its provenance line.
 
-What the `semsim` metric needs to score, apart from training (bench/semsim_train.py, which reads annotations from
-the store and the run folders and writes these checkpoints): so the metric imports no training, store or runner code.
+What the `semsim` metric needs to score, apart from training (bench/annotations/semsim_sets.py, semsim_training.py
+and semsim_save.py read annotations from the store and the run folders and write these checkpoints): so the metric
+imports no training, store or runner code.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run.grid import GridSpec, run_grid
+from bench.run.grid import run_grid
+from bench.run.grid_spec import GridSpec
 from bench.threads import available_cores, thread_record
 
 

@@ -30,7 +30,7 @@ from bench.errors import BenchError
 from bench.run.plan import RunRequest
 from bench.run.runner import execute
 from bench.store import Store
-from bench.store import db as store_db
+from bench.store import schema as store_schema
 
 ANN = "constructed-test-1"
 
@@ -61,7 +61,7 @@ def _v2_store(path: Path) -> None:
     """A store as schema version 2 left it, with the v1 annotations table holding a repeated answer."""
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    for step in store_db._MIGRATIONS[:2]:
+    for step in store_schema.MIGRATIONS[:2]:
         step(db)
     db.execute("INSERT INTO schema_version VALUES (2)")
     db.execute("INSERT INTO runs (run_id, spec_json, dataset, attack, defense, profile, seed, status, created, "
@@ -77,7 +77,7 @@ def test_migration_to_v3_keeps_the_latest_answer_once(tmp_path: Path) -> None:
     path = tmp_path / "bench.sqlite"
     _v2_store(path)
     with Store(path) as st:
-        assert st.schema_version() == store_db.SCHEMA_VERSION >= 3
+        assert st.schema_version() == store_schema.SCHEMA_VERSION >= 3
         got = {(a["sample_index"], a["annotator"]): a for a in st.annotations()}
     assert set(got) == {(0, "ann"), (0, "other"), (1, "ann")}
     assert got[(0, "ann")]["label"] == 0.0  # the later answer (created 20) wins
@@ -280,10 +280,10 @@ def test_semsim_layout_import_carries_its_source(tmp_path: Path) -> None:
     assert exported.exit_code == 0 and "4 answer(s) written" in exported.output
     assert len(list(csv.DictReader((tmp_path / "out" / "a.csv").open()))) == 4
     # and `bench semsim train --annotations store` reads only run annotations, so it says there are none
-    from bench import semsim_train
+    from bench.annotations import semsim_sets
 
     with pytest.raises(BenchError, match="no annotations of kind 'recognisable'"):
-        semsim_train.load_store(results, 32)
+        semsim_sets.load_store(results, 32)
 
 
 # ------------------------------------------------------------------------------------------------- server

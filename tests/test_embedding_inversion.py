@@ -263,7 +263,8 @@ GRID_FILES = ("faces-utkface.toml", "faces-utkface-attributes.toml", "faces-utkf
 @pytest.mark.data
 @pytest.mark.parametrize("name", GRID_FILES)
 def test_utkface_grid_files_expand_without_skips(name: str, shared_data: Path) -> None:
-    from bench.run.grid import GridSpec, expand, load_grid_file
+    from bench.run.grid_plan import expand
+    from bench.run.grid_spec import GridSpec, load_grid_file
 
     path = Path(__file__).resolve().parents[1] / "leaderboards" / name
     fields = load_grid_file(path)

@@ -344,7 +344,8 @@ def test_toy_plugins_pass_the_contract_kit(toys) -> None:
 
 
 def test_toy_plugins_through_bench_grid(toys, tmp_path: Path) -> None:
-    from bench.run.grid import GridSpec, run_grid
+    from bench.run.grid import run_grid
+    from bench.run.grid_spec import GridSpec
 
     grid = GridSpec(attacks=["toy-colour-attack", "toy-smile", "mean-image"], defenses=["toy-noise",
                     "toy-noise:sigma=0.1"], seeds=[0, 1], profile="smoke", n_train=10, n_test=6, results=tmp_path,

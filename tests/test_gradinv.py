@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from bench.attacks.gradinv import attacks, defenses, matching, releases, victims
+from bench import matching
+from bench.attacks.gradinv import attacks, defenses, releases, victims
 
 
 def conv(cin: int, cout: int, k: int, bias: bool = True) -> int:

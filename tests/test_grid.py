@@ -20,9 +20,11 @@ from bench.errors import BenchError
 from bench.features import FeatureSet, Requirement
 from bench.params import parse_assignments
 from bench.plugins import Attack, FitContext, register_attack
-from bench.run import grid as grid_mod
+from bench.run import grid_executors, grid_spec
 from bench.run.command import request_args, request_command
-from bench.run.grid import DatasetItem, GridSpec, PluginItem, expand, load_grid_file, parse_plugin_item, run_grid
+from bench.run.grid import run_grid
+from bench.run.grid_plan import expand
+from bench.run.grid_spec import DatasetItem, GridSpec, PluginItem, load_grid_file, parse_plugin_item
 from bench.install_hint import extra_install_command
 from bench.run.metric_defaults import IMAGE_METRICS
 from bench.run.plan import RunRequest
@@ -82,12 +84,12 @@ def test_defense_and_dataset_item_syntax(tmp_path: Path) -> None:
     item = parse_plugin_item("subsample:keep=0.25:seed_offset=1")
     assert item == PluginItem("subsample", {"keep": "0.25", "seed_offset": "1"})
     assert item.label == "subsample(keep=0.25,seed_offset=1)"
-    assert grid_mod.parse_dataset_item("utkface=faces/utk", tmp_path) == DatasetItem("utkface", tmp_path / "faces/utk")
-    assert grid_mod.parse_seeds("0,2-4,2") == [0, 2, 3, 4]
+    assert grid_spec.parse_dataset_item("utkface=faces/utk", tmp_path) == DatasetItem("utkface", tmp_path / "faces/utk")
+    assert grid_spec.parse_seeds("0,2-4,2") == [0, 2, 3, 4]
     with pytest.raises(BenchError, match="KEY=VALUE"):
         parse_plugin_item("subsample:keep")
     with pytest.raises(BenchError, match="seed"):
-        grid_mod.parse_seeds("zero")
+        grid_spec.parse_seeds("zero")
 
 
 def test_grid_file_toml_resolves_paths_against_its_folder(tmp_path: Path) -> None:
@@ -117,7 +119,7 @@ def test_grid_file_yaml_without_pyyaml_names_the_fix(tmp_path: Path, monkeypatch
 
 
 def test_dask_missing_is_one_exact_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(grid_mod, "dask_available", lambda: False)
+    monkeypatch.setattr(grid_executors, "dask_available", lambda: False)
     out = CliRunner().invoke(group(), ["grid", "--attacks", "mean-image", "--results", str(tmp_path),
                                        "--executor", "dask"])
     assert out.exit_code == 2
@@ -157,7 +159,7 @@ def test_finished_grid_started_again_is_not_recomputed(local_grid: tuple[Path, A
     def no_compute(*args: Any) -> Any:
         raise AssertionError("a complete run was computed again")
 
-    monkeypatch.setattr(grid_mod, "compute_task", no_compute)
+    monkeypatch.setattr(grid_executors, "compute_task", no_compute)
     report = run_grid(small_grid(results), executor="local", progress=False)
     assert report.done == 6 and all(r.reused for r in report.runs)
 

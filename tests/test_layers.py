@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("errors",),
     # foundations: pure helpers and the declarations everything else is keyed by
     ("hashing", "params", "profiles", "registry", "threads", "images", "weights", "install_hint", "metric_value",
-     "logistic_regression", "run_files", "paper_parity", "__version__"),
+     "logistic_regression", "run_files", "paper_parity", "matching", "locks", "devices", "__version__"),
     ("spec", "hyper", "features", "nn"),  # the run spec and hyper-parameters; feature containers; network blocks
     ("plugins",),  # plugin base classes and their registries
     ("embedders", "compat", "semsim_checkpoint"),  # shared embedders; old plugin APIs; loading a SemSim checkpoint
@@ -31,7 +31,6 @@ LAYERS: list[tuple[str, ...]] = [
     ("annotations",),  # the human study: collecting answers, correlation statistics
     ("report",),  # tables and figures read from the store
     ("run",),  # plan, compute, write into the store, refresh the leaderboard
-    ("semsim_train",),
     ("contract", "plugin_kit"),
     ("submission",),
     ("cli",),
@@ -39,7 +38,8 @@ LAYERS: list[tuple[str, ...]] = [
 ]
 
 # What still points upwards, as (importing unit, imported unit): the reason it is left and the way out. Empty now
-# (the last entry, metrics -> semsim_train, went when checkpoint loading moved to bench/semsim_checkpoint.py).
+# (the last entry, metrics -> semsim_train, went when checkpoint loading moved to bench/semsim_checkpoint.py;
+# training now lives in bench/annotations/semsim_*.py).
 ALLOWED: dict[tuple[str, str], str] = {}
 
 
@@ -124,6 +124,20 @@ def test_imports_are_found_wherever_they_are(tmp_path: Path, source: str, expect
     assert sorted(n for n, _ in _imports(path)) == sorted(e for e in expected if e.startswith("bench."))
 
 
+PLUGIN_UNITS = {"bench.attacks", "bench.defenses", "bench.metrics"}
+
+
+def test_the_engine_never_imports_a_plugin_package() -> None:
+    """The engine (everything under bench/) reaches the built-in plugins only through the registry, which imports
+    them by name when a registry is first used (bench/registry.py); no engine module imports a plugin module, at
+    module level or inside a function. What several families need (e.g. pairing a batch's reconstructions with its
+    originals, bench/matching.py) has an engine home that the families import."""
+    bad = [f"{path.relative_to(ROOT)}:{line} imports {name}" for module, path in _modules()
+           if _unit(module) not in PLUGIN_UNITS
+           for name, line in _imports(path) if _unit(name) in PLUGIN_UNITS]
+    assert not bad, "the engine imports plugin packages:\n" + "\n".join(bad)
+
+
 # Inside run/, only the coordinators that refresh the leaderboard after writing the store reach the reports; what
 # computes a run (also on Dask workers: plan, stages, evaluate, outputs, the grid picture) never does.
 REPORT_CALLERS_IN_RUN = {"bench.run.runner", "bench.run.grid"}
@@ -134,3 +148,40 @@ def test_computing_a_run_does_not_import_the_reports() -> None:
            if module.startswith("bench.run.") and module not in REPORT_CALLERS_IN_RUN
            for name, line in _imports(path) if _unit(name) == "bench.report"]
     assert not bad, "\n".join(bad)
+
+
+def _plugin_home(module: str) -> str | None:
+    """Where a plugin module lives: its attack family (bench.attacks.<family or module>), bench.defenses or
+    bench.metrics; None for the engine."""
+    parts = module.split(".")
+    if len(parts) > 2 and parts[1] == "attacks":
+        return ".".join(parts[:3])
+    return ".".join(parts[:2]) if len(parts) > 1 and parts[1] in ("defenses", "metrics") else None
+
+
+# Engine modules that only hold the machinery of feature kinds, not a kind of their own.
+FEATURE_MACHINERY = {"bench.features", "bench.features.base", "bench.features.pictures"}
+
+
+def test_a_feature_kind_in_the_engine_is_shared_by_several_plugin_homes() -> None:
+    """A feature kind that the engine holds (bench/features/<kind>.py) is read by at least two plugin homes (attack
+    families, the defenses): one that only one family uses belongs in that family's package, as the gradient
+    releases do (attacks/gradinv/plugins.py)."""
+    users: dict[str, set[str]] = {m: set() for m, _ in _modules()
+                                  if m.startswith("bench.features.") and m not in FEATURE_MACHINERY}
+    assert users, "no feature-kind module found under bench/features"
+    for module, path in _modules():
+        home = _plugin_home(module)
+        for name, _ in _imports(path):
+            if home and name in users:
+                users[name].add(home)
+    lonely = {m: sorted(h) for m, h in users.items() if len(h) < 2}
+    assert not lonely, f"feature kinds used by fewer than two plugin homes (move them to that family): {lonely}"
+
+
+@pytest.mark.parametrize("module, home", [("bench.attacks.gradinv.plugins", "bench.attacks.gradinv"),
+                                          ("bench.attacks.mean_image", "bench.attacks.mean_image"),
+                                          ("bench.defenses.pe_miu", "bench.defenses"),
+                                          ("bench.metrics", "bench.metrics"), ("bench.run.grid", None)])
+def test_plugin_homes(module: str, home: str | None) -> None:
+    assert _plugin_home(module) == home

@@ -18,7 +18,8 @@ from bench import registry
 from bench.cli import main
 from bench.errors import IncompatibleError
 from bench.plugins import Attack, Dataset, Metric
-from bench.run.grid import GridSpec, expand
+from bench.run.grid_plan import expand
+from bench.run.grid_spec import GridSpec
 from bench.run.metric_defaults import FACE_IMAGE_METRICS, IDENTITY_METRICS, IMAGE_METRICS, default_metrics
 from bench.run.plan import RunRequest, plan
 

@@ -17,10 +17,10 @@ from bench.store import Store
 
 def test_the_status_vocabulary_is_the_stores() -> None:
     from bench.run import evaluate
-    from bench.store import db
+    from bench.store import results
 
     assert METRIC_STATUSES == ("ok", "unavailable", "undefined", "not-applicable", "failed")
-    assert db.METRIC_STATUSES is METRIC_STATUSES
+    assert results.METRIC_STATUSES is METRIC_STATUSES
     assert (evaluate.OK, evaluate.UNDEFINED, evaluate.FAILED) == ("ok", "undefined", "failed")
 
 

@@ -15,7 +15,12 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from bench import semsim_train as st
+from bench import errors
+from bench import semsim_checkpoint as checkpoint
+from bench import weights
+from bench.annotations import semsim_save as save
+from bench.annotations import semsim_sets as sets
+from bench.annotations import semsim_training as training
 from bench.cli.semsim import semsim_group
 from bench.nn.resnet_cifar import parameter_count, resnet18_cifar
 from bench.run.plan import RunRequest
@@ -91,7 +96,7 @@ def test_constructed_store_set_is_refused_then_demo_marks_every_value(bench_home
 
     # Coin flips by a made-up annotator: 2 recognisable, 2 not, of the run's 4 originals.
     _annotate(results, before.run_id, {"constructed-demo-1": [1, 1, 0, 0]})
-    prov = st.load_store(results, 32).description["provenance"]
+    prov = sets.load_store(results, 32).description["provenance"]
     # 2 usable originals (those with a recognisable reconstruction); the 2 unrecognisable ones are the negatives.
     assert prov == {"labels": "constructed", "annotators": 1, "human_annotators": 0, "constructed_annotators": 1,
                     "answers": 4, "reconstructions": 4, "originals": 2, "triplets": 2}
@@ -99,16 +104,16 @@ def test_constructed_store_set_is_refused_then_demo_marks_every_value(bench_home
     for words in ("constructed", "0 human annotator(s) (need >= 2)", "4 reconstructions (need >= 100)",
                   "2 originals (need >= 10)", "--allow-demo"):
         assert words in msg, msg
-    assert st.read_manifest(results) == [] and not st.semsim_dir(results).exists()
+    assert checkpoint.read_manifest(results) == [] and not checkpoint.semsim_dir(results).exists()
 
     out = _train_cli("--annotations", "store", "--results", str(results), "--epochs", "1", "--batch-size", "2",
                      "--allow-demo")
     assert out.exit_code == 0, out.output
     assert "provenance: labels constructed: 1 annotators (0 human, 1 constructed), 4 answers" in out.output
     assert "DEMO SemSim checkpoint" in out.output and "NOT FOR PUBLICATION" in out.output
-    (entry,) = st.read_manifest(results)
+    (entry,) = checkpoint.read_manifest(results)
     assert entry["demo"] is True and entry["file"].startswith("demo-semsim-")
-    ckpt = torch.load(st.semsim_dir(results) / entry["file"], map_location="cpu", weights_only=True)
+    ckpt = torch.load(checkpoint.semsim_dir(results) / entry["file"], map_location="cpu", weights_only=True)
     assert ckpt["demo"] is True and ckpt["annotations"]["provenance"] == prov
     with sqlite3.connect(results / "bench.sqlite") as db:
         first_two = sorted(r[0] for r in db.execute("SELECT sample_id FROM annotations WHERE label = 1"))
@@ -139,17 +144,17 @@ def test_human_store_set_meeting_the_minimum_is_not_demo(bench_home: Path, tmp_p
     results = tmp_path / "results"
     run = execute(_request(results))
     _annotate(results, run.run_id, {"alice": [1, 1, 0, 0], "bob": [1, 1, 0, 1]})
-    prov = st.load_store(results, 32).description["provenance"]
+    prov = sets.load_store(results, 32).description["provenance"]
     # sample 3 is a tie (1 yes, 1 no) and left out with its two answers
     assert prov == {"labels": "human", "annotators": 2, "human_annotators": 2, "constructed_annotators": 0,
                     "answers": 6, "reconstructions": 3, "originals": 2, "triplets": 2}
-    assert st.shortfalls(prov) == ["3 reconstructions (need >= 100)", "2 originals (need >= 10)"]
+    assert sets.shortfalls(prov) == ["3 reconstructions (need >= 100)", "2 originals (need >= 10)"]
     # Under a minimum this small set meets, it trains without --allow-demo and nothing is marked DEMO.
-    monkeypatch.setattr(st, "MINIMUM", {"human_annotators": 2, "reconstructions": 3, "originals": 2})
+    monkeypatch.setattr(sets, "MINIMUM", {"human_annotators": 2, "reconstructions": 3, "originals": 2})
     out = _train_cli("--annotations", "store", "--results", str(results), "--epochs", "1", "--batch-size", "2")
     assert out.exit_code == 0, out.output
     assert "DEMO" not in out.output
-    (entry,) = st.read_manifest(results)
+    (entry,) = checkpoint.read_manifest(results)
     assert entry["demo"] is False and entry["file"].startswith("semsim-")
     with pytest.warns(UserWarning, match="trained on 2 of the 4"):
         sem = execute(_request(results)).set_metrics["semsim"]
@@ -157,16 +162,17 @@ def test_human_store_set_meeting_the_minimum_is_not_demo(bench_home: Path, tmp_p
     assert "labels human: 2 annotators, 6 answers, 3 reconstructions, 2 originals" in sem["convention"]
     # One constructed answer among human ones makes the set `mixed`: refused even under that minimum.
     _annotate(results, run.run_id, {"constructed-x": [1, 1, 1, 1]})
-    assert st.load_store(results, 32).description["provenance"]["labels"] == "mixed"
+    assert sets.load_store(results, 32).description["provenance"]["labels"] == "mixed"
     assert "constructed" in _error(_train_cli("--annotations", "store", "--results", str(results), "--epochs", "1"))
 
 
 def test_user_wide_checkpoints_are_not_used(bench_home: Path, tmp_path: Path) -> None:
     """A checkpoint in $BENCH_HOME/weights/semsim (where earlier releases kept them for every folder) is ignored."""
-    data = st.load_folder(make_layout(tmp_path / "layout", n_ids=2), 32)
-    settings = st.TrainSettings(epochs=1, batch_size=4)
-    st.save_checkpoint(data, settings, st.train(data, settings, progress=False), st.legacy_dir().parent, demo=True)
-    assert (st.legacy_dir() / st.MANIFEST_NAME).is_file()
+    data = sets.load_folder(make_layout(tmp_path / "layout", n_ids=2), 32)
+    settings = training.TrainSettings(epochs=1, batch_size=4)
+    save.save_checkpoint(data, settings, training.train(data, settings, progress=False), checkpoint.legacy_dir().parent,
+                         demo=True)
+    assert (checkpoint.legacy_dir() / checkpoint.MANIFEST_NAME).is_file()
     sem = execute(_request(tmp_path / "results")).set_metrics["semsim"]
     assert sem["status"] == "unavailable" and "are not used" in sem["detail"]
 
@@ -174,9 +180,10 @@ def test_user_wide_checkpoints_are_not_used(bench_home: Path, tmp_path: Path) ->
 def test_bind_names_a_checkpoint_of_another_results_folder(bench_home: Path, tmp_path: Path) -> None:
     """`bench semsim bind` is the one way a checkpoint reaches another results folder: named, verified, with its
     provenance and DEMO mark."""
-    data = st.load_folder(make_layout(tmp_path / "layout", n_ids=2), 32)
-    settings = st.TrainSettings(epochs=1, batch_size=4)
-    entry = st.save_checkpoint(data, settings, st.train(data, settings, progress=False), tmp_path / "a", demo=True)
+    data = sets.load_folder(make_layout(tmp_path / "layout", n_ids=2), 32)
+    settings = training.TrainSettings(epochs=1, batch_size=4)
+    entry = save.save_checkpoint(data, settings, training.train(data, settings, progress=False), tmp_path / "a",
+                                 demo=True)
     target = tmp_path / "b"
     assert execute(_request(target)).set_metrics["semsim"]["status"] == "unavailable"
 
@@ -187,7 +194,7 @@ def test_bind_names_a_checkpoint_of_another_results_folder(bench_home: Path, tmp
     out = CliRunner().invoke(semsim_group, ["bind", entry["path"], "--results", str(target)])
     assert out.exit_code == 0, out.output
     assert "DEMO" in out.output and "labels not recorded" in out.output
-    (bound,) = st.read_manifest(target)
+    (bound,) = checkpoint.read_manifest(target)
     assert bound["sha256"] == entry["sha256"] and bound["demo"] is True
     assert bound["bound_from"] == str(Path(entry["path"]).resolve())
     sem = execute(_request(target)).set_metrics["semsim"]
@@ -200,7 +207,7 @@ def test_bind_names_a_checkpoint_of_another_results_folder(bench_home: Path, tmp
         byte = fh.read(1)
         fh.seek(1000)
         fh.write(bytes([byte[0] ^ 1]))
-    st.weights.forget_verifications()
+    weights.forget_verifications()
     assert "sha256 mismatch" in _error(CliRunner().invoke(semsim_group, ["bind", entry["path"], "--results",
                                                                          str(tmp_path / "c")]))
 
@@ -216,12 +223,12 @@ def test_folder_set_minimum_and_trained_embedding(bench_home: Path, tmp_path: Pa
     assert out.exit_code == 0, out.output
     assert "checkpoint:" in out.output and "--metrics semsim" in out.output
 
-    (entry,) = st.read_manifest(results)
-    path = st.semsim_dir(results) / entry["file"]
+    (entry,) = checkpoint.read_manifest(results)
+    path = checkpoint.semsim_dir(results) / entry["file"]
     assert path.is_file() and str(path) in out.output
-    assert st.weights.sha256_of(path) == entry["sha256"] and path.stat().st_size == entry["size"]
+    assert weights.sha256_of(path) == entry["sha256"] and path.stat().st_size == entry["size"]
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    assert ckpt["format"] == st.CHECKPOINT_FORMAT and ckpt["config"]["input_size"] == 32
+    assert ckpt["format"] == checkpoint.CHECKPOINT_FORMAT and ckpt["config"]["input_size"] == 32
     ann = entry["annotations"]
     assert (ann["source"], ann["ids"], ann["positives"], ann["negatives"]) == ("folder", N_IDS, 12, 12)
     assert ann["provenance"]["labels"].startswith("not recorded") and ann["provenance"]["annotators"] is None
@@ -232,8 +239,8 @@ def test_folder_set_minimum_and_trained_embedding(bench_home: Path, tmp_path: Pa
     assert any(not torch.equal(init[k], v) for k, v in ckpt["state_dict"].items()), "training changed nothing"
 
     # The trained embedding puts recognisable reconstructions nearer their original than unrecognisable ones.
-    data = st.load_folder(layout, 32)
-    emb = st.embedder(st.load_checkpoint(entry, results))(data.images)
+    data = sets.load_folder(layout, 32)
+    emb = checkpoint.embedder(checkpoint.load_checkpoint(entry, results))(data.images)
     pos = [float((emb[g.anchor] - emb[i]).norm()) for g in data.groups for i in g.positives]
     neg = [float((emb[g.anchor] - emb[i]).norm()) for g in data.groups for i in g.negatives]
     assert np.mean(pos) < np.mean(neg)
@@ -243,7 +250,7 @@ def test_folder_set_minimum_and_trained_embedding(bench_home: Path, tmp_path: Pa
     out = _train_cli("--annotations", str(big), "--results", str(results), "--epochs", "1", "--batch-size", "64")
     assert out.exit_code == 0, out.output
     assert "DEMO" not in out.output
-    assert st.read_manifest(results)[-1]["demo"] is False
+    assert checkpoint.read_manifest(results)[-1]["demo"] is False
 
 
 def test_metric_refuses_a_tampered_checkpoint(bench_home: Path, tmp_path: Path) -> None:
@@ -253,9 +260,9 @@ def test_metric_refuses_a_tampered_checkpoint(bench_home: Path, tmp_path: Path) 
     results = tmp_path / "results"
     with pytest.raises(MetricUnavailable, match="bench semsim train --annotations SOURCE"):
         SemSim().load(results)
-    data = st.load_folder(make_layout(tmp_path / "layout", n_ids=2), 32)
-    settings = st.TrainSettings(epochs=1, batch_size=4)
-    entry = st.save_checkpoint(data, settings, st.train(data, settings, progress=False), results, demo=True)
+    data = sets.load_folder(make_layout(tmp_path / "layout", n_ids=2), 32)
+    settings = training.TrainSettings(epochs=1, batch_size=4)
+    entry = save.save_checkpoint(data, settings, training.train(data, settings, progress=False), results, demo=True)
     metric = SemSim().load(results)
     same = metric.per_sample(data.images[:2], data.images[:2])
     assert same.dtype == torch.float64 and torch.all(same == 0)
@@ -274,26 +281,26 @@ def test_metric_refuses_a_tampered_checkpoint(bench_home: Path, tmp_path: Path) 
         byte = fh.read(1)
         fh.seek(1000)
         fh.write(bytes([byte[0] ^ 1]))
-    st.weights.forget_verifications()
+    weights.forget_verifications()
     with pytest.raises(MetricUnavailable, match="sha256 mismatch"):
         SemSim().load(results)
 
 
 def test_same_seed_same_weights(bench_home: Path, tmp_path: Path, pinned_threads: int) -> None:
     """One seed and one thread count give byte-identical training (across thread counts only a tolerance could)."""
-    data = st.load_folder(make_layout(tmp_path / "layout", n_ids=3), 32)
-    settings = st.TrainSettings(epochs=2, batch_size=2, seed=7)
-    a = st.train(data, settings, progress=False)
-    b = st.train(data, settings, progress=False)
+    data = sets.load_folder(make_layout(tmp_path / "layout", n_ids=3), 32)
+    settings = training.TrainSettings(epochs=2, batch_size=2, seed=7)
+    a = training.train(data, settings, progress=False)
+    b = training.train(data, settings, progress=False)
     assert a.losses == b.losses
     assert a.state_dict.keys() == b.state_dict.keys()
     assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
-    first = st.save_checkpoint(data, settings, a, tmp_path / "r", demo=True)
-    second = st.save_checkpoint(data, settings, b, tmp_path / "r", demo=True)
+    first = save.save_checkpoint(data, settings, a, tmp_path / "r", demo=True)
+    second = save.save_checkpoint(data, settings, b, tmp_path / "r", demo=True)
     assert first["sha256"] == second["sha256"]  # byte-identical checkpoints: one manifest entry
-    assert len(st.read_manifest(tmp_path / "r")) == 1
-    with pytest.raises(st.BenchError, match="below the minimum"):
-        st.save_checkpoint(data, settings, a, tmp_path / "r")  # the API refuses too, not only the CLI
+    assert len(checkpoint.read_manifest(tmp_path / "r")) == 1
+    with pytest.raises(errors.BenchError, match="below the minimum"):
+        save.save_checkpoint(data, settings, a, tmp_path / "r")  # the API refuses too, not only the CLI
 
 
 # --------------------------------------------------------------------------------------------------- errors
@@ -321,7 +328,7 @@ def test_layout_errors(bench_home: Path, tmp_path: Path) -> None:
 
     (no_neg / "others").mkdir()  # extra negatives make it usable
     _save(np.zeros((32, 32, 3)), no_neg / "others" / "x.png")
-    data = st.load_folder(no_neg, 32)
+    data = sets.load_folder(no_neg, 32)
     assert data.description["ids"] == 2 and data.description["extra_negatives"] == 1
 
     no_ori = tmp_path / "no-originals"
@@ -337,7 +344,7 @@ def test_layout_errors(bench_home: Path, tmp_path: Path) -> None:
 
     assert ">= 1" in _error(_train_cli("--annotations", str(no_neg), "--epochs", "0", "--results",
                                        str(tmp_path / "r")))
-    assert st.read_manifest(tmp_path / "r") == []
+    assert checkpoint.read_manifest(tmp_path / "r") == []
 
 
 def test_store_errors(bench_home: Path, tmp_path: Path) -> None:
@@ -351,10 +358,10 @@ def test_store_errors(bench_home: Path, tmp_path: Path) -> None:
 
 
 def test_manifest_is_json_with_the_documented_fields(bench_home: Path, tmp_path: Path) -> None:
-    data = st.load_folder(make_layout(tmp_path / "layout", n_ids=2), 32)
-    settings = st.TrainSettings(epochs=1, batch_size=4)
-    st.save_checkpoint(data, settings, st.train(data, settings, progress=False), tmp_path / "r", demo=True)
-    doc = json.loads(st.manifest_path(tmp_path / "r").read_text())
+    data = sets.load_folder(make_layout(tmp_path / "layout", n_ids=2), 32)
+    settings = training.TrainSettings(epochs=1, batch_size=4)
+    save.save_checkpoint(data, settings, training.train(data, settings, progress=False), tmp_path / "r", demo=True)
+    doc = json.loads(checkpoint.manifest_path(tmp_path / "r").read_text())
     (entry,) = doc["checkpoints"]
     assert {"file", "sha256", "size", "annotations", "training", "config", "final_loss", "created",
             "demo", "shortfalls"} <= set(entry)

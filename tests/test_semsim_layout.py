@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench import semsim_train as st
+from bench.annotations import semsim_sets as sets
 from bench.annotations.semsim_layout import parse_layout
 from bench.annotations.transfer import import_semsim_layout
 from bench.errors import BenchError
@@ -61,7 +61,7 @@ def test_import_and_training_read_the_same_files_with_the_same_labels(tmp_path: 
     assert imported == {("a/a_rec1.png", 1.0, "a/a_ori.png"), ("a/a_rec2.png", 1.0, "a/a_ori.png"),
                         ("-a/a_bad.png", 0.0, "a/a_ori.png"), ("b/b_rec.png", 1.0, "-b/b_ori.png"),
                         ("-b/b_bad.png", 0.0, "-b/b_ori.png")}
-    data = st.load_folder(root, 8)
+    data = sets.load_folder(root, 8)
     names = data.names
     trained = {(names[i], 1.0, names[g.anchor]) for g in data.groups for i in g.positives}
     trained |= {(names[i], 0.0, names[g.anchor]) for g in data.groups for i in g.negatives}
@@ -74,7 +74,7 @@ def test_both_readers_reject_a_folder_outside_the_rule(tmp_path: Path, bad: str)
     root = _release(tmp_path / "rel")
     _png(root / bad / "a_other.png", 60)  # before: the importer dropped it silently, training read it as id "-a"
     with pytest.raises(BenchError, match=f"{bad}: not a folder of the SemSim layout"):
-        st.load_folder(root, 8)
+        sets.load_folder(root, 8)
     with Store(tmp_path / "res" / "bench.sqlite") as store, \
             pytest.raises(BenchError, match=f"{bad}: not a folder of the SemSim layout"):
         import_semsim_layout(store, root)
@@ -84,6 +84,6 @@ def test_two_originals_are_named(tmp_path: Path) -> None:
     root = _release(tmp_path / "rel")
     _png(root / "-a" / "a2_ori.png", 70)
     with Store(tmp_path / "res" / "bench.sqlite") as store:
-        for read in (lambda: st.load_folder(root, 8), lambda: import_semsim_layout(store, root)):
+        for read in (lambda: sets.load_folder(root, 8), lambda: import_semsim_layout(store, root)):
             with pytest.raises(BenchError, match=r"id 'a' has 2 originals \(\*_ori files: a/a_ori.png, -a/a2_ori"):
                 read()

@@ -195,7 +195,8 @@ def test_landmarks_on_real_faces(shared_data: Path) -> None:
 def test_grid_file_plans_six_runs(shared_data: Path) -> None:
     """leaderboards/sift-utkface-sli-l.toml: sli-l against none, drop-coordinates and subsample(keep=0.25), two
     seeds, cpu profile, nothing skipped (planning only, no training)."""
-    from bench.run.grid import GridSpec, load_grid_file, plan_grid
+    from bench.run.grid_plan import plan_grid
+    from bench.run.grid_spec import GridSpec, load_grid_file
 
     path = Path(__file__).resolve().parent.parent / "leaderboards" / "sift-utkface-sli-l.toml"
     fields = load_grid_file(path)

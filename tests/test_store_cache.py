@@ -13,7 +13,8 @@ import pytest
 from bench.run.spec import RunSpec, canonical_json, config_id, digest
 from bench.run.splits import split_cross, split_ids
 from bench.errors import BenchError
-from bench.store.db import SCHEMA_VERSION, Store
+from bench.store.db import Store
+from bench.store.schema import SCHEMA_VERSION
 
 
 def _spec(**kw) -> dict:

@@ -15,7 +15,7 @@ from bench.datasets.folders import ImageFolder
 from bench.report.leaderboard import refresh_leaderboard
 from bench.run.spec import config_id
 from bench.store import Store
-from bench.store.db import SCHEMA_VERSION
+from bench.store.schema import SCHEMA_VERSION
 
 DATA = Path(__file__).resolve().parent / "data" / "store_v4"
 TABLES = ("runs", "sample_metrics", "set_metrics", "attributes", "utility", "annotations", "pair_annotations")

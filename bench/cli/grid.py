@@ -76,8 +76,9 @@ def grid_cmd(attacks: str | None, defenses: str | None, datasets: str | None, se
     """
     from bench.errors import BenchError
     from bench.params import parse_assignments
-    from bench.run.grid import (GridSpec, load_grid_file, parse_dataset_item, parse_plugin_item, parse_seeds,
-                                run_grid, split_list)
+    from bench.run.grid import run_grid
+    from bench.run.grid_spec import (GridSpec, load_grid_file, parse_dataset_item, parse_plugin_item, parse_seeds,
+                                     split_list)
 
     if executor == "local" and (workers is not None or scheduler is not None):
         raise BenchError("--workers and --scheduler go with --executor dask")

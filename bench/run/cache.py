@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from bench.run.locks import file_lock
+from bench.locks import file_lock
 from bench.hashing import canonical_json, digest, file_sha256  # noqa: F401  (file_sha256 re-exported)
 from bench.run.spec import SPEC_VERSION
 

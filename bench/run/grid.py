@@ -7,6 +7,9 @@ with one-thread worker processes by default, or any scheduler address). Workers 
 each outcome arrives the coordinator writes it to SQLite, so the store has exactly one writer. A run that raises is
 recorded as failed with its error and the grid goes on. Runs already done with every requested metric are not sent
 again, so a killed grid started again resumes; the others resume from the stage cache.
+
+Here: the coordinator and its report. The grid file and its fields: grid_spec.py; expanding and planning the runs:
+grid_plan.py; the executors: grid_executors.py.
 """
 
 from __future__ import annotations
@@ -14,94 +17,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable
 
-from bench.errors import BenchError, IncompatibleError
-from bench.run.grid_spec import (GRID_FILE_KEYS, DatasetItem, GridSpec, PluginItem, grid_fields,  # noqa: F401
-                                 load_grid_file, parse_dataset_item, parse_plugin_item, parse_seeds, split_list)
-from bench.run.plan import RunRequest, plan
-
-EXECUTORS = ("local", "dask")
-
-
-# ------------------------------------------------------------------------------------------------------ expand
-@dataclass
-class Skipped:
-    """A combination that is not run because the attack cannot consume what the defense releases."""
-
-    attack: str
-    defense: str
-    dataset: str
-    seeds: list[int]
-    reason: str
+from bench.errors import BenchError
+from bench.run import grid_executors
+from bench.run.grid_executors import error_text
+from bench.run.grid_plan import PlannedRun, Skipped, plan_grid
+from bench.run.grid_spec import GridSpec
 
 
-@dataclass
-class PlannedRun:
-    """A request with the identity `plan` fixed for it (the plan itself is dropped: it holds models)."""
-
-    request: RunRequest
-    run_id: str
-    config_id: str
-    spec: dict[str, Any]
-    attack: str
-    defense: str
-    dataset: str
-    seed: int
-    metrics: tuple[str, ...] = ()  # the metric names `plan` resolved (defaults or `all` expanded)
-
-
-def _requests(grid: GridSpec, threads: int | None) -> Iterable[tuple[tuple[int, int, int], RunRequest]]:
-    threads = grid.threads if threads is None else threads
-    for ai, attack in enumerate(grid.attacks):
-        for di, defense in enumerate(grid.defenses):
-            for si, ds in enumerate(grid.datasets):
-                for seed in grid.seeds:
-                    yield (ai, di, si), RunRequest(
-                        attack=attack.name, defense=defense.name, dataset=ds.name, data_root=ds.data_root,
-                        profile=grid.profile, seed=seed, n_train=grid.n_train, n_test=grid.n_test,
-                        results=grid.results, device=grid.device, extractor=grid.extractor,
-                        metrics=None if grid.metrics is None else tuple(grid.metrics), progress=False,
-                        attack_params={**dict(grid.attack_params), **dict(attack.params)},
-                        defense_params=dict(defense.params), threads=threads)
-
-
-def plan_grid(grid: GridSpec, threads: int | None = None) -> tuple[list[PlannedRun], list[Skipped]]:
-    """Plan every run of the grid: incompatible pairings are skipped (once per combination, all its seeds); any
-    other mistake (unknown name, bad parameter, missing folder) is one BenchError before any work. `threads`
-    (default: the grid's) goes into every request."""
-    runs: list[PlannedRun] = []
-    skipped: dict[tuple[int, int, int], Skipped] = {}
-    seen: set[str] = set()
-    for combo, req in _requests(grid, threads):
-        attack, defense, ds = grid.attacks[combo[0]], grid.defenses[combo[1]], grid.datasets[combo[2]]
-        if combo in skipped:
-            skipped[combo].seeds.append(req.seed)
-            continue
-        try:
-            p = plan(req)
-        except IncompatibleError as exc:
-            skipped[combo] = Skipped(attack.label, defense.label, ds.name, [req.seed], str(exc))
-            continue
-        except BenchError as exc:
-            raise BenchError(f"grid run {attack.label} vs {defense.label} on {ds.name} (seed {req.seed}): {exc}") \
-                from None
-        if p.spec.run_id in seen:  # the same run named twice (e.g. a dataset listed twice)
-            continue
-        seen.add(p.spec.run_id)
-        runs.append(PlannedRun(req, p.spec.run_id, p.spec.config_id, p.spec.to_dict(), attack.label, defense.label,
-                               ds.name, req.seed, tuple(p.metrics)))
-        del p
-    return runs, list(skipped.values())
-
-
-def expand(grid: GridSpec, threads: int | None = None) -> tuple[list[RunRequest], list[Skipped]]:
-    """The grid's cross product as RunRequests (planned and checked), and the skipped incompatible pairings."""
-    runs, skipped = plan_grid(grid, threads)
-    return [r.request for r in runs], skipped
-
-
-# ------------------------------------------------------------------------------------------------------ report
 @dataclass
 class RunStatus:
     """One run of a grid: what it was, whether it finished, its error, how long it took (coordinator's view)."""
@@ -142,34 +66,6 @@ class GridReport:
     def summary(self) -> str:
         return (f"{self.done} done, {self.failed} failed, {self.n_skipped} skipped (incompatible) in "
                 f"{self.wall_s:.1f} s with the {self.executor} executor")
-
-
-# --------------------------------------------------------------------------------------------------- executing
-def dask_available() -> bool:
-    try:
-        import dask.distributed  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def compute_task(req: RunRequest, threads: int | None) -> tuple[Any, str | None, float]:
-    """What an executor runs for one request: the thread policy (one thread per Dask worker by default), then
-    `compute`. Returns (outcome, None, seconds), or (None, "<Type>: message", seconds) when the run raised: the
-    error travels as text, so an exception that cannot be pickled still reaches the coordinator."""
-    from bench.run.runner import compute
-    from bench.threads import apply_threads
-
-    t0 = time.perf_counter()
-    try:
-        apply_threads(threads)
-        return compute(req), None, time.perf_counter() - t0
-    except Exception as exc:
-        return None, _error_text(exc), time.perf_counter() - t0
-
-
-def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _already_complete(store: Any, run: PlannedRun) -> bool:
@@ -217,9 +113,9 @@ def run_grid(grid: GridSpec, executor: str = "local", workers: int | None = None
     from bench.store import Store
 
     start = time.perf_counter()
-    if executor not in EXECUTORS:
-        raise BenchError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
-    if executor == "dask" and not dask_available():
+    if executor not in grid_executors.EXECUTORS:
+        raise BenchError(f"--executor {executor!r}: choose one of {', '.join(grid_executors.EXECUTORS)}")
+    if executor == "dask" and not grid_executors.dask_available():
         from bench.install_hint import extra_install_command
 
         raise BenchError(f"--executor dask needs Dask: {extra_install_command('dask')}")
@@ -256,7 +152,7 @@ def run_grid(grid: GridSpec, executor: str = "local", workers: int | None = None
                 try:
                     write(store, outcome)
                 except Exception as exc:  # an outcome the store rejects must not stop the grid either
-                    error = _error_text(exc)
+                    error = error_text(exc)
             if error is None:
                 st.status = "done"
             else:
@@ -266,14 +162,14 @@ def run_grid(grid: GridSpec, executor: str = "local", workers: int | None = None
 
         try:
             if executor == "local":
-                _run_local(todo, record, threads)
+                grid_executors.run_local(todo, record, threads)
             else:
-                _run_dask(todo, record, threads, workers, scheduler)
+                grid_executors.run_dask(todo, record, threads, workers, scheduler)
         except BaseException as exc:  # interrupted: runs still pending are marked failed (a rerun resumes them)
             for run in todo:
                 if statuses[run.run_id].status == "pending":
                     statuses[run.run_id].status = "failed"
-                    statuses[run.run_id].error = f"interrupted ({_error_text(exc)})"
+                    statuses[run.run_id].error = f"interrupted ({error_text(exc)})"
                     store.fail_run(run.run_id, statuses[run.run_id].error)
             raise
         finally:
@@ -281,54 +177,3 @@ def run_grid(grid: GridSpec, executor: str = "local", workers: int | None = None
     boards = refresh_all(results) if any(s.status == "done" for s in statuses.values()) else []
     return GridReport([statuses[r.run_id] for r in planned], skipped, round(time.perf_counter() - start, 3),
                       executor, list(boards))
-
-
-def _run_local(todo: Sequence[PlannedRun], record: Callable[..., None], threads: int | None) -> None:
-    for run in todo:
-        record(run, compute_task(run.request, threads))
-
-
-def _run_dask(todo: Sequence[PlannedRun], record: Callable[..., None], threads: int | None, workers: int | None,
-              scheduler: str | None) -> None:
-    import logging
-
-    from dask.distributed import Client, LocalCluster, as_completed
-
-    if not todo:
-        return
-    cluster = None
-    try:
-        if scheduler:
-            client = Client(scheduler)
-        else:
-            cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
-            client = Client(cluster)
-    except Exception as exc:
-        where = f" at {scheduler}" if scheduler else ""
-        raise BenchError(f"--executor dask: cannot start or reach the Dask cluster{where}: {_error_text(exc)}") \
-            from None
-    futures: dict[str, PlannedRun] = {}
-    pending = []
-    try:
-        for run in todo:
-            # pure=False and a fresh key: a rerun of the same request is a new task, never a cached result
-            fut = client.submit(compute_task, run.request, threads, pure=False,
-                                key=f"bench-run-{run.run_id}-{time.time_ns()}")
-            futures[fut.key] = run
-            pending.append(fut)
-        for fut in as_completed(pending):
-            run = futures[fut.key]
-            try:
-                result = fut.result()
-            except Exception as exc:  # the worker died or the task could not run at all
-                result = (None, _error_text(exc), 0.0)
-            record(run, result)
-            fut.release()
-    except BaseException:
-        client.cancel(pending)
-        raise
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()

@@ -3,7 +3,7 @@
 A batch attack rebuilds the B images of a record in no particular order; scoring image j against reconstruction j
 would then measure the attack's ordering, not its leakage. For an attack that declares `matching` (a similarity
 name), each record's reconstructions are reordered by an optimal assignment on that similarity
-(`bench.attacks.gradinv.matching.match`) to the originals of the same record only; the assignment is recorded.
+(`bench.matching.match`) to the originals of the same record only; the assignment is recorded.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from bench.attacks.gradinv.matching import match
+from bench.matching import match
 
 
 def pair_records(recon: torch.Tensor, originals: torch.Tensor, record_sizes: Sequence[int], similarity: str,

@@ -6,16 +6,14 @@ Nothing here touches data beyond listing item ids; every mistake a user can make
 from __future__ import annotations
 
 import os
-import re
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import torch
-
 from bench import registry
 from bench.compat import make_attack
+from bench.devices import resolve_device
 from bench.errors import BenchError, IncompatibleError
 from bench.features import FeatureSpec
 from bench.params import resolve_params
@@ -78,20 +76,6 @@ def fault_point(name: str) -> None:
     """Kill this process (SIGKILL, no clean-up) when BENCH_FAULT_INJECT names this point; for resume tests."""
     if os.environ.get("BENCH_FAULT_INJECT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def resolve_device(name: str) -> torch.device:
-    """`cpu`, `cuda` or `cuda:N` as a torch device, checked against what torch sees; else a BenchError."""
-    if name != "cpu" and not re.fullmatch(r"cuda(:\d+)?", name):
-        raise BenchError(f"unknown device {name!r}; use cpu, cuda or cuda:N")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise BenchError(f"--device {name} was asked for but torch sees no CUDA device; use --device cpu")
-        index = int(name.split(":")[1]) if ":" in name else 0
-        if index >= torch.cuda.device_count():
-            raise BenchError(f"--device {name}: torch sees {torch.cuda.device_count()} CUDA device(s) "
-                             f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
-    return torch.device(name)
 
 
 def compatible_attacks(released: FeatureSpec) -> list[str]:

@@ -23,7 +23,7 @@ from bench.plugins import EvalContext, attacker_training_features, dataset_label
 from bench.run import outputs
 from bench.run.cache import StageCache
 from bench.run.evaluate import Evaluation, evaluate
-from bench.run.locks import file_lock
+from bench.locks import file_lock
 from bench.run.plan import Plan, RunRequest, fault_point, plan
 from bench.hashing import digest
 from bench.run.stages import (check_learnable, defense_utility, granted_victim, load_split, split_features,

@@ -1,5 +1,8 @@
 """Pairing a batch release's reconstructions with its originals before scoring (the order a batch attack returns is
-arbitrary): an optimal assignment on a declared similarity."""
+arbitrary): an optimal assignment on a declared similarity.
+
+An engine concept (the runner pairs per-batch records, bench/run/pairing.py; the contract kit checks an attack's
+declared `matching` against SIMILARITIES), so it sits below the plugins that declare a similarity by name."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""SemSim's embedding network: human annotations in, a verified checkpoint in the weights cache out.
+"""The annotation sets SemSim trains on: human "recognisable" answers, as triplets of an original, a reconstruction
+judged recognisable and one judged not, with who labelled them and how many.
 
-SemSim (Sun et al., NeurIPS 2023) trains a CIFAR ResNet-18 (classifier = identity, 512-d) with a triplet margin
-loss (margin 1, p=2): anchor = an original image, positive = a reconstruction of it that humans judged
-recognisable, negative = one judged unrecognisable. Annotations come from one of two sources:
+SemSim (Sun et al., NeurIPS 2023) trains its embedding network on such triplets (training: semsim_training.py,
+checkpoints: semsim_save.py and bench/semsim_checkpoint.py). Annotations come from one of two sources:
 
 - `store`: the `annotations` table of a results store (kind "recognisable", label 1/0 per reconstruction of a
   run; several annotators are merged by majority, ties are left out; imported rows that belong to no run, such as
@@ -15,50 +15,30 @@ recognisable, negative = one judged unrecognisable. Annotations come from one of
 Provenance: every annotation set records who labelled it (`human`, `constructed` when every annotator id begins
 `constructed`, `mixed`, or `not recorded` for a release-layout folder) and how much: annotators, answers,
 reconstructions, originals, triplets per epoch, and the originals themselves (so that the metric can warn when it
-scores the originals it was trained on). Training refuses a set under MINIMUM (at least 2 human annotators, 100
-annotated reconstructions and 10 originals; a release-layout folder records no annotators, so only the counts
-apply) unless `--allow-demo`, which marks the checkpoint DEMO, and every value scored with it.
-
-Checkpoints are bound to a results folder: they live in `RESULTS/semsim/` beside `manifest.json`, which lists each
-file with its sha256, the annotation set it was trained on (description, provenance and content hash), the
-training settings and the final loss; the metric `semsim` of a run in RESULTS uses the newest checkpoint of
-RESULTS/semsim only, never one of another results folder. A checkpoint holds tensors, numbers, strings, lists and
-dicts only and is loaded with torch.load(weights_only=True) after its sha256 matches the manifest.
+scores the originals it was trained on). `shortfalls` says what a set lacks against MINIMUM (at least 2 human
+annotators, 100 annotated reconstructions and 10 originals; a release-layout folder records no annotators, so only
+the counts apply); training such a set needs `--allow-demo`, which marks the checkpoint DEMO.
 """
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-import io
 import json
-import os
-import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
-from torch import nn
-from tqdm.auto import tqdm
 
-from bench import weights
 from bench.annotations.semsim_layout import LAYOUT_HELP, parse_layout
 from bench.annotations.transfer import is_constructed
 from bench.errors import BenchError
 from bench.hashing import canonical_json, file_sha256
 from bench.images import ImageReadError, read_image, resize
 from bench.plugins import dataset_label
-from bench.semsim_checkpoint import (ARCH, CHECKPOINT_FORMAT, CIFAR100_MEAN, CIFAR100_STD, DEMO_MARK,  # noqa: F401
-                                     FORMAT_VERSION, MANIFEST_NAME, MINIMUM, SEMSIM_FOLDER, TRAIN_FIX, build_model,
-                                     embedder, legacy_dir, load_checkpoint, manifest_path, model_config, newest,
-                                     normalise, provenance_text, read_manifest, semsim_dir)
+from bench.semsim_checkpoint import MINIMUM
 
 
-
-# ------------------------------------------------------------------------------------------- annotation sets
 @dataclass
 class Group:
     """One original (anchor) with the indices of its recognisable and unrecognisable reconstructions."""
@@ -123,8 +103,6 @@ def _set_hash(groups: Sequence[Group], extra: Sequence[int], keys: Sequence[str]
 def _counts(groups: Sequence[Group], extra: Sequence[int]) -> dict[str, int]:
     return {"ids": len(groups), "positives": sum(len(g.positives) for g in groups),
             "negatives": sum(len(g.negatives) for g in groups), "extra_negatives": len(extra)}
-
-
 
 
 def shortfalls(prov: dict[str, Any]) -> list[str]:
@@ -319,209 +297,3 @@ def load_store(results: Path, size: int) -> AnnotationSet:
 def load_annotations(source: str, results: Path, size: int) -> AnnotationSet:
     """`store` (the results store's annotations) or a folder in the SemSim release layout."""
     return load_store(results, size) if source == "store" else load_folder(Path(source), size)
-
-
-# ------------------------------------------------------------------------------------------------- training
-@dataclass(frozen=True)
-class TrainSettings:
-    """What `bench semsim train` was asked for; recorded in the checkpoint and the manifest."""
-
-    epochs: int = 20
-    batch_size: int = 32
-    lr: float = 1e-3
-    margin: float = 1.0
-    size: int = 32
-    seed: int = 0
-    device: str = "cpu"
-
-    def check(self) -> None:
-        for name, value, low in (("--epochs", self.epochs, 1), ("--batch-size", self.batch_size, 1),
-                                 ("--size", self.size, 8)):
-            if value < low:
-                raise BenchError(f"{name} must be >= {low} (got {value})")
-        if not self.lr > 0 or not np.isfinite(self.lr):
-            raise BenchError(f"--lr must be a positive number (got {self.lr})")
-        if not self.margin > 0 or not np.isfinite(self.margin):
-            raise BenchError(f"--margin must be a positive number (got {self.margin})")
-        if not 0 <= self.seed < 2**32:
-            raise BenchError(f"--seed must be between 0 and {2**32 - 1} (got {self.seed})")
-
-
-
-
-
-
-
-
-def _triplets(ann: AnnotationSet, order: torch.Tensor, pairs: list[tuple[int, int, int]],
-              gen: torch.Generator) -> tuple[list[int], list[int], list[int]]:
-    """Anchor, positive and negative image indices for the pairs in `order`; negatives drawn with `gen`."""
-    a, p, n = [], [], []
-    for k in order.tolist():
-        gi, anchor, positive = pairs[k]
-        g = ann.groups[gi]
-        pool = g.negatives or ann.extra_for(g)
-        a.append(anchor)
-        p.append(positive)
-        n.append(pool[int(torch.randint(len(pool), (1,), generator=gen))])
-    return a, p, n
-
-
-@dataclass
-class TrainResult:
-    state_dict: dict[str, torch.Tensor]
-    final_loss: float
-    losses: list[float]
-    triplets_per_epoch: int
-    wall_s: float
-
-
-def train(ann: AnnotationSet, settings: TrainSettings, progress: bool = True) -> TrainResult:
-    """Triplet-margin training (p=2) with Adam; deterministic under the seed (initialisation and sampling)."""
-    from bench.run.plan import resolve_device
-
-    settings.check()
-    device = resolve_device(settings.device)
-    config = model_config(settings.size)
-    torch.manual_seed(settings.seed)
-    model = build_model(config).to(device)
-    gen = torch.Generator().manual_seed(settings.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    loss_fn = nn.TripletMarginLoss(margin=settings.margin, p=2)
-    pairs = [(gi, g.anchor, p) for gi, g in enumerate(ann.groups) for p in g.positives]
-    images = ann.images
-    losses: list[float] = []
-    cudnn = torch.backends.cudnn
-    saved = (cudnn.deterministic, cudnn.benchmark)
-    cudnn.deterministic, cudnn.benchmark = True, False
-    t0 = time.perf_counter()
-    try:
-        model.train()
-        bar = tqdm(range(settings.epochs), desc="SemSim train", unit="epoch", disable=not progress)
-        for _ in bar:
-            order = torch.randperm(len(pairs), generator=gen)
-            total, count = 0.0, 0
-            for s in range(0, len(pairs), settings.batch_size):
-                a, p, n = _triplets(ann, order[s:s + settings.batch_size], pairs, gen)
-                x = normalise(images[a + p + n].to(device), config)
-                emb = model(x)
-                k = len(a)
-                loss = loss_fn(emb[:k], emb[k:2 * k], emb[2 * k:])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * k
-                count += k
-            losses.append(total / max(count, 1))
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-    finally:
-        cudnn.deterministic, cudnn.benchmark = saved
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return TrainResult(state, losses[-1], losses, len(pairs), round(time.perf_counter() - t0, 3))
-
-
-# ------------------------------------------------------------------------------------- checkpoints, manifest
-
-
-
-
-
-
-
-
-
-
-def _write_manifest(results: Path, entries: list[dict[str, Any]]) -> None:
-    path = manifest_path(results)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
-    tmp.write_text(json.dumps({"format": "bench-semsim-manifest", "format_version": FORMAT_VERSION,
-                               "checkpoints": entries}, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
-def save_checkpoint(ann: AnnotationSet, settings: TrainSettings, result: TrainResult, results: Path,
-                    demo: bool = False) -> dict[str, Any]:
-    """Write the checkpoint atomically into RESULTS/semsim and register it in that folder's manifest; its entry.
-
-    `demo` (from --allow-demo) is recorded in the checkpoint and the entry, and the file name starts `demo-`.
-    """
-    from bench.run.locks import file_lock
-
-    folder = semsim_dir(results)
-    folder.mkdir(parents=True, exist_ok=True)
-    training = {"epochs": settings.epochs, "batch_size": settings.batch_size, "lr": settings.lr,
-                "margin": settings.margin, "p": 2, "size": settings.size, "seed": settings.seed,
-                "device": settings.device, "optimizer": "Adam", "loss": "TripletMarginLoss",
-                "triplets_per_epoch": result.triplets_per_epoch, "torch": str(torch.__version__)}
-    short = shortfalls(ann.description["provenance"])
-    if short and not demo:
-        raise BenchError("refusing to save a SemSim checkpoint below the minimum without demo=True: "
-                         + "; ".join(short))
-    ckpt = {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION, "config": model_config(settings.size),
-            "state_dict": result.state_dict, "annotations": ann.description, "training": training,
-            "final_loss": float(result.final_loss), "losses": [float(v) for v in result.losses],
-            "demo": bool(demo), "shortfalls": short}
-    part = folder / f".semsim-{uuid.uuid4().hex}.part"
-    try:
-        buf = io.BytesIO()  # a buffer, not the file: the archive's inner folder name would carry the file name
-        torch.save(ckpt, buf)
-        part.write_bytes(buf.getvalue())
-        del buf
-        torch.load(part, map_location="cpu", weights_only=True)  # what the metric will do: fail here, not there
-        sha = weights.sha256_of(part)
-        name = f"{'demo-' if demo else ''}semsim-{ann.description['hash'][:12]}-{sha[:8]}.pt"
-        dest = folder / name
-        entry = {"file": name, "sha256": sha, "size": part.stat().st_size, "annotations": ann.description,
-                 "training": training, "config": ckpt["config"], "final_loss": float(result.final_loss),
-                 "wall_s": result.wall_s, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-                 "created_ns": time.time_ns(), "demo": bool(demo), "shortfalls": short}
-        with file_lock(folder / f"{MANIFEST_NAME}.lock"):
-            os.replace(part, dest)
-            entries = [e for e in read_manifest(results) if e.get("file") != name]
-            _write_manifest(results, entries + [entry])
-    finally:
-        part.unlink(missing_ok=True)
-    return {**entry, "path": str(dest)}
-
-
-def bind_checkpoint(path: Path, results: Path) -> dict[str, Any]:
-    """Bind a checkpoint of another results folder to RESULTS as well (`bench semsim bind`); its new entry.
-
-    The file must be listed, with its sha256, in the manifest beside it (a RESULTS/semsim folder) and load with
-    weights_only=True; it is copied into RESULTS/semsim with its manifest entry (provenance and DEMO mark
-    unchanged, `bound_from` naming where it came from), so that RESULTS's runs use it from then on.
-    """
-    from bench.run.locks import file_lock
-
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise BenchError(f"{path}: no such checkpoint file")
-    source = path.resolve().parent.parent
-    listed = [e for e in read_manifest(source) if e.get("file") == path.name]
-    if not listed:
-        raise BenchError(f"{path} is not listed in {manifest_path(source)}: only a checkpoint that "
-                         "`bench semsim train` registered (with its sha256 and provenance) can be bound")
-    entry = listed[-1]
-    ckpt = load_checkpoint(entry, source)  # size, sha256, weights_only, format, DEMO flag agree with the manifest
-    folder = semsim_dir(results)
-    if folder.resolve() == path.resolve().parent:
-        raise BenchError(f"{path} is already bound to {results}")
-    folder.mkdir(parents=True, exist_ok=True)
-    part = folder / f".semsim-{uuid.uuid4().hex}.part"
-    try:
-        part.write_bytes(path.read_bytes())
-        if weights.sha256_of(part) != entry["sha256"]:
-            raise BenchError(f"{path} changed while it was copied; try again")
-        new = {**entry, "bound_from": str(path.resolve()), "demo": bool(ckpt.get("demo")),
-               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(), "created_ns": time.time_ns()}
-        with file_lock(folder / f"{MANIFEST_NAME}.lock"):
-            os.replace(part, folder / entry["file"])
-            entries = [e for e in read_manifest(results) if e.get("file") != entry["file"]]
-            _write_manifest(results, entries + [new])
-    finally:
-        part.unlink(missing_ok=True)
-    return {**new, "path": str(folder / entry["file"])}
-
-
-
-

@@ -278,7 +278,8 @@ class Defense(Plugin, ABC):
 
     @classmethod
     def registry_meta(cls) -> dict[str, Any]:
-        return {**super().registry_meta(), "accepts": list(cls.accepts), "api_deployed": cls.api_deployed}
+        return {**super().registry_meta(), "accepts": list(cls.accepts), "api_deployed": cls.api_deployed,
+                "client_side": cls.client_side}
 
 
 def attacker_training_features(defense: Defense, features: FeatureSet, seed: int) -> FeatureSet:

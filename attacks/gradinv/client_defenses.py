@@ -87,8 +87,10 @@ class _ClientDefense(Defense):
 
 @register_defense
 class DPSGD(_ClientDefense):
-    """DP-SGD on the client: each example's gradient clipped to L2 norm `clip`, summed, N(0, (σ·clip)^2) added,
-    divided by the batch size; the epsilon reached is recorded (Opacus' RDP accountant, else 'unavailable')."""
+    """DP-SGD on the client: per-example gradients clipped to `clip`, Gaussian noise σ·clip; ε recorded.
+
+    Each example's gradient is clipped to L2 norm `clip`, the sum gets N(0, (σ·clip)^2) per entry and is divided by
+    the batch size; the ε reached comes from Opacus' RDP accountant when installed, else 'unavailable'."""
 
     name = "dp-sgd"
     params = {"clip": Param(float, 1.0, "per-example L2 clipping norm C", low=0.0),
@@ -129,8 +131,10 @@ def _epsilon(sigma: float, q: float, steps: int, delta: float) -> dict[str, Any]
 
 @register_defense
 class ATSAugment(_ClientDefense):
-    """ATSPrivacy: each client image transformed by a policy (e.g. 3-1-7, 43-18-18, 3-1-7+43-18-18; `none`) and/or
-    randomly cropped before the gradient; optionally the gradient then pruned (`prune`) or noised (`noise`)."""
+    """ATSPrivacy: the client's images transformed by a policy and/or randomly cropped before the gradient.
+
+    Policies such as 3-1-7, 43-18-18, 3-1-7+43-18-18 (`none`: no transformation); optionally the gradient is then
+    pruned (`prune`) or noised (`noise`): SemSim's crop + pruning / crop + noise settings."""
 
     name = "ats-augment"
     params = {"policy": Param(str, "3-1-7", "transformation indices a-b-c (ATS_TRANSFORMS), '+' joins policies "

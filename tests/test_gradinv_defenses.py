@@ -207,3 +207,15 @@ def test_smoke_runs_record_fl_accuracy(attack: str, defense: list[str], tmp_path
         assert "per_release" in record["releases"]["defense"]
     board = pd.read_csv(tmp_path / "leaderboards" / "cifar10.csv")
     assert "utility:fl-accuracy" in board.columns and board["utility:fl-accuracy"].notna().all()
+
+
+def test_utility_sources() -> None:
+    from bench.features import FeatureSpec
+
+    none = registry.defenses.get("none").obj()
+    assert none.utility_source(FeatureSpec("fl-gradients")) == "training"
+    assert none.utility_source(FeatureSpec("sift")) is None  # other families: no figure, no extra work
+    for name in ("gradient-pruning", "gradient-noise", "dp-sgd", "ats-augment"):
+        assert registry.defenses.get(name).obj().utility_source(FeatureSpec("fl-gradients")) == "training"
+    assert registry.defenses.get("dp-sgd").meta["client_side"] is True
+    assert registry.defenses.get("gradient-noise").meta["client_side"] is False

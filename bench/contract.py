@@ -23,8 +23,9 @@ from bench.features import FeatureSet
 from bench.images import resize
 from bench.hyper import HyperParam
 from bench.params import Param
-from bench.plugins import (Attack, Defense, EvalBatch, EvalContext, FitContext, ImageSet, Metric, MetricUnavailable,
-                           UtilityContext, Victim, attacker_training_features, seeded_rng)
+from bench.plugins import (Attack, ClientData, Defense, EvalBatch, EvalContext, FitContext, ImageSet, Metric,
+                           MetricUnavailable, UtilityContext, UtilityTraining, Victim, attacker_training_features,
+                           seeded_rng)
 from bench.profiles import get_profile
 
 Result = tuple[str, bool, str]
@@ -76,20 +77,30 @@ def smoke_data(n_train: int = 12, n_test: int = 4, extractor: str = "sift", defe
     dfn = registry.defenses.get(defense).obj()
     tr, te = list(range(n_train)), list(range(n_train, n_train + n_test))
     targets = resize(imgs.images, prof.image_size)
-    if feats.granularity == "sample":
+    def part(idx: list[int]) -> ImageSet:
+        return ImageSet([ids[i] for i in idx], imgs.images[idx], {k: np.asarray(v)[idx]
+                                                                  for k, v in imgs.labels.items()})
+
+    if feats.granularity == "sample" and not dfn.client_side:
         aux_feats, private_feats = feats.subset(tr), feats.subset(te)
     else:  # per-batch records cover several images: each split is released on its own, as in a run
-        def part(idx: list[int]) -> ImageSet:
-            return ImageSet([ids[i] for i in idx], imgs.images[idx], {k: np.asarray(v)[idx]
-                                                                      for k, v in imgs.labels.items()})
         aux_feats, private_feats = ext.extract(part(tr), progress=False), ext.extract(part(te), progress=False)
+    if dfn.client_side:  # acts on each split's images with the victim, before the release (bench.run.defend)
+        victim = ext.victim()
+        aux_out = dfn.protect_client(aux_feats, ClientData(part(tr), victim, prof.name, n_train),
+                                     seeded_rng(seed, "attacker-keys"))
+        private_out = dfn.protect_client(private_feats, ClientData(part(te), victim, prof.name, n_train),
+                                         seeded_rng(seed, "victim-keys"))
+    else:
+        aux_out = attacker_training_features(dfn, aux_feats, seed)
+        private_out = dfn.protect(private_feats, seeded_rng(seed, "victim-keys"))
     return {
         "profile": prof,
         "extractor": ext,
         "defense": dfn,
         "victim": ext.victim() if type(ext).white_box else None,
-        "aux": attacker_training_features(dfn, aux_feats, seed),
-        "private": dfn.protect(private_feats, seeded_rng(seed, "victim-keys")),
+        "aux": aux_out,
+        "private": private_out,
         "aux_images": targets[tr],
         "private_images": targets[te],
         "aux_ids": ids[:n_train],
@@ -458,28 +469,40 @@ def defense_checks(cls: type[Defense]) -> Iterator[Result]:
         return
     feats: FeatureSet = data["features"]
 
+    def protect(d: Defense, fs: FeatureSet, rng: np.random.Generator) -> FeatureSet:
+        """`protect`, or for a client-side defense `protect_client` on the smoke images and victim."""
+        if d.client_side:
+            client = ClientData(data["image_set"], data["victim"], "smoke", len(data["image_set"]))
+            return d.protect_client(fs, client, rng)
+        return d.protect(fs, rng)
+
     def spec() -> str:
         d = cls()
-        out = d.protect(feats, seeded_rng(1, "k"))
+        out = protect(d, feats, seeded_rng(1, "k"))
         assert out.spec == d.released_spec(feats.spec), f"released {out.spec} but declared {d.released_spec(feats.spec)}"
         assert len(out) == len(feats), "length changed"
         return out.spec.describe()
 
     def untouched() -> None:
         before = _arrays(feats)
-        cls().protect(feats, seeded_rng(1, "k"))
+        protect(cls(), feats, seeded_rng(1, "k"))
         after = _arrays(feats)
         assert all(np.array_equal(before[k], after[k], equal_nan=True) for k in before), "input was modified"
 
     def reproducible() -> None:
-        a = _arrays(cls().protect(feats, seeded_rng(7, "k")))
-        b = _arrays(cls().protect(feats, seeded_rng(7, "k")))
+        a = _arrays(protect(cls(), feats, seeded_rng(7, "k")))
+        b = _arrays(protect(cls(), feats, seeded_rng(7, "k")))
         assert all(np.array_equal(a[k], b[k], equal_nan=True) for k in a), "same key, different output"
 
     def utility() -> str:
-        if cls.utility is Defense.utility:  # not overridden (the runner skips it too)
+        source = cls().utility_source(feats.spec)
+        if source is None:  # no figure for this release (the runner skips it too)
             return "not offered"
-        ctx = UtilityContext(images=data["image_set"], features=feats, extractor=data["extractor"], seed=0)
+        training = None
+        if source == "training":  # mechanics only: trains at the smoke budget on the smoke images
+            training = UtilityTraining(images=data["image_set"], profile="smoke", victim=data["victim"])
+        ctx = UtilityContext(images=data["image_set"], features=feats, extractor=data["extractor"], seed=0,
+                             training=training)
         figures = cls().utility(ctx)
         assert isinstance(figures, dict), f"utility returned {type(figures).__name__}, not a dict"
         for k, v in figures.items():
@@ -494,7 +517,7 @@ def defense_checks(cls: type[Defense]) -> Iterator[Result]:
     def empty_input() -> str:
         d = cls()
         try:
-            out = d.protect(feats.subset([]), seeded_rng(1, "k"))
+            out = protect(d, feats.subset([]), seeded_rng(1, "k"))
         except BenchError as exc:
             return f"refused with a clear error: {exc}"
         assert len(out) == 0, f"{len(out)} records released for none"
@@ -507,7 +530,7 @@ def defense_checks(cls: type[Defense]) -> Iterator[Result]:
             return f"not applicable to {feats.kind!r} features"
         d = cls()
         try:
-            out = d.protect(blank, seeded_rng(1, "k"))
+            out = protect(d, blank, seeded_rng(1, "k"))
         except BenchError as exc:
             return f"refused with a clear error: {exc}"
         assert len(out) == 1, f"{len(out)} records released for one"

@@ -188,9 +188,33 @@ class UtilityContext:
     features: FeatureSet
     extractor: Extractor
     seed: int
+    training: "UtilityTraining | None" = None  # set when the defense's `utility_source` is "training"
 
     def rng(self, stream: str) -> np.random.Generator:
         return seeded_rng(self.seed, stream)
+
+
+@dataclass
+class UtilityTraining:
+    """A defense's utility that trains the victim under the defense: the attacker/train split's images to train on
+    (never a private image), the run's profile (the training budget) and the white-box victim (its architecture)."""
+
+    images: ImageSet
+    profile: str
+    victim: Victim
+
+
+@dataclass
+class ClientData:
+    """What a client-side defense acts on before the release: the client's images (the split's images at the
+    extraction size, in the order of the extracted records' covers), the white-box victim model the client computes
+    its update with, and the size of the attacker/train split and the profile (so the defense can also account for
+    its utility training, e.g. DP-SGD's epsilon)."""
+
+    images: ImageSet
+    victim: Victim
+    profile: str = ""
+    n_train: int = 0
 
 
 class Defense(Plugin, ABC):
@@ -202,6 +226,10 @@ class Defense(Plugin, ABC):
     # plug-in layer), so the attacker's own queries come back protected with the victim's secret key; what they
     # return is `protect_queries`.
     api_deployed: ClassVar[bool] = False
+    # True: the defense acts on the client, before the release (DP-SGD on per-example gradients, ATSPrivacy's
+    # transformations on the client's images): the engine calls `protect_client` with the client's images and the
+    # white-box victim instead of `protect`, and refuses extractors that grant no victim model before any work.
+    client_side: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         # The class attribute `params` declares; the instance attribute holds the resolved values.
@@ -229,6 +257,17 @@ class Defense(Plugin, ABC):
         the victim's."""
         return self.protect(features, victim_rng)
 
+    def protect_client(self, features: FeatureSet, client: ClientData, rng: np.random.Generator) -> FeatureSet:
+        """The release the client makes under the defense (`client_side` defenses): `features` is what it would
+        release without the defense (its covers and meta), `client` its images and victim; randomness from `rng`."""
+        raise NotImplementedError(f"defense {self.name!r} does not act on the client")
+
+    def utility_source(self, spec: FeatureSpec) -> str | None:
+        """Where the utility figure of a release of `spec` comes from: "private" (`utility` reads the private split,
+        the default when `utility` is implemented), "training" (it trains the victim under the defense: the context
+        also carries `training`, and the cache key names the train split and profile) or None (no figure)."""
+        return "private" if type(self).utility is not Defense.utility else None
+
     def utility(self, ctx: UtilityContext) -> dict[str, float]:
         """Utility figures that the protected features still offer (e.g. verification accuracy); none by default.
 
@@ -239,7 +278,8 @@ class Defense(Plugin, ABC):
 
     @classmethod
     def registry_meta(cls) -> dict[str, Any]:
-        return {**super().registry_meta(), "accepts": list(cls.accepts), "api_deployed": cls.api_deployed}
+        return {**super().registry_meta(), "accepts": list(cls.accepts), "api_deployed": cls.api_deployed,
+                "client_side": cls.client_side}
 
 
 def attacker_training_features(defense: Defense, features: FeatureSet, seed: int) -> FeatureSet:

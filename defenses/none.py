@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.features import FeatureSet, FeatureSpec
-from bench.plugins import Defense, register_defense
+from bench.plugins import Defense, UtilityContext, register_defense
 
 
 @register_defense
@@ -20,3 +20,12 @@ class NoDefense(Defense):
 
     def protect(self, features: FeatureSet, rng: np.random.Generator) -> FeatureSet:
         return features
+
+    def utility_source(self, spec: FeatureSpec) -> str | None:
+        """Gradient releases: the undefended baseline of the gradient defenses' ``fl-accuracy`` (the victim trained
+        by plain fedSGD); no utility figure for other releases."""
+        return "training" if spec.kind == "fl-gradients" else None
+
+    def utility(self, ctx: UtilityContext) -> dict[str, float]:
+        from bench.attacks.gradinv import utility as gu  # the gradient family only, loaded when used
+        return gu.fl_accuracy(ctx, gu.plain_step)

@@ -11,12 +11,13 @@ import torch
 from bench.attacks.gradinv import attacks as gi
 from bench.attacks.gradinv import defenses as gd
 from bench.attacks.gradinv import releases, victims
+from bench.attacks.gradinv import utility as gu
 from bench.errors import BenchError
 from bench.features import FeatureSet, FeatureSpec, Requirement, register_feature_kind
 from bench.images import resize
 from bench.params import Param, resolve_params
-from bench.plugins import (Attack, Defense, Extractor, FitContext, ImageSet, Victim, register_attack, register_defense,
-                           register_extractor)
+from bench.plugins import (Attack, Defense, Extractor, FitContext, ImageSet, UtilityContext, Victim, register_attack,
+                           register_defense, register_extractor)
 
 
 @register_feature_kind
@@ -267,6 +268,15 @@ class GradientPruning(Defense):
             if len(grads) else grads.copy()
         return GradientRelease(out, features.covers(), features.flags, features.meta)
 
+    def utility_source(self, spec: FeatureSpec) -> str | None:
+        return "training"
+
+    def utility(self, ctx: UtilityContext) -> dict[str, float]:
+        """``fl-accuracy``: the victim trained by fedSGD with every step's gradient pruned (utility.fl_accuracy)."""
+        fraction, scope = self.params["fraction"], self.params["scope"]
+        return gu.fl_accuracy(ctx, lambda m, x, y, g: gd.gradient_pruning(releases.batch_gradient(m, x, y),
+                                                                          fraction, scope))
+
 
 @register_defense
 class GradientNoise(Defense):
@@ -283,3 +293,15 @@ class GradientNoise(Defense):
         grads = np.asarray(features.grads, dtype=np.float32)
         noisy = grads + np.float32(self.params["sigma"]) * rng.standard_normal(grads.shape, dtype=np.float32)
         return GradientRelease(noisy, features.covers(), features.flags, features.meta)
+
+    def utility_source(self, spec: FeatureSpec) -> str | None:
+        return "training"
+
+    def utility(self, ctx: UtilityContext) -> dict[str, float]:
+        """``fl-accuracy``: the victim trained by fedSGD with Gaussian noise on every step's gradient."""
+        sigma = self.params["sigma"]
+        return gu.fl_accuracy(ctx, lambda m, x, y, g: gd.gradient_noise(releases.batch_gradient(m, x, y), sigma, g))
+
+
+# Client-side defenses (dp-sgd, ats-augment), registered on import.
+from bench.attacks.gradinv import client_defenses  # noqa: E402,F401

@@ -84,6 +84,9 @@ def _releases(p: Plan, ev: Evaluation, released: FeatureSet | None,
     if released is None or private_ids is None:
         return None
     out = release_coverage(released, private_ids)
+    meta = released.meta if isinstance(released.meta, dict) else {}
+    if isinstance(meta.get("defense"), dict):  # what a client-side defense reports of its release (e.g. DP-SGD's ε)
+        out["defense"] = meta["defense"]
     if ev.assignment:
         out["matching"] = {"similarity": type(p.attack).matching, "assignment": ev.assignment,
                            "rule": "per record, an optimal assignment of its reconstructions to the originals it "

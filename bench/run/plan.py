@@ -150,6 +150,10 @@ def plan(req: RunRequest) -> Plan:
     if not defense.can_protect(extractor.produces):
         raise IncompatibleError(f"defense {req.defense!r} cannot protect {extractor.produces.kind!r} features "
                                 f"(it protects: {', '.join(defense.accepts)})")
+    if defense.client_side and not type(extractor).white_box:
+        raise IncompatibleError(f"defense {req.defense!r} acts on the client before the release (it needs the victim "
+                                f"model and the client's images) but extractor {extractor_name!r} grants no victim "
+                                "model; use a white-box extractor")
     if attack_cls.needs_victim and not type(extractor).white_box:
         raise IncompatibleError(f"attack {req.attack!r} is white-box (it needs the victim model) but extractor "
                                 f"{extractor_name!r} grants no victim model; use a white-box extractor")

@@ -19,9 +19,10 @@ import torch
 
 from bench.errors import BenchError
 from bench.images import resize
-from bench.plugins import EvalContext, attacker_training_features, dataset_label, seeded_rng
+from bench.plugins import EvalContext, dataset_label
 from bench.run import outputs
 from bench.run.cache import StageCache
+from bench.run.defend import defended_releases
 from bench.run.evaluate import Evaluation, evaluate
 from bench.locks import file_lock
 from bench.run.plan import Plan, RunRequest, fault_point, plan
@@ -116,9 +117,9 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
     fault_point("after-features")
     with timer("defend"):
         # The victim protects with its secret keys; the attacker simulates the defense with its own, or queries
-        # the victim's protected API when the defense runs inside it (bench.plugins.attacker_training_features).
-        released = p.defense.protect(private.features, seeded_rng(p.spec.seed, "victim-keys"))
-        aux_released = attacker_training_features(p.defense, aux.features, p.spec.seed)
+        # the victim's protected API when the defense runs inside it; a client-side defense acts on each split's
+        # images before the release (bench.run.defend).
+        released, aux_released = defended_releases(p, private, aux)
     with timer("utility"):
         utility = defense_utility(cache, p, private)
     with timer("load"):

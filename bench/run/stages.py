@@ -19,7 +19,7 @@ import torch
 
 from bench.errors import BenchError
 from bench.features import FeatureSet, check_coverage
-from bench.plugins import Dataset, Defense, Extractor, FitContext, ImageSet, UtilityContext, Victim
+from bench.plugins import Dataset, Extractor, FitContext, ImageSet, UtilityContext, UtilityTraining, Victim
 from bench.run.cache import StageCache
 from bench.run.plan import Plan, fault_point
 from bench.hashing import digest
@@ -89,16 +89,27 @@ def check_learnable(feats: FeatureSet, what: str, uses_features: bool = True) ->
 
 
 def defense_utility(cache: StageCache, p: Plan, private: SplitFeatures) -> dict[str, float]:
-    """The defense's utility figures, once per (data, extractor, defense parameters, seed)."""
-    if type(p.defense).utility is Defense.utility:  # the defense reports no utility figure
+    """The defense's utility figures, once per (data, extractor, defense parameters, seed); a utility that trains
+    the victim under the defense (`utility_source` "training") is also keyed by the train split and the profile."""
+    source = p.defense.utility_source(p.extractor.produces)
+    if source is None:  # the defense reports no utility figure for this release
         return {}
     inputs = {"dataset": p.dataset.fingerprint(), "ids": digest(private.ids, 32), "size": p.spec.extract_size,
               "extractor": p.extractor.config(), "defense": p.defense.config(), "seed": p.spec.seed}
+    if source == "training":
+        inputs["training"] = {"dataset": p.aux_dataset.fingerprint(), "ids": digest(p.train_ids, 32),
+                              "profile": p.profile.name}
     key = cache.key(inputs)
 
     def build(tmp: Path) -> None:
         images = load_split(p.dataset, private.ids, p.spec.extract_size, "private")
-        ctx = UtilityContext(images=images, features=private.features, extractor=p.extractor, seed=p.spec.seed)
+        training = None
+        if source == "training":
+            from bench.run.defend import client_victim  # (defend imports this module)
+            training = UtilityTraining(images=load_split(p.aux_dataset, p.train_ids, p.spec.extract_size, "train"),
+                                       profile=p.profile.name, victim=client_victim(p))
+        ctx = UtilityContext(images=images, features=private.features, extractor=p.extractor, seed=p.spec.seed,
+                             training=training)
         figures = {str(k): float(v) for k, v in p.defense.utility(ctx).items()}
         (tmp / "utility.json").write_text(json.dumps(figures, sort_keys=True))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.features import FeatureSet, FeatureSpec
+from bench.features import FeatureSet, FeatureSpec, feature_kinds
 from bench.plugins import Defense, UtilityContext, register_defense
 
 
@@ -22,10 +22,13 @@ class NoDefense(Defense):
         return features
 
     def utility_source(self, spec: FeatureSpec) -> str | None:
-        """Gradient releases: the undefended baseline of the gradient defenses' ``fl-accuracy`` (the victim trained
-        by plain fedSGD); no utility figure for other releases."""
-        return "training" if spec.kind == "fl-gradients" else None
+        """The released kind's own baseline, if it declares one (gradient releases: the victim trained by plain
+        fedSGD, the undefended counterpart of the gradient defenses' ``fl-accuracy``); no figure otherwise."""
+        try:
+            kind = feature_kinds.get(spec.kind).obj
+        except Exception:  # an unregistered kind has no baseline to report
+            return None
+        return kind.undefended_utility_source
 
     def utility(self, ctx: UtilityContext) -> dict[str, float]:
-        from bench.attacks.gradinv import utility as gu  # the gradient family only, loaded when used
-        return gu.fl_accuracy(ctx, gu.plain_step)
+        return type(ctx.features).undefended_utility(ctx)

@@ -27,6 +27,12 @@ class GradientRelease(FeatureSet):
 
     kind = "fl-gradients"
     granularity = "batch"
+    undefended_utility_source = "training"  # `none`'s figure: the victim trained by plain fedSGD
+
+    @classmethod
+    def undefended_utility(cls, ctx: UtilityContext) -> dict[str, float]:
+        """``fl-accuracy`` of the undefended baseline: every training step's gradient released as computed."""
+        return gu.fl_accuracy(ctx, gu.plain_step)
 
     def __init__(self, grads: np.ndarray, cover: list[list[int]], flags: Any = None, meta: Any = None) -> None:
         super().__init__(flags, meta)

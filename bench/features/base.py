@@ -84,6 +84,10 @@ class FeatureSet(ABC):
     # "sample": record i is released for image i. "batch": each record covers several images (a federated client's
     # gradient of a batch); `covers()` says which, and the attack returns one image per covered image.
     granularity: ClassVar[str] = "sample"
+    # Where the utility of releasing this kind unprotected comes from, for the `none` defense: None (no figure), or
+    # a `Defense.utility_source` value such as "training" (gradient releases: the victim trained by plain fedSGD),
+    # measured by `undefended_utility`. The kind knows its family's baseline; the generic `none` defense does not.
+    undefended_utility_source: ClassVar[str | None] = None
 
     def __init__(self, flags: Mapping[str, bool] | None = None, meta: Mapping[str, Any] | None = None) -> None:
         self.flags: dict[str, bool] = {**dict(self.default_flags), **dict(flags or {})}
@@ -117,6 +121,12 @@ class FeatureSet(ABC):
         `subset`, save and load). The records of one split cover every image exactly once.
         """
         return [[i] for i in range(len(self))]
+
+    @classmethod
+    def undefended_utility(cls, ctx: Any) -> dict[str, float]:
+        """The utility figure of an unprotected release of this kind (ctx: a `bench.plugins.UtilityContext`); kinds
+        that declare `undefended_utility_source` override it."""
+        raise NotImplementedError(f"feature kind {cls.kind!r} declares no undefended utility")
 
     def empty_records(self) -> int:
         """How many records hold no features at all (e.g. images without SIFT keypoints); 0 when not applicable."""

@@ -506,6 +506,12 @@ class Metric(Plugin):
     def prepare(self, ctx: EvalContext) -> None:
         """Once per run, before scoring; raise MetricUnavailable(fix) when weights or models are missing."""
 
+    def expected_version(self, results: Path) -> str:
+        """The version a run in the results folder `results` would record for this metric now, found without
+        loading anything; a grid scores a finished run again when its stored version differs. Default: `version`
+        (a metric whose value depends on files of the results folder, e.g. semsim's checkpoint, overrides it)."""
+        return self.version
+
     def per_sample(self, recon: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         """Values (N,) for N×3×H×W images in [0, 1]; NaN marks an undefined value (e.g. constant input)."""
         raise NotImplementedError

@@ -101,6 +101,19 @@ class SemSim(Metric):
         self.load(ctx.results, ctx.device)
         self.check_overlap(ctx.dataset, ctx.ids)
 
+    def expected_version(self, results: Path) -> str:
+        """What `load` would make the version for RESULTS now, from the manifest alone (no checkpoint read): the
+        newest entry's digest, or the bare version without a readable manifest entry (the metric is unavailable
+        then, and records that version). A grid thus scores a finished run again after `bench semsim train`."""
+        from bench import semsim_checkpoint as st
+
+        try:
+            entries = st.read_manifest(Path(results))
+        except BenchError:
+            return type(self).version
+        sha = str(entries[-1].get("sha256") or "") if entries else ""
+        return f"{type(self).version}+{sha[:12]}" if sha else type(self).version
+
     def load(self, results: Path, device: torch.device | str = "cpu") -> "SemSim":
         """The newest checkpoint of RESULTS/semsim; MetricUnavailable (with the training command) without one."""
         from bench import semsim_checkpoint as st

@@ -177,6 +177,44 @@ def test_a_run_missing_a_requested_metric_is_computed_again(tmp_path: Path) -> N
     assert set(sets[more.runs[0].run_id]) == {"mse", "psnr"}
 
 
+def test_a_stored_value_of_another_metric_version_is_scored_again(tmp_path: Path, bench_home: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A finished run counts as complete only when each stored value has the version its metric would record now:
+    semsim stored `unavailable` is scored once `bench semsim train` bound a checkpoint to the folder (and again
+    after a newer one), a metric whose version changed is scored again; the reconstructions are reused."""
+    from bench.annotations import semsim_save, semsim_sets, semsim_training
+    from test_semsim import make_layout
+
+    results = tmp_path / "results"
+    grid = small_grid(results, attacks=["mean-image"], defenses=["none"], seeds=[0], metrics=("mse", "semsim"))
+    first = run_grid(grid, progress=False)
+    (run_id,) = [r.run_id for r in first.runs]
+    assert store_dump(results)[2][run_id]["semsim"]["status"] == "unavailable"
+    assert run_grid(grid, progress=False).runs[0].reused  # nothing changed: not computed again
+
+    layout = semsim_sets.load_folder(make_layout(tmp_path / "layout", n_ids=2), 8)
+    settings = semsim_training.TrainSettings(epochs=1, batch_size=8, size=8)
+    trained = semsim_training.train(layout, settings, progress=False)
+    entry = semsim_save.save_checkpoint(layout, settings, trained, results, demo=True)
+    second = run_grid(grid, progress=False)
+    assert second.done == 1 and not second.runs[0].reused
+    stored = store_dump(results)[2][run_id]
+    assert (stored["semsim"]["status"], stored["semsim"]["version"]) == ("ok", f"1+{entry['sha256'][:12]}")
+    assert run_grid(grid, progress=False).runs[0].reused
+
+    other = semsim_training.TrainSettings(epochs=1, batch_size=8, size=8, seed=1)
+    newer = semsim_save.save_checkpoint(layout, other, semsim_training.train(layout, other, progress=False), results,
+                                        demo=True)
+    assert newer["sha256"] != entry["sha256"]
+    assert not run_grid(grid, progress=False).runs[0].reused
+    assert store_dump(results)[2][run_id]["semsim"]["version"] == f"1+{newer['sha256'][:12]}"
+
+    monkeypatch.setattr(registry.metrics.get("mse").obj, "version", "2")  # e.g. a fixed bug
+    assert not run_grid(grid, progress=False).runs[0].reused
+    assert store_dump(results)[2][run_id]["mse"]["version"] == "2"
+    assert run_grid(grid, progress=False).runs[0].reused
+
+
 class FailingAttack(Attack):
     """Toy attack whose training always fails."""
 

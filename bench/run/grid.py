@@ -6,7 +6,10 @@ the executor: `local` runs them one after another in this process, `dask` sends 
 with one-thread worker processes by default, or any scheduler address). Workers compute and write only files; as
 each outcome arrives the coordinator writes it to SQLite, so the store has exactly one writer. A run that raises is
 recorded as failed with its error and the grid goes on. Runs already done with every requested metric are not sent
-again, so a killed grid started again resumes; the others resume from the stage cache.
+again, so a killed grid started again resumes; the others resume from the stage cache. A stored value of another
+version than the metric would record now (`Metric.expected_version`: a fixed metric, or semsim once a checkpoint
+is trained for the results folder) makes its run count as not done: it is scored again from its saved
+reconstructions.
 
 Here: the coordinator and its report. The grid file and its fields: grid_spec.py; expanding and planning the runs:
 grid_plan.py; the executors: grid_executors.py.
@@ -69,11 +72,16 @@ class GridReport:
 
 
 def _already_complete(store: Any, run: PlannedRun) -> bool:
-    """Done in the store with a set-level value for every requested metric."""
+    """Done in the store with a set-level value for every requested metric, each of the version the metric would
+    record now (so semsim, stored `unavailable` before `bench semsim train` bound a checkpoint to the folder or
+    scored with an older checkpoint, is scored again; the run reuses its saved reconstructions)."""
     row = store.run(run.run_id)
     if not row or row.get("status") != "done":
         return False
-    return set(run.metrics) <= set(store.set_metrics(run.run_id))
+    stored = store.set_metrics(run.run_id)
+    if not set(run.metrics) <= set(stored):
+        return False
+    return all(stored[n].get("version") == v for n, v in run.versions.items() if n in stored)
 
 
 class _Progress:

@@ -4,7 +4,8 @@ skipped."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 from bench.errors import BenchError, IncompatibleError
@@ -36,6 +37,9 @@ class PlannedRun:
     dataset: str
     seed: int
     metrics: tuple[str, ...] = ()  # the metric names `plan` resolved (defaults or `all` expanded)
+    # metric name -> the version a run would record now (Metric.expected_version): a stored value of another
+    # version (a fixed metric, or semsim after a new checkpoint was trained for the folder) is computed again
+    versions: dict[str, str] = field(default_factory=dict)
 
 
 def _requests(grid: GridSpec, threads: int | None) -> Iterable[tuple[tuple[int, int, int], RunRequest]]:
@@ -76,8 +80,9 @@ def plan_grid(grid: GridSpec, threads: int | None = None) -> tuple[list[PlannedR
         if p.spec.run_id in seen:  # the same run named twice (e.g. a dataset listed twice)
             continue
         seen.add(p.spec.run_id)
+        versions = {n: m.expected_version(Path(req.results)) for n, m in p.metrics.items()}
         runs.append(PlannedRun(req, p.spec.run_id, p.spec.config_id, p.spec.to_dict(), attack.label, defense.label,
-                               ds.name, req.seed, tuple(p.metrics)))
+                               ds.name, req.seed, tuple(p.metrics), versions))
         del p
     return runs, list(skipped.values())
 

@@ -192,3 +192,14 @@ def test_pair_answers_give_forced_choice_agreement(tmp_path: Path) -> None:
         assert float(row["agreement"]) == pytest.approx(np.mean(scores))
         assert float(row["p"]) == pytest.approx(stats.binomtest(int(sum(scores)), 24, 0.5).pvalue)
         assert row["annotations"] == "constructed annotations, not human judgements"
+
+
+def test_points_name_the_victim_of_each_configuration() -> None:
+    """SemSim's points are attack x defense x model: the extractor (the gradient victim) and its parameters are named,
+    so two configurations that differ only in the victim can be told apart in points-<level>.csv."""
+    from bench.report.correlation import extractor_label
+
+    assert extractor_label({"extractor": {"name": "fedsgd-lenet-zhu", "version": "1"}}) == "fedsgd-lenet-zhu"
+    assert extractor_label({"extractor": {"name": "fedsgd", "version": "1", "victim": "convnet", "width": 64}}) \
+        == "fedsgd(victim=convnet,width=64)"
+    assert extractor_label({}) == ""

@@ -30,6 +30,17 @@ STAT_COLUMNS = ("level", "metric", "orientation", "method", "n", "r", "p", "ci_l
                 "annotations")
 
 
+def extractor_label(spec: dict[str, Any]) -> str:
+    """The victim of a run as `name(k=v,...)` from its spec (e.g. a gradient victim's architecture), so that points of
+    configurations that differ only in the victim (SemSim's protocol: attack x defense x model) can be told apart."""
+    from bench.params import label
+
+    ext = spec.get("extractor")
+    if not isinstance(ext, dict):
+        return str(ext or "")
+    return label(str(ext.get("name", "")), {k: v for k, v in ext.items() if k not in ("name", "version")})
+
+
 @dataclass
 class Points:
     """Paired values for one metric: oriented metric value, human score, and what each point is."""
@@ -139,7 +150,7 @@ def collect(store: Any, level: str, metrics: Sequence[str] | None) -> tuple[dict
                     spec = json.loads(runs[key[0]]["spec_json"])
                     pts.labels.append({"run_id": key[0], "sample_index": key[1], "attack": spec["attack"],
                                        "defense": spec["defense"], "dataset": spec["dataset"],
-                                       "annotators": len(answers[key])})
+                                       "extractor": extractor_label(spec), "annotators": len(answers[key])})
                     pts.raw.append(v)
                     pts.x.append(sign * v)
                     pts.y.append(human[key])
@@ -155,8 +166,8 @@ def collect(store: Any, level: str, metrics: Sequence[str] | None) -> tuple[dict
                 spec = json.loads(runs[rids[0]]["spec_json"])
                 v = sum(float(x["value"]) for x in vals) / len(vals)
                 pts.labels.append({"config_id": cid, "attack": spec["attack"], "defense": spec["defense"],
-                                   "dataset": spec["dataset"], "profile": spec["profile"], "runs": len(rids),
-                                   "reconstructions": len(items)})
+                                   "dataset": spec["dataset"], "extractor": extractor_label(spec),
+                                   "profile": spec["profile"], "runs": len(rids), "reconstructions": len(items)})
                 pts.raw.append(v)
                 pts.x.append(sign * v)
                 pts.y.append(sum(human[k] for k in items) / len(items))

@@ -202,4 +202,7 @@ def test_points_name_the_victim_of_each_configuration() -> None:
     assert extractor_label({"extractor": {"name": "fedsgd-lenet-zhu", "version": "1"}}) == "fedsgd-lenet-zhu"
     assert extractor_label({"extractor": {"name": "fedsgd", "version": "1", "victim": "convnet", "width": 64}}) \
         == "fedsgd(victim=convnet,width=64)"
+    trained = {"name": "fedsgd", "version": "1", "trained": True, "victim": "resnet20-4",
+               "training": {"steps": 30, "seed": 0}}
+    assert extractor_label({"extractor": trained}) == "fedsgd(trained=true,victim=resnet20-4)"
     assert extractor_label({}) == ""

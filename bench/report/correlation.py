@@ -38,7 +38,9 @@ def extractor_label(spec: dict[str, Any]) -> str:
     ext = spec.get("extractor")
     if not isinstance(ext, dict):
         return str(ext or "")
-    return label(str(ext.get("name", "")), {k: v for k, v in ext.items() if k not in ("name", "version")})
+    # Scalar parameters only: nested records (e.g. a trained victim's training settings) stay in the run's spec.
+    params = {k: v for k, v in ext.items() if k not in ("name", "version") and isinstance(v, (str, int, float, bool))}
+    return label(str(ext.get("name", "")), params)
 
 
 @dataclass

@@ -540,9 +540,13 @@ class Metric(Plugin):
                 "inputs": cls.inputs, "attribute": cls.attribute, "convention": cls.convention}
 
 
-def register_metric(cls: type[Metric]) -> type[Metric]:
-    """Class decorator: add a metric to the registry under `cls.name`."""
-    registry.metrics.register(cls.name, cls, **cls.registry_meta())
+def register_metric(cls: type[Metric], summary: str | None = None) -> type[Metric]:
+    """Class decorator: add a metric to the registry under `cls.name` (with `summary` as its one-line help instead
+    of its docstring's first line, as the convention table gives it)."""
+    meta = cls.registry_meta()
+    if summary:
+        meta["summary"] = summary
+    registry.metrics.register(cls.name, cls, **meta)
     return cls
 
 

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from bench.metrics.identity import GENDER_FIX, balanced_accuracy
-from bench.plugins import EvalBatch, EvalContext, Metric, MetricUnavailable, register_metric
+from bench import metric_conventions
+from bench.plugins import EvalBatch, EvalContext, Metric, MetricUnavailable
 
 
-@register_metric
 class InferredGenderAccuracy(Metric):
     """Balanced accuracy of the gender an attribute attack infers from released features; 0.5 = chance."""
 
@@ -27,9 +27,7 @@ class InferredGenderAccuracy(Metric):
     value_range = (0.0, 1.0)
     higher_is_better = True
     needs_reference = False
-    convention = ("balanced accuracy = mean over the gender classes present in the private split's labels of the "
-                  "share of that class predicted as it (labels < 0 left out); predictions from an attribute attack "
-                  "on released features; higher means more leakage (the attacker's view); 0.5 is chance")
+    convention = metric_conventions.text("inferred-gender-accuracy")
 
     def prepare(self, ctx: EvalContext) -> None:
         if "gender" not in ctx.labels:
@@ -41,3 +39,6 @@ class InferredGenderAccuracy(Metric):
 
     def aggregate(self, parts: dict[str, np.ndarray]) -> float:
         return balanced_accuracy(parts.get("true", np.zeros(0)), parts.get("pred", np.zeros(0)))
+
+
+metric_conventions.register(__name__)  # the row `inferred-gender-accuracy` of the convention table

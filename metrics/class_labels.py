@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.plugins import EvalBatch, EvalContext, Metric, MetricUnavailable, register_metric
+from bench import metric_conventions
+from bench.plugins import EvalBatch, EvalContext, Metric, MetricUnavailable
 
 LABEL_FIX = "a dataset whose images carry class labels in a `label` field (e.g. --dataset cifar10)"
 
 
-@register_metric
 class LabelAccuracy(Metric):
     """Share of private images whose class label the attack predicted exactly (per image 1 or 0; the set value is
     the mean); it scores the predicted attribute "label" against the dataset's `label` field."""
@@ -23,8 +23,7 @@ class LabelAccuracy(Metric):
     value_range = (0.0, 1.0)
     higher_is_better = True
     needs_reference = False
-    convention = ("accuracy = share of private images whose predicted class label equals the dataset's `label`; "
-                  "per image 1 (recovered) or 0; higher means more leakage (the attacker's view)")
+    convention = metric_conventions.text("label-accuracy")
 
     def prepare(self, ctx: EvalContext) -> None:
         if "label" not in ctx.labels:
@@ -34,3 +33,6 @@ class LabelAccuracy(Metric):
         pred = np.asarray(batch.attributes["label"], dtype=np.int64).reshape(-1)
         true = np.asarray(batch.labels["label"], dtype=np.int64).reshape(-1)
         return (pred == true).astype(np.float64)
+
+
+metric_conventions.register(__name__)  # the row `label-accuracy` of the convention table

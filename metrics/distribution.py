@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from bench.embedders import Embedder, ReferenceCache, batch_features, get_embedder
-from bench.plugins import EvalBatch, EvalContext, Metric, register_metric
+from bench import metric_conventions
+from bench.plugins import EvalBatch, EvalContext, Metric
 
 FID_UNBIASED_N = 2048  # below this many images the 2048-d covariance is rank-deficient and FID is biased upwards
 KID_SUBSETS = 100
@@ -167,21 +168,16 @@ class EmbeddingSetMetric(Metric):
         return self._note
 
 
-INCEPTION = ("torch-fidelity pt_inception-2015-12-05 pool3 2048-d, images quantised to uint8 (round(255x)), "
-             "resized by the extractor to 299 (TensorFlow-1 bilinear)")
+INCEPTION = metric_conventions.INCEPTION
 
 
-@register_metric
 class FID(EmbeddingSetMetric):
     """Fréchet Inception distance between reconstructions and originals (torch-fidelity's); lower is better."""
 
     name = "fid"
     value_range = (0.0, float("inf"))
     embedder_name = "inception"
-    convention = (f"{INCEPTION}; Fréchet distance |mu1-mu2|^2 + tr S1 + tr S2 - 2 tr sqrt(S1 S2), covariances with "
-                  "n-1, in float64; tr sqrt(S1 S2) = nuclear norm of L1'L2 (S_i = L_i L_i'), equal to the trace of "
-                  "scipy sqrtm(S1 S2) and to torch-fidelity's eigenvalue sum; sample count recorded; biased below "
-                  "2048 images")
+    convention = metric_conventions.text("fid")
 
     def aggregate(self, parts: dict[str, np.ndarray]) -> float:
         self._note = None
@@ -193,16 +189,13 @@ class FID(EmbeddingSetMetric):
         return None
 
 
-@register_metric
 class KID(EmbeddingSetMetric):
     """Kernel Inception distance (unbiased polynomial-kernel MMD², torch-fidelity's defaults); lower is better."""
 
     name = "kid"
     value_range = (float("-inf"), float("inf"))  # an unbiased estimate: slightly negative for near-equal sets
     embedder_name = "inception"
-    convention = (f"{INCEPTION}; KID = mean over {KID_SUBSETS} subsets of the unbiased MMD^2 with the polynomial "
-                  f"kernel (x.y/2048 + 1)^3, subset size min({KID_SUBSET_SIZE}, n_recon, n_ref) drawn without "
-                  f"replacement by numpy RandomState({KID_SEED}) (torch-fidelity's defaults, size capped at n)")
+    convention = metric_conventions.text("kid")
 
     def aggregate(self, parts: dict[str, np.ndarray]) -> float:
         mean, std, m = kid(parts["recon"], parts["ref"])
@@ -210,7 +203,6 @@ class KID(EmbeddingSetMetric):
         return mean
 
 
-@register_metric
 class FrechetDlibFace(EmbeddingSetMetric):
     """Fréchet distance of dlib 128-d face descriptors (offline; not comparable with FID); lower is better."""
 
@@ -218,11 +210,7 @@ class FrechetDlibFace(EmbeddingSetMetric):
     value_range = (0.0, float("inf"))
     needs_weights = False  # its models come with a pip package (leakbench[faces]), not the weights cache
     embedder_name = "dlib-face"
-    convention = ("dlib face descriptors (dlib_face_recognition_resnet_model_v1, 128-d, no jitter) of 150-px chips "
-                  "aligned by shape_predictor_5_face_landmarks (get_face_chip, padding 0.25) on the largest face that "
-                  "dlib's frontal HOG detector finds in the image resized to 256 px (uint8, round(255x)); a detector "
-                  "miss uses the whole image as the face box and is counted in the note; Fréchet distance as fid's "
-                  "formula; an offline-capable distribution metric for faces, not comparable with FID")
+    convention = metric_conventions.text("fd-dlib")
 
     def embed(self, recon: torch.Tensor, ref: torch.Tensor, batch: EvalBatch) -> dict[str, np.ndarray]:
         r, o = self._features(recon, ref, batch)
@@ -244,3 +232,6 @@ class FrechetDlibFace(EmbeddingSetMetric):
                          + " (whole image used as the face box)")
         self._note = "; ".join(notes) or None
         return frechet_distance(parts["recon"], parts["ref"])
+
+
+metric_conventions.register(__name__)  # fid, kid, fd-dlib

@@ -24,15 +24,13 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from bench import metric_conventions
 from bench.embedders import Embedder, ReferenceCache, batch_features, get_embedder
 from bench.logistic_regression import LogisticRegression
-from bench.plugins import EvalBatch, EvalContext, Metric, MetricUnavailable, register_metric
+from bench.plugins import EvalBatch, EvalContext, Metric, MetricUnavailable
 
 EMBEDDER = "dlib-face"
-DLIB_CONVENTION = ("dlib face descriptors (dlib_face_recognition_resnet_model_v1, 128-d, no jitter) of 150-px chips "
-                   "aligned by shape_predictor_5_face_landmarks on the largest face dlib's HOG detector finds in the "
-                   "image resized to 256 px (uint8); a detector miss uses the whole image as the face box and is "
-                   "counted in the note")
+DLIB_CONVENTION = metric_conventions.DLIB_CONVENTION  # the dlib-face pipeline every identity text begins with
 GENDER_FIX = "needs gender labels: use a dataset with them, e.g. --dataset utkface"
 _CHUNK = 1024  # rows of the impostor score matrix computed at a time
 _BUFFER = 1 << 20  # impostor scores held before cutting down to the k+1 highest
@@ -173,15 +171,12 @@ class DlibIdentityMetric(Metric):
         return self._note
 
 
-@register_metric
 class IdCosine(DlibIdentityMetric):
     """Cosine similarity of dlib face descriptors of original and reconstruction; higher = more identity leaked."""
 
     name = "id-cosine"
     value_range = (-1.0, 1.0)
-    convention = (f"{DLIB_CONVENTION}; cosine similarity of the original's and the reconstruction's descriptors "
-                  "(float64, clipped to [-1, 1]); higher means the reconstruction carries more of the original's "
-                  "identity (the attacker's view); set value = mean over samples")
+    convention = metric_conventions.text("id-cosine")
 
     def score_batch(self, recon: torch.Tensor | None, ref: torch.Tensor, batch: EvalBatch) -> np.ndarray:
         return cosine_rows(self._recon(recon, batch)["features"], self._ref(ref, batch)["features"])
@@ -212,7 +207,8 @@ class IdCosine(DlibIdentityMetric):
 
 
 class ReversibilitySuccessRate(DlibIdentityMetric):
-    """Base of rsr@fmr=…: the share of reconstructions that match their original at a false-match rate."""
+    """Base of rsr@fmr=…: the share of reconstructions that match their original at a false-match rate (one
+    registered subclass per row of the convention table, whose arguments set `fmr` and `fmr_label`)."""
 
     level = "set"
     value_range = (0.0, 1.0)
@@ -254,46 +250,13 @@ class ReversibilitySuccessRate(DlibIdentityMetric):
         return matched / len(recon)
 
 
-def _rsr_convention(label: str) -> str:
-    return (f"{DLIB_CONVENTION}; RSR = share of reconstructions whose cosine similarity to their own original's "
-            f"descriptor is strictly above the threshold at FMR {label}; threshold = the (k+1)-th highest of the M "
-            "impostor scores, k = floor(fmr*M), impostor scores = cosine similarities of the originals of every "
-            "unordered pair of different samples of the test split (pairs of one person excluded when identity labels exist); "
-            "higher means more reconstructions are accepted as their original's identity (the attacker's view)")
-
-
-@register_metric
-class RSR01(ReversibilitySuccessRate):
-    """Reversibility success rate at FMR 0.1% (dlib face system, test-split impostor threshold); higher = leakier."""
-
-    name = "rsr@fmr=0.1%"
-    fmr = 0.001
-    fmr_label = "0.1%"
-    convention = _rsr_convention("0.1%")
-
-
-@register_metric
-class RSR1(ReversibilitySuccessRate):
-    """Reversibility success rate at FMR 1% (dlib face system, test-split impostor threshold); higher = leakier."""
-
-    name = "rsr@fmr=1%"
-    fmr = 0.01
-    fmr_label = "1%"
-    convention = _rsr_convention("1%")
-
-
-@register_metric
 class GenderAccuracy(DlibIdentityMetric):
     """Balanced accuracy of gender predicted from reconstructions (classifier fit on aux originals); higher = leakier."""
 
     name = "gender-accuracy"
     level = "set"
     value_range = (0.0, 1.0)
-    convention = (f"{DLIB_CONVENTION}; a logistic regression (L2, C=1, standardised features, balanced class "
-                  "weights, L-BFGS) fitted on the auxiliary originals' descriptors and gender labels predicts the "
-                  "gender of each reconstruction; value = balanced accuracy (mean per-class recall) against the "
-                  "private split's gender labels (unlabelled samples left out); higher means more soft-biometric "
-                  "leakage (the attacker's view); 0.5 is chance")
+    convention = metric_conventions.text("gender-accuracy")
 
     def __init__(self) -> None:
         super().__init__()
@@ -337,3 +300,6 @@ class GenderAccuracy(DlibIdentityMetric):
             notes.append(miss)
         self._note = "; ".join(notes)
         return value
+
+
+metric_conventions.register(__name__)  # id-cosine, rsr@fmr=0.1%, rsr@fmr=1%, gender-accuracy

@@ -1,23 +1,26 @@
-"""LPIPS (learned perceptual image patch similarity, v0.1) in every convention the benchmark names, one table.
+"""LPIPS (learned perceptual image patch similarity, v0.1) in every convention the benchmark names.
 
-Each variant is a registered metric with its own name (pyiqa style). The standard ones scale images from [0, 1]
-to [-1, 1] as the LPIPS authors specify; `lpips-semsim-compat` reproduces the SemSim paper's code, which fed
-[0, 1] images unscaled to LPIPS-squeeze at 256×256, and is named as such so that it never replaces the standard
-value silently. The network (bench/nn/lpips_net.py) loads its backbone and linear layers through the weights
-manifest (hash-verified, weights_only); when a file is missing the metric is unavailable with the fix.
+Each variant is a registered metric with its own name (pyiqa style), one row of the convention table
+(bench/metric_conventions.py, which also writes its convention text from the row's arguments). The standard ones
+scale images from [0, 1] to [-1, 1] as the LPIPS authors specify; `lpips-semsim-compat` reproduces the SemSim
+paper's code, which fed [0, 1] images unscaled to LPIPS-squeeze at 256×256, and is named as such so that it never
+replaces the standard value silently. The network (bench/nn/lpips_net.py) loads its backbone and linear layers
+through the weights manifest (hash-verified, weights_only); when a file is missing the metric is unavailable with
+the fix.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from bench import weights
+from bench import metric_conventions, weights
 from bench.errors import BenchError
 from bench.metrics.pixel import check_pair
-from bench.plugins import EvalContext, Metric, MetricUnavailable, register_metric
+from bench.plugins import EvalContext, Metric, MetricUnavailable
 
 _CHUNK = 16  # image pairs per forward pass: bounds activation memory at 256×256 (VGG) on a laptop
 
@@ -34,40 +37,24 @@ class Variant:
     resize: int | None  # resize both images to this square size first (None: score at the given size)
     summary: str
 
-
-VARIANTS: dict[str, Variant] = {
-    v.name: v
-    for v in (
-        Variant("lpips", "alex", "alexnet", "lpips-alex", True, None,
-                "LPIPS v0.1, AlexNet backbone (the standard default); 0 means identical images."),
-        Variant("lpips-vgg", "vgg", "vgg16", "lpips-vgg", True, None,
-                "LPIPS v0.1, VGG16 backbone; 0 means identical images."),
-        Variant("lpips-squeeze", "squeeze", "squeezenet1_1", "lpips-squeeze", True, None,
-                "LPIPS v0.1, SqueezeNet 1.1 backbone; 0 means identical images."),
-        Variant("lpips-semsim-compat", "squeeze", "squeezenet1_1", "lpips-squeeze", False, 256,
-                "LPIPS-squeeze as the SemSim paper's code computes it: [0, 1] fed unscaled, at 256×256 "
-                "(a compatibility convention, not the standard)."),
-    )
-}
-
-
-def convention_of(v: Variant) -> str:
-    """The pinned convention text recorded with every value of variant `v`."""
-    feed = "RGB [0, 1] scaled to [-1, 1] (2x-1)" if v.to_signed else "RGB [0, 1] fed UNSCALED (no 2x-1, as SemSim's code)"
-    size = (f"both images resized to {v.resize}x{v.resize} (bilinear, antialiased) first"
-            if v.resize else "at the scoring size")
-    return (f"LPIPS v0.1, {v.backbone} backbone ({v.backbone_weights}) + v0.1 linear layers ({v.linear_weights}); "
-            f"{feed}, then the v0.1 scaling layer; {size}; channel-unit-normalised activations, squared difference, "
-            f"learned 1x1 weights, spatial mean, sum over layers; per image, set value = mean over images; float32")
+    @classmethod
+    def of(cls, row: metric_conventions.Convention) -> "Variant":
+        """The variant of an LPIPS row of the convention table."""
+        return cls(name=row.name, summary=row.summary, **row.args)
 
 
 class LPIPSMetric(Metric):
-    """LPIPS distance of each image pair (one registered subclass per variant)."""
+    """LPIPS distance of each image pair (one registered subclass per LPIPS row of the convention table)."""
 
     variant: Variant
     higher_is_better = False
     value_range = (0.0, float("inf"))
     needs_weights = True
+
+    @classmethod
+    def convention_attributes(cls, row: metric_conventions.Convention) -> dict[str, Any]:
+        """The class attributes of a table row: its arguments as one `Variant`."""
+        return {"variant": Variant.of(row)}
 
     def __init__(self) -> None:
         self.net = None
@@ -113,15 +100,5 @@ class LPIPSMetric(Metric):
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
-def _register(v: Variant) -> type[LPIPSMetric]:
-    cls = type(
-        "LPIPS_" + v.name.replace("-", "_"),
-        (LPIPSMetric,),
-        {"name": v.name, "variant": v, "convention": convention_of(v), "__doc__": v.summary,
-         "__module__": __name__},
-    )
-    return register_metric(cls)
-
-
-for _v in VARIANTS.values():
-    _register(_v)
+_REGISTERED = metric_conventions.register(__name__)  # lpips, lpips-vgg, lpips-squeeze, lpips-semsim-compat
+VARIANTS: dict[str, Variant] = {name: cls.variant for name, cls in _REGISTERED.items()}

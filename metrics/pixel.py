@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from bench import metric_conventions
 from bench.errors import BenchError
-from bench.plugins import Metric, register_metric
+from bench.plugins import Metric
 
 
 def check_pair(
@@ -34,14 +35,13 @@ def mse_per_image(recon: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return (recon - ref).square().mean(dim=(1, 2, 3))
 
 
-@register_metric
 class MSE(Metric):
     """Mean squared error per image on RGB values in [0, 1]; 0 means identical images."""
 
     name = "mse"
     higher_is_better = False
     value_range = (0.0, 1.0)
-    convention = "mean over pixels and RGB channels of (recon - ref)^2, values in [0, 1], float64"
+    convention = metric_conventions.text("mse")
 
     def per_sample(self, recon: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         """MSE of each image pair, float64 (N,)."""
@@ -49,17 +49,13 @@ class MSE(Metric):
         return mse_per_image(a, b).cpu()
 
 
-@register_metric
 class PSNR(Metric):
     """Peak signal-to-noise ratio in dB per image, data range 1; identical images give +inf."""
 
     name = "psnr"
     higher_is_better = True
     value_range = (0.0, float("inf"))
-    convention = (
-        "10*log10(1/MSE) per image on RGB in [0, 1] (data range 1), set value = mean over images; "
-        "an identical pair gives +inf (and so does the set mean)"
-    )
+    convention = metric_conventions.text("psnr")
 
     def per_sample(self, recon: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         """PSNR of each image pair in dB, float64 (N,); +inf where the pair is identical."""
@@ -67,3 +63,6 @@ class PSNR(Metric):
         mse = mse_per_image(a, b)
         # log10(0) is -inf in torch, so an identical pair gives exactly +inf without a warning.
         return (-10.0 * torch.log10(mse)).cpu()
+
+
+metric_conventions.register(__name__)  # the rows `mse` and `psnr` of the convention table

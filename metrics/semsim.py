@@ -27,7 +27,8 @@ import torch
 
 from bench.errors import BenchError
 from bench.metrics.pixel import check_pair
-from bench.plugins import EvalContext, Metric, MetricUnavailable, register_metric
+from bench import metric_conventions
+from bench.plugins import EvalContext, Metric, MetricUnavailable
 
 _CHUNK = 64  # image pairs per forward pass
 
@@ -73,7 +74,6 @@ def _demo_mark() -> str:
     return st.DEMO_MARK
 
 
-@register_metric
 class SemSim(Metric):
     """SemSim: L2 distance between learned embeddings of original and reconstruction; 0 means identical."""
 
@@ -193,3 +193,6 @@ class SemSim(Metric):
             ea, eb = self._embed(a[s:s + _CHUNK]), self._embed(b[s:s + _CHUNK])
             out.append((ea - eb).norm(dim=1).cpu())
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+metric_conventions.register(__name__)  # the row `semsim` of the convention table

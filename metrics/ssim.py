@@ -32,12 +32,14 @@ Two numeric paths compute the same values:
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import ClassVar
 
 import torch
 
 from bench.errors import BenchError
 from bench.metrics.pixel import check_pair
-from bench.plugins import Metric, register_metric
+from bench import metric_conventions
+from bench.plugins import Metric
 
 K1 = 0.01
 K2 = 0.03
@@ -279,50 +281,6 @@ def ssim_per_image_fast(
     return (values, guard, redo) if return_guard else values
 
 
-@register_metric
-class SSIM(Metric):
-    """SSIM of Wang et al. 2004 (Gaussian σ=1.5 window, data range 1), per image, averaged over RGB channels."""
-
-    name = "ssim"
-    higher_is_better = True
-    value_range = (-1.0, 1.0)
-    convention = (
-        "Wang et al. 2004: Gaussian window sigma=1.5 truncated at 3.5 sigma (11 taps), population covariance, "
-        "K1=0.01, K2=0.03, data range 1 on RGB in [0, 1], per channel then mean over channels, mean over the "
-        "fully-inside windows; equals skimage structural_similarity(gaussian_weights=True, sigma=1.5, "
-        "use_sample_covariance=False, data_range=1, channel_axis=-1)"
-    )
-
-    def per_sample(self, recon: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        """SSIM of each image pair, float64 (N,); a BenchError for images smaller than 11×11."""
-        a, b = check_pair(recon, ref, self.name, dtype=None)  # float32 path with its float64 guard
-        return ssim_per_image_fast(a, b, gaussian_taps(1.5, 3.5), data_range=1.0, cov_norm=1.0).cpu()
-
-
-@register_metric
-class SSIMSiftCompat(Metric):
-    """SSIM as the SIFT-inversion papers report it: 8-bit images, 11×11 box window, sample covariance."""
-
-    name = "ssim-sift-compat"
-    higher_is_better = True
-    value_range = (-1.0, 1.0)
-    convention = (
-        "SIFT-papers SSIM (not Wang et al. 2004): images quantised to 8 bit (round(clamp(x,0,1)*255)), uniform "
-        "11x11 window, sample covariance (NP/(NP-1)), K1=0.01, K2=0.03, data range 255, per channel then mean "
-        "over channels; equals skimage structural_similarity(a8, b8, win_size=11, data_range=255, channel_axis=-1)"
-    )
-
-    def per_sample(self, recon: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        """SSIM of each 8-bit-quantised image pair, float64 (N,); a BenchError for images smaller than 11×11."""
-        a, b = check_pair(recon, ref, self.name)
-        # 8-bit levels 0..255 (quantised in float64, exact in float32) with data range 255.
-        a8 = torch.round(a.clamp(0.0, 1.0) * 255.0).float()
-        b8 = torch.round(b.clamp(0.0, 1.0) * 255.0).float()
-        win = 11
-        cov_norm = win * win / (win * win - 1.0)
-        return ssim_per_image_fast(a8, b8, uniform_taps(win), data_range=255.0, cov_norm=cov_norm).cpu()
-
-
 # --------------------------------------------------------------------------------------------- MATLAB ssim.m
 def rgb_to_y_matlab(img: torch.Tensor) -> torch.Tensor:
     """Y of YCbCr (ITU-R BT.601, MATLAB rgb2ycbcr) of N×3×H×W RGB in [0, 1] -> N×1×H×W float64 on 0..255.
@@ -384,55 +342,68 @@ def _check_rgb(a: torch.Tensor, name: str) -> None:
         raise BenchError(f"metric {name!r} needs RGB (N×3×H×W) batches, got {a.shape[1]} channels")
 
 
-@register_metric
-class SSIMMatlab(Metric):
-    """SSIM as Wang et al.'s MATLAB ssim.m gives it on rgb2gray input (the values published with TID2013)."""
+# ------------------------------------------------------------------------------------------- the SSIM family
+def _quantise_8bit(img: torch.Tensor) -> torch.Tensor:
+    """8-bit levels 0..255 of images in [0, 1] (quantised in float64, exact in float32), as float32."""
+    return torch.round(img.clamp(0.0, 1.0) * 255.0).float()
 
-    name = "ssim-matlab"
-    version = "2"  # 1: Y of YCbCr with automatic downsampling (now `ssim-y-downsampled`)
+
+def _y_downsampled(img: torch.Tensor) -> torch.Tensor:
+    """BT.601 Y (rgb2ycbcr, rounded) downsampled as ssim.m does it for the image's size."""
+    return matlab_downsample(rgb_to_y_matlab(img), matlab_downsample_factor(img.shape[2], img.shape[3]))
+
+
+# What an SSIM convention is fed (`space` of its table row): (pair dtype that check_pair converts to, None: float
+# images as given; whether RGB is required; the transform of each image batch).
+_SPACES = {
+    "rgb": (None, False, None),  # float32 path with its float64 guard
+    "rgb-8bit": (torch.float64, False, _quantise_8bit),
+    "gray-matlab": (None, True, rgb2gray_matlab),
+    "y-downsampled": (None, True, _y_downsampled),
+}
+
+
+def window_taps(window: tuple) -> torch.Tensor:
+    """The 1-D taps of a table row's `window`: ("gaussian", sigma, truncate) or ("uniform", size)."""
+    kind, *params = window
+    if kind == "gaussian":
+        return gaussian_taps(*params)
+    if kind == "uniform":
+        return uniform_taps(*params)
+    raise ValueError(f"unknown SSIM window {window!r}")
+
+
+class SSIMMetric(Metric):
+    """SSIM of each image pair; one registered subclass per row of the convention table (bench/metric_conventions.py):
+
+    `space` (what each image is turned into before SSIM: see _SPACES), `window` (window_taps), `data_range`,
+    `sample_covariance` (NP/(NP-1) with NP the window's pixel count) and `float64` (float64 window sums, else the
+    float32 path with its float64 guard).
+    """
+
     higher_is_better = True
     value_range = (-1.0, 1.0)
-    convention = (
-        "MATLAB ssim.m of Wang et al. on rgb2gray input, no automatic downsampling (not the RGB 'ssim'): RGB "
-        "clamped to [0, 1] and rounded to 8-bit levels, gray = 0.298936021293775 R + 0.587043074451121 G + "
-        "0.114020904255103 B (rgb2gray) rounded to uint8, float64, data range L=255, K1=0.01, K2=0.03, Gaussian "
-        "window fspecial('gaussian', 11, 1.5), population covariance, 'valid' filtering, mean of the SSIM map; "
-        "reproduces the SSIM values published with TID2013 to 4 decimals"
-    )
+    space: ClassVar[str] = "rgb"
+    window: ClassVar[tuple] = ("gaussian", 1.5, 3.5)
+    data_range: ClassVar[float] = 1.0
+    sample_covariance: ClassVar[bool] = False
+    float64: ClassVar[bool] = False
 
     def per_sample(self, recon: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        """ssim.m value of each image pair, float64 (N,); a BenchError for non-RGB or too small images."""
-        a, b = check_pair(recon, ref, self.name, dtype=None)
-        _check_rgb(a, self.name)
-        # float64 window sums (as ssim.m computes): the float32 path's ~3e-5 could change a 4th decimal
-        return ssim_per_image(rgb2gray_matlab(a), rgb2gray_matlab(b), gaussian_taps(1.5, 3.5), data_range=255.0,
-                              cov_norm=1.0).cpu()
+        """SSIM of each image pair, float64 (N,); a BenchError for images smaller than the window (or non-RGB input
+        where the convention converts RGB)."""
+        dtype, rgb, transform = _SPACES[self.space]
+        a, b = check_pair(recon, ref, self.name, dtype=dtype)
+        if rgb:
+            _check_rgb(a, self.name)
+        if transform is not None:
+            a, b = transform(a), transform(b)
+        taps = window_taps(self.window)
+        win = taps.numel()
+        cov_norm = win * win / (win * win - 1.0) if self.sample_covariance else 1.0
+        ssim = ssim_per_image if self.float64 else ssim_per_image_fast
+        return ssim(a, b, taps, data_range=self.data_range, cov_norm=cov_norm).cpu()
 
 
-@register_metric
-class SSIMYDownsampled(Metric):
-    """SSIM on the BT.601 Y channel with ssim.m's automatic downsampling (pyiqa's Y-channel SSIM convention)."""
-
-    name = "ssim-y-downsampled"
-    higher_is_better = True
-    value_range = (-1.0, 1.0)
-    convention = (
-        "SSIM on Y of YCbCr as rgb2ycbcr (ITU-R BT.601, Y = 16 + "
-        "65.481 R + 128.553 G + 24.966 B on RGB clamped to [0, 1], rounded to an integer, values 16..235), data "
-        "range L=255, K1=0.01, K2=0.03, Gaussian window fspecial('gaussian', 11, 1.5), population covariance, "
-        "ssim.m's automatic downsampling f = max(1, round(min(H, W) / 256)): f×f mean filter with 'symmetric' "
-        "borders then every f-th row and column from the first, 'valid' filtering, mean of the SSIM map; equals "
-        "pyiqa's SSIM arch with test_y_channel=True, color_space='ycbcr', downsample=True when f <= 2 with H, W "
-        "multiples of f (for f >= 3 pyiqa's avg_pool2d is not centred as MATLAB's filter is) and no window has "
-        "negative contrast-structure (pyiqa clamps it at 0); pyiqa's default 'ssim' (YIQ, no downsampling) differs; "
-        "not the values published with TID2013 (those are 'ssim-matlab')"
-    )
-
-    def per_sample(self, recon: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        """Downsampled Y-channel SSIM of each image pair, float64 (N,); a BenchError for non-RGB or small images."""
-        a, b = check_pair(recon, ref, self.name, dtype=None)
-        _check_rgb(a, self.name)
-        f = matlab_downsample_factor(a.shape[2], a.shape[3])
-        ya = matlab_downsample(rgb_to_y_matlab(a), f)
-        yb = matlab_downsample(rgb_to_y_matlab(b), f)
-        return ssim_per_image_fast(ya, yb, gaussian_taps(1.5, 3.5), data_range=255.0, cov_norm=1.0).cpu()
+_REGISTERED = metric_conventions.register(__name__)  # ssim, ssim-sift-compat, ssim-matlab, ssim-y-downsampled
+SSIM = _REGISTERED["ssim"]  # the standard convention (benchmarks time it)

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from bench.cli.common import user_errors
+from bench.metric_conventions import metrics_help
 from bench.profiles import PROFILES, get_profile
 
 
@@ -46,7 +47,7 @@ def print_report(report: Any) -> None:
 @click.option("--n-train", type=click.IntRange(min=1), default=None, help="Auxiliary split size [profile default].")
 @click.option("--n-test", type=click.IntRange(min=1), default=None, help="Private split size [profile default].")
 @click.option("--metrics", "metric_names", default=None,
-              help="Comma-separated metrics, or `all` [each run's defaults: what its attack leaks, as for `bench run`].")
+              help=metrics_help("each run's defaults"))
 @click.option("--extractor", default=None, help="Victim feature extractor [each attack's declared default].")
 @click.option("--results", type=click.Path(path_type=Path), default=None,
               help="Results folder: store, cache, runs, leaderboards [bench-results].")

@@ -8,16 +8,20 @@ import click
 
 from bench import registry
 from bench.cli.common import user_errors
+from bench.metric_conventions import default_mark
 
 KINDS = ("attacks", "defenses", "metrics", "datasets", "extractors")
 
 
-def _extra(kind: str, meta: dict[str, Any]) -> str:
+def _extra(kind: str, name: str, meta: dict[str, Any]) -> str:
     """The bracketed hint after a plugin's summary (what it consumes, its direction, its note)."""
     if kind == "attacks":
         return f"  [consumes {meta.get('consumes', '?')}; profiles {', '.join(meta.get('profiles', []))}]"
     if kind == "metrics" and "higher_is_better" in meta:
-        return f"  [{'higher' if meta['higher_is_better'] else 'lower'} is better]"
+        mark = default_mark(name)  # the row's default list in the convention table
+        if meta.get("inputs") == "attributes" and meta.get("attribute"):
+            mark = f"default: attacks that predict {meta['attribute']}"
+        return f"  [{'higher' if meta['higher_is_better'] else 'lower'} is better{'; ' + mark if mark else ''}]"
     if kind == "datasets" and meta.get("note"):
         return f"  [{meta['note']}]"
     return ""
@@ -67,7 +71,7 @@ def list_cmd(kind: str | None, verbose: bool) -> None:
         reg = registry.REGISTRIES[k]
         click.echo(f"{k}:")
         for entry in reg:
-            click.echo(f"  {entry.name:<20} {entry.summary}{_extra(k, entry.meta)}")
+            click.echo(f"  {entry.name:<20} {entry.summary}{_extra(k, entry.name, entry.meta)}")
             if verbose:
                 for line in _details(k, entry):
                     click.echo(f"      {line}")

@@ -9,6 +9,7 @@ import click
 
 from bench import registry
 from bench.cli.common import user_errors
+from bench.metric_conventions import metrics_help
 from bench.params import parse_assignments
 from bench.profiles import DEFAULT_PROFILE, PROFILES
 
@@ -77,9 +78,7 @@ def print_summary(result: Any, attack: str, defense: str, dataset: str, profile:
 @click.option("--extractor-arg", "extractor_args", multiple=True, metavar="KEY=VALUE",
               help="An extractor parameter, e.g. batch=2 (repeatable; `bench list extractors -v` shows them).")
 @click.option("--metrics", "metric_names", default=None,
-              help="Comma-separated metrics, or `all` [what the attack leaks: every standard image convention, "
-                   "plus identity metrics for a face reconstruction; an attribute attack's own metric] (README: "
-                   "default metrics); adding one to a finished run scores its existing reconstructions.")
+              help=metrics_help("default") + " Adding one to a finished run scores its existing reconstructions.")
 @click.option("--image-size", type=int, default=None,
               help="Reconstruct-and-score size in px [the profile's, or a small dataset's native size].")
 @click.option("--extract-size", type=int, default=None,

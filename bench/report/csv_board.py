@@ -2,7 +2,8 @@
 tables can be rendered again (Markdown, LaTeX, HTML) without the results store that made them.
 
 The CSV keeps each metric's mean, sample std, seed shares and the status text of missing values, and the caveats of
-ok values (`<metric>_note`); it does not keep directions, conventions or per-metric sample counts. Directions and
+ok values (`<metric>_note`); it does not keep directions, conventions or per-metric sample counts. The Board read
+back renders the same CSV again (bench/report/csv_table.py). Directions and
 conventions are taken from the metric registry of this version of bench, and the notes say so; sample counts are
 left out rather than guessed.
 """
@@ -46,13 +47,23 @@ def _float(text: str) -> float | None:
         return None
 
 
+def _per_seed(found: list[dict], present: int, seeds: int) -> list[dict | None]:
+    """One entry per seed as the store would hold them: `present` seeds with an entry (the distinct ones the CSV
+    names, the first repeated for seeds that shared a status), None for the others, so that the CSV rendering of
+    the Board (bench/report/csv_table.py) writes the same cells again."""
+    out: list[dict | None] = list(found[:present]) + [found[0]] * max(0, present - len(found))
+    return out + [None] * max(0, seeds - len(out))
+
+
 def _entries(mean: str, std: str, note: str, seeds: int, hib: bool | None, conv: str) -> tuple[list, dict]:
-    """Store-like entries of one metric in one row (for the notes) and its Board cells (mean, std, k, status)."""
+    """Per-seed store-like entries of one metric in one row (None: a seed without it; for the notes and the CSV
+    again) and its Board cells (mean, std, k, status)."""
     value = _float(mean)
     if value is None:  # no ok value: the cell holds the status text, e.g. "unavailable: bench weights pull x"
         text = mean.strip()
         if not text:
             return [], {"": math.nan, "_std": math.nan, "_k": 0, "_status": "not computed"}
+        share = _SEEDS.search(text)
         text = _SEEDS.sub("", text).strip().rstrip("()").strip()
         entries = []
         for part in text.split("; "):
@@ -60,16 +71,19 @@ def _entries(mean: str, std: str, note: str, seeds: int, hib: bool | None, conv:
             entries.append({"status": status.strip() or "not computed", "detail": detail.strip(),
                             "higher_is_better": hib, "convention": conv})
         status = "/".join(sorted({e["status"] for e in entries}))
-        return entries, {"": math.nan, "_std": math.nan, "_k": 0, "_status": status}
+        present, n = (int(share.group(1)), int(share.group(2))) if share else (seeds, seeds)
+        return _per_seed(entries, present, n), {"": math.nan, "_std": math.nan, "_k": 0, "_status": status}
     share = _SEEDS.search(std or "")
     k = int(share.group(1)) if share else seeds
+    n = int(share.group(2)) if share else seeds
     std_value = _float((std or "").split(" ")[0]) if std else None
     ok = {"status": "ok", "value": value, "detail": note, "higher_is_better": hib, "convention": conv}
     others = std.split("others ", 1)[1].rstrip(")").split("; ") if share and "others " in std else []
-    entries = [ok] + [{"status": s.partition(": ")[0].strip(), "detail": s.partition(": ")[2].strip()}
-                      for s in others]
-    return entries, {"": value, "_std": math.nan if std_value is None else std_value, "_k": k,
-                     "_status": f"{k}/{share.group(2)} seeds" if share else ""}
+    entries = [ok] * k + [{"status": s.partition(": ")[0].strip(), "detail": s.partition(": ")[2].strip()}
+                          for s in others]
+    return entries + [None] * max(0, n - len(entries)), {
+        "": value, "_std": math.nan if std_value is None else std_value, "_k": k,
+        "_status": f"{k}/{n} seeds" if share else ""}
 
 
 def board_from_csv(path: Path, dataset: str | None = None) -> Board:

@@ -1,12 +1,13 @@
-"""Leaderboard tables from the store: one CSV per dataset, one row per configuration (everything but the seed).
+"""Leaderboards from the store: the configuration rows of a dataset (everything but the seed), and the CSV file per
+dataset that `bench run` refreshes.
 
 Runs with different configuration ids (split sizes, auxiliary data, data root, extractor, defense or attack
 parameters, profile) are separate rows and never overwrite each other; the finished seeds of one configuration are
-counted, and each metric is the mean (and sample standard deviation) over them. A metric that is not 'ok' shows its
-status and detail (`unavailable: bench weights pull lpips-alex`) instead of disappearing; a caveat recorded with an ok
-value (FID's "biased: computed on 200 < 2048 images; prefer kid") goes to a `<metric>_note` column, present when
-some row has one. `profile_note` holds the profile's caveat (bench/profiles.py): a cpu-profile row says that it
-under-states what the paper profile reaches.
+counted. The metrics are aggregated over them once, in the Board (bench/report/tables.py), and the CSV is one more
+renderer of that Board (bench/report/csv_table.py: each metric's mean and sample standard deviation, the status and
+detail of a value that is not 'ok' instead of a gap, a `<metric>_note` column for caveats of ok values).
+`profile_note` holds the profile's caveat (bench/profiles.py): a cpu-profile row says that it under-states what the
+paper profile reaches.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.metric_value import NOT_COMPUTED, mean_std, over_seeds
 from bench.params import label
 from bench.store.db import Store
 
@@ -68,36 +68,6 @@ def _extractor_label(extractor: Any) -> str:
     return label(name, {k: v for k, v in extractor.items() if k in declared})
 
 
-def _status_text(entry: dict[str, Any]) -> str:
-    return f"{entry['status']}: {entry['detail']}" if entry.get("detail") else str(entry["status"])
-
-
-def _metric_cells(entries: list[dict[str, Any] | None]) -> tuple[Any, Any]:
-    """(mean cell, std cell) of one metric over the seeds of a row; `None` marks a seed without the metric."""
-    stats = over_seeds(entries)
-    if not stats.k:
-        texts = sorted({_status_text(e) for e in stats.present}) or [NOT_COMPUTED]
-        text = "; ".join(texts)
-        if len(stats.present) < stats.n:
-            text += f" ({len(stats.present)}/{stats.n} seeds)"
-        return text, ""
-    std: Any = "" if math.isnan(stats.std) else stats.std
-    if stats.k < stats.n:  # some seeds lack it or have another status: say so rather than hide it
-        others = sorted({_status_text(e) for e in stats.not_ok})
-        note = f"{stats.k}/{stats.n} seeds" + (f"; others {'; '.join(others)}" if others else "")
-        std = f"{std:.6g} ({note})" if std != "" else note
-    return stats.mean, std
-
-
-def _note_cell(entries: list[dict[str, Any] | None]) -> str:
-    """The caveats recorded with a metric's ok values over the seeds of a row (e.g. FID's small-sample bias)."""
-    notes: list[str] = []
-    for e in entries:
-        if e is not None and e.get("status", "ok") == "ok" and e.get("detail") and str(e["detail"]) not in notes:
-            notes.append(str(e["detail"]))
-    return "; ".join(notes)
-
-
 def _profile_caveat(name: Any) -> str:
     """The caveat of profile `name` (bench.profiles, e.g. the cpu profile under-states the paper's), or ''."""
     from bench.profiles import PROFILES
@@ -106,8 +76,10 @@ def _profile_caveat(name: Any) -> str:
     return prof.caveat if prof is not None else ""
 
 
-def leaderboard_frame(store: Store, dataset: str) -> pd.DataFrame:
-    """One row per configuration with finished runs on `dataset`: its seeds counted, metric means and stds."""
+def config_frame(store: Store, dataset: str) -> pd.DataFrame:
+    """One row per configuration with finished runs on `dataset`: its identity and provenance columns (FIRST_COLUMNS,
+    LAST_COLUMNS), sorted; `run_ids` lists its runs in seed order. The Board (bench/report/tables.py) adds the
+    metrics, aggregated over these runs once for every format."""
     # Runs imported from a submission bundle form rows of their own, marked with their source (empty: computed here).
     groups: dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for run in store.runs(status="done", dataset=dataset):
@@ -115,9 +87,6 @@ def leaderboard_frame(store: Store, dataset: str) -> pd.DataFrame:
         groups.setdefault((_config_id(run, spec), run.get("source") or ""), []).append((run, spec))
 
     rows = []
-    metric_names: set[str] = set()
-    noted: set[str] = set()  # metrics with a note on an ok value in some row: they get a `<metric>_note` column
-    utility_names: set[str] = set()
     for (cid, source), members in groups.items():
         members.sort(key=lambda m: (m[0]["seed"], m[0]["run_id"]))
         run0, spec = members[0]
@@ -132,19 +101,6 @@ def leaderboard_frame(store: Store, dataset: str) -> pd.DataFrame:
             "n_test": spec.get("n_test"),
             "seeds": len({m[0]["seed"] for m in members}),
         }
-        per_seed = [store.set_metrics(m[0]["run_id"]) for m in members]
-        names = sorted(set().union(*per_seed))
-        metric_names.update(names)
-        for name in names:
-            row[name], row[f"{name}_std"] = _metric_cells([s.get(name) for s in per_seed])
-            row[f"{name}_note"] = _note_cell([s.get(name) for s in per_seed])
-            if row[f"{name}_note"]:
-                noted.add(name)
-        utilities = [store.utility(m[0]["run_id"]) for m in members]
-        for name in sorted(set().union(*utilities)):
-            utility_names.add(name)
-            vals = [u[name]["value"] for u in utilities if name in u and u[name]["value"] is not None]
-            row[f"utility:{name}"] = mean_std(vals)[0] if vals else ""
         notes = []
         for run, _ in members:
             try:
@@ -160,14 +116,19 @@ def leaderboard_frame(store: Store, dataset: str) -> pd.DataFrame:
         row["dataset_note"] = "; ".join(notes)
         rows.append(row)
 
-    metric_cols = [c for n in sorted(metric_names)
-                   for c in (n, f"{n}_std", *([f"{n}_note"] if n in noted else []))]
-    columns = FIRST_COLUMNS + metric_cols + [f"utility:{n}" for n in sorted(utility_names)] + LAST_COLUMNS
-    frame = pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=FIRST_COLUMNS + LAST_COLUMNS)
     if len(frame):
         frame = frame.sort_values(["attack", "defense", "aux_dataset", "profile", "extractor", "n_train", "n_test",
                                    "source", "config_id"], kind="stable", key=_sort_key).reset_index(drop=True)
     return frame
+
+
+def leaderboard_frame(store: Store, dataset: str) -> pd.DataFrame:
+    """The CSV leaderboard of `dataset` as a frame: the CSV rendering of its Board (bench/report/csv_table.py)."""
+    from bench.report.csv_table import csv_frame
+    from bench.report.tables import load_board
+
+    return csv_frame(load_board(store, dataset))
 
 
 def _sort_key(column: pd.Series) -> pd.Series:
@@ -220,7 +181,7 @@ def refresh_leaderboard(store: Store, results: Path, dataset: str, out_dir: Path
     """Write <out_dir or results/leaderboards>/<dataset>.csv and return its path."""
     out = ensure_out_dir(Path(out_dir) if out_dir is not None else Path(results) / "leaderboards")
     path = out / f"{dataset}.csv"
-    _write_csv_atomically(leaderboard_frame(store, dataset), path)
+    _write_csv_atomically(leaderboard_frame(store, dataset), path)  # the CSV rendering of the dataset's Board
     return path
 
 

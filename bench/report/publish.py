@@ -1,7 +1,7 @@
 """`bench leaderboard`: write the chosen formats (CSV, Markdown, LaTeX, HTML) and figures for each dataset.
 
-Each file names the command that regenerates it; the CSV keeps the layout `bench run` refreshes
-(bench/report/leaderboard.py), filtered when --defense or --metrics is given.
+Each file names the command that regenerates it. Every format renders one Board per dataset (bench/report/tables.py,
+filtered by --defense and --metrics); the CSV keeps the layout `bench run` refreshes (bench/report/csv_table.py).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import shlex
 from pathlib import Path
 from typing import Callable, Sequence
 
-import pandas as pd
 
 from bench.errors import BenchError
 from bench.report import html, latex, markdown
-from bench.report.leaderboard import FIRST_COLUMNS, _write_csv_atomically, ensure_out_dir, leaderboard_frame
+from bench.report.csv_table import csv_frame
+from bench.report.leaderboard import _write_csv_atomically, ensure_out_dir
 from bench.report.tables import Board, defense_name, load_board, select
 from bench.store.db import Store
 
@@ -74,22 +74,6 @@ def _write_text(text: str, path: Path) -> None:
         raise
 
 
-def filtered_csv_frame(store: Store, dataset: str, defenses: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
-    """The CSV leaderboard of `dataset`, restricted to the given defenses' rows and metrics' columns."""
-    frame = leaderboard_frame(store, dataset)
-    if defenses:
-        wanted = set(defenses)
-        frame = frame[frame["defense"].astype(str).map(lambda d: d in wanted or defense_name(d) in wanted)]
-    if metrics:  # only these metrics' columns (mean, std, note), in the order given
-        names = {c for c in frame.columns if f"{c}_std" in frame.columns}
-        groups = {c for m in names for c in (m, f"{m}_std", f"{m}_note")}
-        first = [c for c in frame.columns if c not in groups and c in FIRST_COLUMNS]
-        chosen = [c for m in metrics for c in (m, f"{m}_std", f"{m}_note") if c in frame.columns]
-        rest = [c for c in frame.columns if c not in groups and c not in first]
-        frame = frame[first + chosen + rest]
-    return frame.reset_index(drop=True)
-
-
 def publish(results: Path, out_dir: Path | None = None, formats: Sequence[str] = ("csv",),
             datasets: Sequence[str] = (), defenses: Sequence[str] = (), metrics: Sequence[str] = (),
             figures: bool = False, figure_metric: str = "ssim", tex_width: str = latex.TEXT_WIDTH) -> list[Path]:
@@ -131,8 +115,8 @@ def publish(results: Path, out_dir: Path | None = None, formats: Sequence[str] =
                                          figure_metric if figures else None, tex_width)
             for fmt in formats:
                 path = out / f"{board.dataset}.{fmt}"
-                if fmt == "csv":
-                    _write_csv_atomically(filtered_csv_frame(store, board.dataset, defenses, metrics), path)
+                if fmt == "csv":  # the same board as the other formats, so the same rows and numbers
+                    _write_csv_atomically(csv_frame(board), path)
                 else:
                     _write_text(_render(fmt, board, command, tex_width), path)
                 paths.append(path)

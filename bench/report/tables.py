@@ -1,7 +1,7 @@
 """Leaderboard tables for papers: configuration rows with numeric means, stds and seed counts, the metric metadata the
 store holds (direction, range, conventions, sample counts), selection, grouping by defense and the best-value rule.
 
-Every renderer (Markdown, LaTeX, HTML, figures) is a small function over the `Board` built here, so that they all
+Every renderer (CSV, Markdown, LaTeX, HTML, figures) is a small function over the `Board` built here, so that they all
 show the same numbers and claim the same wins. Nothing here imports a model: directions and conventions come from
 the store's metric rows.
 
@@ -25,7 +25,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.metric_value import NOT_COMPUTED, mean_std, over_seeds
-from bench.report.leaderboard import FIRST_COLUMNS, LAST_COLUMNS, leaderboard_frame
+from bench.report.leaderboard import FIRST_COLUMNS, LAST_COLUMNS, config_frame
 from bench.store.db import Store
 
 # Fields of a configuration that a table shows as columns when they differ between its rows, else in its header.
@@ -169,8 +169,9 @@ def _differences(rows: list[dict[str, Any]], specs: list[dict[str, Any]]) -> Non
 
 
 def load_board(store: Store, dataset: str, runs_dir: Path | None = None) -> Board:
-    """The board of `dataset` from the store; `runs_dir` (RESULTS/runs) locates each run's grid.png."""
-    base = leaderboard_frame(store, dataset)
+    """The board of `dataset` from the store; `runs_dir` (RESULTS/runs) locates each run's grid.png. Every format
+    (CSV, Markdown, LaTeX, HTML, figures) renders this one board: each metric is aggregated over seeds here, once."""
+    base = config_frame(store, dataset)
     keep = [c for c in base.columns if c in FIRST_COLUMNS or c in LAST_COLUMNS or c == "source"]
     rows: list[dict[str, Any]] = []
     specs: list[dict[str, Any]] = []

@@ -13,23 +13,24 @@ One rule, in one place, driven by what plugins declare (never by their names):
 - an image attack that also declares `attributes` (gradient inversion recovers each image's class label) gets, after
   its image metrics, the registered metrics that score those attributes (`label-accuracy` scores "label").
 
-`bench run --help`, README.md and docs/metrics.md describe this rule; tests/test_metric_defaults.py checks the README
-against these tuples.
+The lists themselves are the `default` column of the convention table (bench/metric_conventions.py), the one place
+they are written. `bench run --help` (built from that table), README.md and docs/metrics.md describe this rule;
+tests/test_metric_defaults.py checks the README against these tuples.
 """
 
 from __future__ import annotations
 
-from bench import registry
+from bench import metric_conventions, registry
 from bench.errors import BenchError
 from bench.plugins import Attack, Dataset
 
-# Every standard image convention; `--metrics all` adds the compat variants.
-IMAGE_METRICS: tuple[str, ...] = ("mse", "psnr", "ssim", "ssim-sift-compat", "ssim-matlab", "lpips", "fid", "kid",
-                                  "fd-dlib", "semsim")
+# The default lists, in the order of the convention table (bench/metric_conventions.py, each row's `default`).
+# Every standard image convention; `--metrics all` adds every other registered metric.
+IMAGE_METRICS: tuple[str, ...] = metric_conventions.names(metric_conventions.IMAGE, metric_conventions.FACE_IMAGE)
 # Image metrics computed on face descriptors: not scored by default on datasets that declare `not_faces`.
-FACE_IMAGE_METRICS: tuple[str, ...] = ("fd-dlib",)
+FACE_IMAGE_METRICS: tuple[str, ...] = metric_conventions.names(metric_conventions.FACE_IMAGE)
 # Identity leakage as a face recognition system judges it (dlib face descriptors).
-IDENTITY_METRICS: tuple[str, ...] = ("id-cosine", "rsr@fmr=0.1%", "rsr@fmr=1%")
+IDENTITY_METRICS: tuple[str, ...] = metric_conventions.names(metric_conventions.IDENTITY)
 
 
 def reconstructs_faces(attack_cls: type[Attack], dataset_cls: type[Dataset]) -> bool:

@@ -24,7 +24,8 @@ LAYERS: list[tuple[str, ...]] = [
      "logistic_regression", "run_files", "paper_parity", "matching", "locks", "devices", "__version__"),
     ("spec", "hyper", "features", "nn"),  # the run spec and hyper-parameters; feature containers; network blocks
     ("plugins",),  # plugin base classes and their registries
-    ("embedders", "compat", "semsim_checkpoint"),  # shared embedders; old plugin APIs; loading a SemSim checkpoint
+    ("embedders", "compat", "semsim_checkpoint", "metric_conventions"),  # shared embedders; old plugin APIs; loading a
+    # SemSim checkpoint; the table of metric conventions (registers metric variants through bench.plugins)
     ("extractors", "datasets"),
     ("attacks", "defenses", "metrics"),  # the built-in plugins
     ("store",),  # SQLite: never imports the runner or the reports

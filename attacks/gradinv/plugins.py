@@ -1,125 +1,26 @@
-"""The gradient-inversion family as `bench` plugins: a per-batch gradient release, a white-box fedSGD extractor on
-an untrained `lenet-zhu`, and the attacks `dlg`, `idlg`, `inverting-gradients` (batched over records)."""
+"""The gradient-inversion family as `bench` plugins: the release kind `fl-gradients` (release_kind), the white-box
+fedSGD extractors (extractors), the attacks `dlg`, `idlg`, `inverting-gradients` (batched over records) and the
+gradient defenses."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
 from bench.attacks.gradinv import attacks as gi
 from bench.attacks.gradinv import defenses as gd
-from bench.attacks.gradinv import releases, victims
+from bench.attacks.gradinv import extractors  # noqa: F401  (registers fedsgd, fedsgd-lenet-zhu)
+from bench.attacks.gradinv import releases
 from bench.attacks.gradinv import utility as gu
+from bench.attacks.gradinv.extractors import FedSGD, FedSGDLeNetZhu  # noqa: F401  (re-exported)
+from bench.attacks.gradinv.release_kind import GradientRelease
 from bench.errors import BenchError
-from bench.features import FeatureSet, FeatureSpec, Requirement, register_feature_kind
+from bench.features import FeatureSet, FeatureSpec, Requirement
 from bench.images import resize
-from bench.params import Param, resolve_params
-from bench.plugins import (Attack, Defense, Extractor, FitContext, ImageSet, UtilityContext, Victim, register_attack,
-                           register_defense, register_extractor)
-
-
-@register_feature_kind
-class GradientRelease(FeatureSet):
-    """A federated client's release: per record, the flattened gradient of the victim's loss over the images the
-    record covers (fedSGD); labels stay beside the images, never inside the release."""
-
-    kind = "fl-gradients"
-    granularity = "batch"
-    undefended_utility_source = "training"  # `none`'s figure: the victim trained by plain fedSGD
-
-    @classmethod
-    def undefended_utility(cls, ctx: UtilityContext) -> dict[str, float]:
-        """``fl-accuracy`` of the undefended baseline: every training step's gradient released as computed."""
-        return gu.fl_accuracy(ctx, gu.plain_step)
-
-    def __init__(self, grads: np.ndarray, cover: list[list[int]], flags: Any = None, meta: Any = None) -> None:
-        super().__init__(flags, meta)
-        self.grads = np.asarray(grads, dtype=np.float32)
-        self.cover = [[int(i) for i in c] for c in cover]
-
-    def __len__(self) -> int:
-        return len(self.grads)
-
-    def covers(self) -> list[list[int]]:
-        return [list(c) for c in self.cover]
-
-    def subset(self, indices: Sequence[int]) -> "GradientRelease":
-        return GradientRelease(self.grads[list(indices)], [self.cover[i] for i in indices], self.flags, self.meta)
-
-    def _save_arrays(self) -> dict[str, np.ndarray]:
-        return {"grads": self.grads, "cover_flat": np.array([i for c in self.cover for i in c], dtype=np.int64),
-                "cover_sizes": np.array([len(c) for c in self.cover], dtype=np.int64)}
-
-    @classmethod
-    def _from_arrays(cls, arrays: Mapping[str, np.ndarray], flags: Any, meta: Any) -> "GradientRelease":
-        flat, sizes = arrays["cover_flat"].tolist(), arrays["cover_sizes"].tolist()
-        starts = np.cumsum([0] + sizes[:-1]).tolist()
-        return cls(np.array(arrays["grads"]), [flat[s:s + n] for s, n in zip(starts, sizes)], flags, meta)
-
-
-@register_extractor
-class FedSGDLeNetZhu(Extractor):
-    """White-box victim: an untrained DLG LeNet releasing fedSGD gradients of `batch` images (default 1) each.
-
-    The LeNet has seed 0 and 10 classes; a record is the gradient of the mean loss over its images; images in [0, 1]
-    without normalisation (DLG's setting); needs class labels."""
-
-    name = "fedsgd-lenet-zhu"
-    produces = FeatureSpec("fl-gradients")
-    white_box = True
-    params = {"batch": Param(int, 1, "images per release (consecutive private images; the last release may hold "
-                                      "fewer)", low=1)}
-
-    def __init__(self, **params: Any) -> None:
-        resolved = resolve_params(f"extractor {self.name!r}", type(self).params, params)
-        self.batch = int(resolved["batch"])
-        # Only values away from their default enter the config (the feature cache key and run id): a batch-1 run
-        # keeps the id it had before `batch` was declared.
-        self.params = {k: v for k, v in resolved.items() if v != type(self).params[k].default}
-
-    def _model(self, size: int) -> torch.nn.Module:
-        return victims.build_victim("lenet-zhu", num_classes=10, seed=0, image_size=size).eval()
-
-    def victim(self) -> Victim:
-        model = self._model(getattr(self, "size", None) or self.extract_size or 32)
-        return Victim(model, {"trained": False, "steps": 0, "victim": "lenet-zhu", "seed": 0})
-
-    @staticmethod
-    def label_field(labels: Mapping[str, np.ndarray]) -> str:
-        """The client's class labels: the dataset's `label` field (CIFAR); a dataset without one (e.g. the synthetic
-        faces the contract kit uses) gives its first label field whose values all lie in 0..9, named in the
-        release's meta. No such field: an error line."""
-        if "label" in labels:
-            return "label"
-        for name, values in labels.items():
-            v = np.asarray(values)
-            if v.size and np.issubdtype(v.dtype, np.integer) and v.min() >= 0 and v.max() < 10:
-                return name
-        raise BenchError("extractor 'fedsgd-lenet-zhu' needs class labels in 0..9 (a dataset with 'label', e.g. "
-                         "cifar10)")
-
-    def extract(self, images: ImageSet, progress: bool = True) -> GradientRelease:
-        self.size = int(images.images.shape[-1])
-        model = self._model(self.size)
-        n = len(images)
-        if n == 0:
-            return GradientRelease(np.zeros((0, victims.n_parameters(model)), np.float32), [])
-        field = self.label_field(images.labels)
-        y = torch.as_tensor(np.asarray(images.labels[field]), dtype=torch.long)
-        if int(y.max()) >= 10 or int(y.min()) < 0:
-            raise BenchError(f"extractor {self.name!r}: labels must lie in 0..9 for the 10-class victim")
-        shapes = [list(p.shape) for p in model.parameters() if p.requires_grad]
-        meta = {"label_field": field, "shapes": shapes}
-        x = images.images.float()
-        if self.batch == 1:
-            per = releases.per_sample_gradients(model, x, y)
-            flat = torch.cat([g.reshape(n, -1) for g in per], 1)
-            return GradientRelease(flat.numpy(), [[i] for i in range(n)], meta=meta)
-        cover = [list(range(s, min(s + self.batch, n))) for s in range(0, n, self.batch)]
-        rows = [torch.cat([g.reshape(-1) for g in releases.batch_gradient(model, x[c], y[c])]) for c in cover]
-        return GradientRelease(torch.stack(rows).numpy(), cover, meta={**meta, "batch": self.batch})
+from bench.params import Param
+from bench.plugins import Attack, Defense, FitContext, UtilityContext, register_attack, register_defense
 
 
 class _GradInvAttack(Attack):
@@ -156,11 +57,16 @@ class _GradInvAttack(Attack):
             k = int(np.prod(s))
             out.append(g[:, i:i + k].reshape(len(g), *s))
             i += k
-        return out, self.victim_side()
+        return out, self.victim_side(features)
 
-    def victim_side(self) -> int:
+    def victim_side(self, features: GradientRelease) -> int:
+        """The released images' side: named in the release's meta; a release cached before it was named came from
+        `lenet-zhu`, whose last layer reads 12 x (side/4)^2 features."""
+        shape = (features.meta or {}).get("image_shape")
+        if shape:
+            return int(shape[-1])
         fc = [m for m in self.victim.model.modules() if isinstance(m, torch.nn.Linear)][-1]
-        return int(round((fc.in_features / 12) ** 0.5)) * 4  # lenet-zhu: 12 x (side/4)^2 features
+        return int(round((fc.in_features / 12) ** 0.5)) * 4
 
     def reconstruct(self, features: FeatureSet, progress: bool = True) -> torch.Tensor:
         return self.reconstruct_with_attributes(features, progress)[0]

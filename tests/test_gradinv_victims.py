@@ -1,0 +1,163 @@
+"""The gradient family's victims as extractors: `fedsgd` (victim, width, trained, batch) and its alias
+`fedsgd-lenet-zhu`; trained victims learn on the attacker/train split in the cached `victims` stage; every run
+records the victim's accuracy on the private (test) images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from bench import registry
+from bench.cli import main
+from bench.errors import BenchError
+
+from conftest import SHARED_DATA
+
+CIFAR = SHARED_DATA / "cifar10"
+TINY = {"convnet": ["--extractor-arg", "width=2"], "resnet20-4": ["--extractor-arg", "width=1"], "lenet-zhu": []}
+
+
+def _run(tmp: Path, *extra: str) -> dict:
+    res = CliRunner().invoke(main, ["run", "--profile", "smoke", "--n-train", "6", "--n-test", "2", "--metrics",
+                                    "mse", "--quiet", "--threads", "1", "--results", str(tmp), *extra])
+    assert res.exit_code == 0, res.output
+    runs = sorted((tmp / "runs").glob("*/run.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(runs[-1].read_text())
+
+
+def test_fedsgd_listed_with_its_parameters() -> None:
+    meta = registry.extractors.get("fedsgd").meta
+    assert set(meta["params"]) == {"victim", "width", "batch", "trained", "train_steps"}
+    assert meta["white_box"] is True
+    assert set(registry.extractors.get("fedsgd-lenet-zhu").meta["params"]) == {"batch", "trained", "train_steps"}
+
+
+def test_alias_config_unchanged_by_the_new_parameters() -> None:
+    """Only values away from their defaults enter the config, so existing fedsgd-lenet-zhu run ids stay."""
+    from bench.attacks.gradinv.extractors import FedSGDLeNetZhu
+
+    assert FedSGDLeNetZhu().config() == {"name": "fedsgd-lenet-zhu", "version": "1"}
+    assert FedSGDLeNetZhu(batch=2).config() == {"name": "fedsgd-lenet-zhu", "version": "1", "batch": 2}
+
+
+def test_bad_combinations_fail_in_one_line() -> None:
+    from bench.attacks.gradinv.extractors import FedSGD
+
+    with pytest.raises(BenchError, match="lenet-zhu has no width"):
+        FedSGD(width=8)
+    with pytest.raises(BenchError, match="train_steps needs trained=true"):
+        FedSGD(train_steps=3)
+    with pytest.raises(BenchError, match="allowed"):
+        FedSGD(victim="vgg")
+
+
+def test_trained_victim_never_silently_untrained() -> None:
+    """A trained=true extractor that was neither trained nor loaded refuses to release, rather than releasing the
+    untrained victim's gradients."""
+    from bench.attacks.gradinv.extractors import FedSGD
+    from bench.plugins import ImageSet
+
+    ex = FedSGD(victim="convnet", width=2, trained=True)
+    with pytest.raises(BenchError, match="was not trained or loaded"):
+        ex.extract(ImageSet(["a"], torch.rand(1, 3, 32, 32), {"label": np.array([1])}))
+
+
+def test_convnet_any_input_size() -> None:
+    from bench.attacks.gradinv import victims
+
+    net = victims.build_victim("convnet", width=2, image_size=64)
+    assert net(torch.rand(1, 3, 64, 64)).shape == (1, 10)
+    assert net.fc.in_features == 4 * 2 * 7 * 7  # 64 -> 21 -> 7 after the two 3x3 max-pools
+
+
+def test_train_victim_runs_exactly_the_given_steps() -> None:
+    from bench.attacks.gradinv import victims
+
+    model = victims.build_victim("lenet-zhu", image_size=16)
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1) if model.training else None)
+    victims.train_victim(model, torch.rand(10, 3, 16, 16), torch.randint(0, 10, (10,)), batch_size=4, steps=7)
+    assert len(calls) == 7  # 3 batches per epoch: two full epochs and one batch of the third
+
+
+@pytest.mark.parametrize("victim", ["lenet-zhu", "convnet", "resnet20-4"])
+@pytest.mark.parametrize("trained", ["false", "true"])
+def test_victims_run_at_smoke(victim: str, trained: str, tmp_path: Path) -> None:
+    record = _run(tmp_path, "--attack", "idlg", "--attack-arg", "iterations=2", "--extractor", "fedsgd",
+                  "--extractor-arg", f"victim={victim}", "--extractor-arg", f"trained={trained}", *TINY[victim])
+    v = record["threat_model"]["victim"]
+    assert v["state"]["victim"] == victim and v["state"]["trained"] is (trained == "true")
+    acc = v["accuracy"]
+    assert acc["n"] == 2 and 0.0 <= acc["test_accuracy"] <= 1.0
+    assert record["utility"]["victim-accuracy"] == acc["test_accuracy"]
+    if trained == "true":
+        assert v["training"]["steps"] == 2 and v["training"]["n_train_images"] == 6  # smoke: 2 steps
+        assert record["spec"]["extractor"]["training"]["steps"] == 2
+    else:
+        assert "training" not in v and "training" not in record["spec"]["extractor"]
+
+
+def test_trained_victim_cached_keyed_and_trained_off_the_private_images(tmp_path: Path) -> None:
+    from bench.attacks.gradinv.extractors import FedSGD
+    from bench.run.plan import RunRequest, plan
+
+    args = ["--attack", "dlg", "--attack-arg", "iterations=1", "--extractor", "fedsgd", "--extractor-arg",
+            "victim=resnet20-4", "--extractor-arg", "width=1", "--extractor-arg", "trained=true"]
+    first = _run(tmp_path, *args)
+    assert first["threat_model"]["victim"]["training"]["from_cache"] is False
+    again = _run(tmp_path, *args, "--metrics", "psnr")  # another run (other metrics: same spec) reuses the victim
+    assert again["threat_model"]["victim"]["training"]["from_cache"] is True
+    more = _run(tmp_path, *args, "--extractor-arg", "train_steps=3")
+    assert more["threat_model"]["victim"]["training"]["from_cache"] is False
+    assert more["threat_model"]["victim"]["training"]["steps"] == 3
+    seed1 = _run(tmp_path, *args, "--seed", "1")
+    assert seed1["threat_model"]["victim"]["training"]["from_cache"] is False
+    assert len(list((tmp_path / "cache" / "victims").glob("*/manifest.json"))) == 3
+
+    bound = []
+    orig = FedSGD.bind
+    FedSGD.bind = lambda self, data: (bound.append(data), orig(self, data))[1]  # type: ignore[method-assign]
+    try:
+        p = plan(RunRequest(attack="dlg", profile="smoke", n_train=6, n_test=2, extractor="fedsgd",
+                            extractor_params={"trained": "true"}, results=tmp_path))
+    finally:
+        FedSGD.bind = orig  # type: ignore[method-assign]
+    assert bound[0].ids == p.train_ids and not set(bound[0].ids) & set(p.test_ids)
+
+
+def test_trained_weights_differ_and_release_follows_them(tmp_path: Path) -> None:
+    from bench.attacks.gradinv.extractors import FedSGD
+    from bench.datasets import synthetic  # noqa: F401  (registers the demo set)
+    from bench.plugins import ImageSet, VictimData
+
+    ds = registry.datasets.get("synthetic-faces").obj(root=None)
+    ids = ds.item_ids()[:8]
+    aux = ds.load(ids, 32)
+    plain, trained = FedSGD(victim="convnet", width=2), FedSGD(victim="convnet", width=2, trained=True)
+    trained.bind(VictimData(ds, ids, 32, "smoke", 0))
+    state = trained.train_victim(aux)
+    assert set(state) == {"model", "info"} and state["info"]["steps"] == 2
+    fresh = FedSGD(victim="convnet", width=2, trained=True)
+    fresh.load_victim(state)
+    imgs = ImageSet(["x"], aux.images[:1], {k: v[:1] for k, v in aux.labels.items()})
+    a, b, c = plain.extract(imgs), trained.extract(imgs), fresh.extract(imgs)
+    assert not np.allclose(a.grads, b.grads)
+    np.testing.assert_array_equal(b.grads, c.grads)
+
+
+@pytest.mark.slow
+def test_trained_victim_on_cifar10_learns(tmp_path: Path) -> None:
+    """A victim trained at the cpu profile's settings on real CIFAR-10 train images classifies 200 test images
+    above chance (10 %; measured about 25-30 %)."""
+    if not (CIFAR / "test").is_dir():
+        pytest.skip(f"CIFAR-10 not found at {CIFAR}")
+    record = _run(tmp_path, "--attack", "idlg", "--attack-arg", "iterations=1", "--dataset", "cifar10",
+                  "--data-root", str(CIFAR), "--profile", "cpu", "--n-train", "600", "--n-test", "200",
+                  "--extractor-arg", "trained=true", "--extractor-arg", "train_steps=600")
+    acc = record["threat_model"]["victim"]["accuracy"]["test_accuracy"]
+    assert acc > 0.15, acc

@@ -395,6 +395,10 @@ class Attack(Plugin, ABC):
     # runner pairs each record's reconstructions with the originals it covers (an optimal assignment) before saving
     # and scoring them; None: the order `reconstruct` returns is taken as given.
     matching: ClassVar[str | None] = None
+    # Plain parameters an attack had before they became declared hyper-parameters, at the value every default run
+    # recorded (gradient inversion's iterations=0, "the profile's"): kept under `params` in `config()`, so that runs
+    # with every default keep their run ids.
+    legacy_params: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:
@@ -415,7 +419,7 @@ class Attack(Plugin, ABC):
         with every default keeps the run id it had before hyper-parameters were declared.
         """
         out = {"name": self.name, "version": self.version, "profile": self.profile, "image_size": self.image_size,
-               "params": dict(self.params)}
+               "params": {**dict(type(self).legacy_params), **dict(self.params)}}
         if self.overrides:
             out["overrides"] = dict(self.overrides)
         return out

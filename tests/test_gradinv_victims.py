@@ -161,3 +161,63 @@ def test_trained_victim_on_cifar10_learns(tmp_path: Path) -> None:
                   "--extractor-arg", "trained=true", "--extractor-arg", "train_steps=600")
     acc = record["threat_model"]["victim"]["accuracy"]["test_accuracy"]
     assert acc > 0.15, acc
+
+
+# ------------------------------------------------------------------------- declared attack hyper-parameters
+def test_gradinv_hyper_parameters_declared_per_profile() -> None:
+    ig = registry.attacks.get("inverting-gradients").obj
+    assert set(ig.params) == {"iterations", "lr", "tv", "restarts", "labels"}
+    assert dict(ig.params["iterations"].defaults) == {"smoke": 10, "cpu": 500, "paper": 24000}
+    assert dict(ig.params["restarts"].defaults) == {"smoke": 1, "cpu": 1, "paper": 4}
+    assert set(registry.attacks.get("dlg").obj.params) == {"iterations", "lr", "history"}
+
+
+def test_gradinv_overrides_reach_the_attack_and_defaults_keep_the_config() -> None:
+    from bench.compat import make_attack
+
+    cls = registry.attacks.get("inverting-gradients").obj
+    plain = make_attack(cls, "smoke", 32, "cpu", 0, {})
+    # The config runs with every default had before the hyper-parameters were declared (their run ids).
+    assert plain.config() == {"name": "inverting-gradients", "version": "1", "profile": "smoke", "image_size": 32,
+                              "params": {"iterations": 0}}
+    same = make_attack(cls, "smoke", 32, "cpu", 0, {"iterations": "10", "tv": "0.0001"})  # the smoke defaults
+    assert same.config() == plain.config()
+    other = make_attack(cls, "smoke", 32, "cpu", 0, {"tv": "0.01", "restarts": "2"})
+    assert other._hp() == {"iterations": 10, "lr": 0.1, "tv": 0.01, "restarts": 2, "labels": "idlg"}
+    assert other.config()["overrides"] == {"restarts": 2, "tv": 0.01}
+    with pytest.raises(BenchError, match="has no parameter"):
+        make_attack(cls, "smoke", 32, "cpu", 0, {"history": "5"})  # an L-BFGS setting: not IG's
+
+
+# ------------------------------------------------------------------------------- grid extractor parameters
+def test_grid_items_and_extractor_arg_reach_the_extractor(tmp_path: Path) -> None:
+    from bench.run.grid_plan import plan_grid
+    from bench.run.grid_spec import GridSpec
+
+    grid = GridSpec(attacks=["dlg", "dlg:extractor.batch=2", "idlg:iterations=2"], profile="smoke", n_train=2,
+                    n_test=2, results=tmp_path, extractor_params={"trained": "true"})
+    runs, skipped = plan_grid(grid)
+    assert not skipped
+    ex = [r.spec["extractor"] for r in runs]
+    assert [e.get("batch") for e in ex] == [None, 2, None] and all(e["trained"] is True for e in ex)
+    assert runs[2].spec["attack_config"]["overrides"] == {"iterations": 2}
+    res = CliRunner().invoke(main, ["grid", "--attacks", "dlg", "--extractor-arg", "batch=2", "--profile", "smoke",
+                                    "--n-train", "2", "--n-test", "2", "--metrics", "mse", "--threads", "1",
+                                    "--quiet", "--results", str(tmp_path / "cli")])
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    board = pd.read_csv(tmp_path / "cli" / "leaderboards" / "synthetic-faces.csv")
+    assert list(board["extractor"]) == ["fedsgd-lenet-zhu(batch=2)"]
+
+
+def test_grid_file_extractor_params(tmp_path: Path) -> None:
+    from bench.run.grid_spec import GridSpec, load_grid_file
+
+    f = tmp_path / "g.toml"
+    f.write_text('attacks = ["dlg"]\n[extractor_params]\nbatch = 4\n')
+    assert load_grid_file(f)["extractor_params"] == {"batch": 4}
+    with pytest.raises(BenchError, match="names no extractor parameter"):
+        from bench.run.grid_plan import plan_grid
+
+        plan_grid(GridSpec(attacks=["dlg:extractor.=3"], profile="smoke", results=tmp_path))

@@ -43,6 +43,16 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
+# Help lines of the declared hyper-parameters (`bench list attacks -v`, `--attack-arg KEY=VALUE`).
+HELP: dict[str, str] = {
+    "iterations": "optimiser iterations (L-BFGS for dlg/idlg, signed-Adam steps for inverting-gradients)",
+    "lr": "optimiser step size (L-BFGS lr; Adam lr, decayed x0.1 at 3/8, 5/8, 7/8 of the iterations)",
+    "history": "L-BFGS history size (curvature pairs kept)",
+    "tv": "weight of the total-variation prior",
+    "restarts": "independent initialisations; the one with the lowest final objective is kept",
+    "labels": "label source: idlg (recovered from the release's last-layer weight gradient)",
+}
+
 
 def hyper_parameters(attack: str, profile: str = "cpu", **overrides: Any) -> dict[str, Any]:
     """The declared hyper-parameters of `attack` at `profile`, with explicit overrides (unknown keys refused)."""

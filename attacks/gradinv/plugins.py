@@ -18,6 +18,7 @@ from bench.attacks.gradinv.extractors import FedSGD, FedSGDLeNetZhu  # noqa: F40
 from bench.attacks.gradinv.release_kind import GradientRelease
 from bench.errors import BenchError
 from bench.features import FeatureSet, FeatureSpec, Requirement
+from bench import hyper
 from bench.images import resize
 from bench.params import Param
 from bench.plugins import Attack, Defense, FitContext, UtilityContext, register_attack, register_defense
@@ -34,12 +35,13 @@ class _GradInvAttack(Attack):
     uses_features = True
     attributes = ("label",)  # the class label recovered with each image (scored by `label-accuracy`)
     matching = "negative-mse"  # a batch release's images come back in no particular order
-
-    params = {"iterations": Param(int, 0, "optimiser iterations (0: the profile's, see attacks.PROFILES)", low=0)}
+    # Before their hyper-parameters were declared these attacks had one plain parameter, iterations=0 ("the
+    # profile's"), recorded in every config: kept, so that runs with every default keep their run ids.
+    legacy_params = {"iterations": 0}
 
     def _hp(self) -> dict[str, Any]:
-        its = int(self.params.get("iterations") or 0)
-        return gi.hyper_parameters(self.name, self.profile, **({"iterations": its} if its else {}))
+        """The declared hyper-parameters at the run's profile with the user's overrides (`--attack-arg`)."""
+        return hyper.apply(gi.PROFILES[self.name][self.profile], self.overrides)
 
     def fit(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:
         """Nothing to train: the attack optimises against each release."""
@@ -112,6 +114,7 @@ class DLG(_GradInvAttack):
 
     name = "dlg"
     paper = "Zhu et al., Deep Leakage from Gradients, NeurIPS 2019"
+    params = hyper.declare(gi.PROFILES["dlg"], help=gi.HELP)
 
     def _attack(self, model, target, shape, hp, batch):
         return gi.dlg(model, target, shape, batch=batch, iterations=hp["iterations"], lr=hp["lr"],
@@ -124,6 +127,7 @@ class IDLG(_GradInvAttack):
 
     name = "idlg"
     paper = "Zhao et al., iDLG: Improved Deep Leakage from Gradients, 2020"
+    params = hyper.declare(gi.PROFILES["idlg"], help=gi.HELP)
 
     def _attack(self, model, target, shape, hp, batch):
         self._batch_1_only(batch)
@@ -137,6 +141,7 @@ class InvertingGradients(_GradInvAttack):
 
     name = "inverting-gradients"
     paper = "Geiping et al., Inverting Gradients, NeurIPS 2020"
+    params = hyper.declare(gi.PROFILES["inverting-gradients"], help=gi.HELP)
 
     def _attack(self, model, target, shape, hp, batch):
         self._batch_1_only(batch)

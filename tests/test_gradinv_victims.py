@@ -221,3 +221,17 @@ def test_grid_file_extractor_params(tmp_path: Path) -> None:
         from bench.run.grid_plan import plan_grid
 
         plan_grid(GridSpec(attacks=["dlg:extractor.=3"], profile="smoke", results=tmp_path))
+
+
+# ------------------------------------------------------------------------------------ batch > 1 label recovery
+@pytest.mark.parametrize("attack", [pytest.param("dlg", marks=pytest.mark.slow), "idlg",
+                                    pytest.param("inverting-gradients", marks=pytest.mark.slow)])
+def test_every_attack_runs_at_batch_2(attack: str, tmp_path: Path) -> None:
+    """Every attack at batch 2 on CIFAR-10 (whose `label` field label-accuracy scores); also the grid's pairs."""
+    if not (CIFAR / "test").is_dir():
+        pytest.skip(f"CIFAR-10 not found at {CIFAR}")
+    record = _run(tmp_path, "--attack", attack, "--extractor-arg", "batch=2", "--n-test", "4", "--metrics",
+                  "mse,label-accuracy", "--dataset", "cifar10", "--data-root", str(CIFAR))
+    assert record["releases"]["records"] == 2
+    assert record["set_metrics"]["label-accuracy"]["status"] == "ok"
+    assert 0.0 <= record["set_metrics"]["label-accuracy"]["value"] <= 1.0

@@ -50,7 +50,8 @@ HELP: dict[str, str] = {
     "history": "L-BFGS history size (curvature pairs kept)",
     "tv": "weight of the total-variation prior",
     "restarts": "independent initialisations; the one with the lowest final objective is kept",
-    "labels": "label source: idlg (recovered from the release's last-layer weight gradient)",
+    "labels": "label source: idlg (recovered from the release's last-layer weight gradient; batch > 1: the classes "
+              "whose rows hold the most negative entries)",
 }
 
 
@@ -94,6 +95,23 @@ def idlg_labels(target: Sequence[torch.Tensor], model: nn.Module) -> torch.Tenso
     """
     w = target[last_linear_weight_index(model)]
     return w.sum(dim=-1).argmin(dim=-1)
+
+
+def batch_labels(target: Sequence[torch.Tensor], model: nn.Module, batch: int) -> torch.Tensor:
+    """Labels of releases of `batch` images each (leading dim N), (N, batch).
+
+    batch 1: iDLG's rule (`idlg_labels`). batch > 1: with cross-entropy and non-negative features, the row of the
+    logits layer's weight gradient of a class present in the batch holds negative entries (its images' (p - 1) f
+    terms) and a class absent holds none; the `batch` classes whose rows have the most negative minimum entry are
+    taken (the convention of later work on batch label recovery, e.g. Yin et al., GradInversion, CVPR 2021). It
+    assumes distinct labels in a batch: a repeated class is recovered once and another class fills its place.
+    """
+    if batch == 1:
+        return idlg_labels(target, model)[:, None]
+    w = target[last_linear_weight_index(model)]
+    if w.shape[1] < batch:
+        raise ValueError(f"batch label recovery: {batch} images but only {w.shape[1]} classes (labels repeat)")
+    return w.amin(dim=-1).argsort(dim=-1)[:, :batch]
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -252,14 +270,15 @@ def dlg(model: nn.Module, target: Sequence[torch.Tensor], image_shape: tuple[int
 
 def idlg(model: nn.Module, target: Sequence[torch.Tensor], image_shape: tuple[int, int, int], num_classes: int = 10,
          iterations: int = 300, lr: float = 1.0, history: int = 100, seed: int = 0,
-         init: torch.Tensor | None = None, true_labels: torch.Tensor | None = None) -> Reconstruction:
-    """iDLG: the label from the sign of the logits layer's gradient (batch 1), then DLG's L-BFGS on the image only."""
-    labels = idlg_labels(target, model)[:, None]
+         init: torch.Tensor | None = None, true_labels: torch.Tensor | None = None, batch: int = 1) -> Reconstruction:
+    """iDLG: the labels from the logits layer's weight gradient (`batch_labels`: the sign rule at batch 1), then
+    DLG's L-BFGS on the images only."""
+    labels = batch_labels(target, model, batch)
     tgt = _check_targets(target, model)
     n = tgt[0].shape[0]
-    x0 = init if init is not None else _init((n, 1, *image_shape), _problem_seeds(tgt, seed), tgt[0].dtype)
-    return dlg(model, target, image_shape, 1, num_classes, iterations, lr, history, seed,
-               init=(x0, torch.zeros(n, 1, num_classes, dtype=x0.dtype)), true_labels=true_labels,
+    x0 = init if init is not None else _init((n, batch, *image_shape), _problem_seeds(tgt, seed), tgt[0].dtype)
+    return dlg(model, target, image_shape, batch, num_classes, iterations, lr, history, seed,
+               init=(x0, torch.zeros(n, batch, num_classes, dtype=x0.dtype)), true_labels=true_labels,
                fixed_labels=labels)
 
 
@@ -273,16 +292,16 @@ def inverting_gradients(model: nn.Module, target: Sequence[torch.Tensor], image_
     normalised input space, scalars or per-channel (C, 1, 1) tensors) after every step; `restarts` independent
     initialisations, the one with the lowest final objective kept per problem.
 
-    `labels`: "idlg" (batch 1: recovered from the release) or a (N, B) tensor of known labels. `init`: optional
-    (restarts, N, B, C, H, W) starting images.
+    `labels`: "idlg" (recovered from the release: `batch_labels`) or a (N, B) tensor of known labels. `init`:
+    optional (restarts, N, B, C, H, W) starting images.
     """
     tgt = _check_targets(target, model)
     n = tgt[0].shape[0]
     dtype = tgt[0].dtype
     if isinstance(labels, str):
-        if labels != "idlg" or batch != 1:
-            raise ValueError("inverting-gradients: labels='idlg' needs batch 1; pass known labels for batch > 1")
-        lab = idlg_labels(target, model)[:, None]
+        if labels != "idlg":
+            raise ValueError(f"inverting-gradients: unknown label source {labels!r}; use 'idlg' or known labels")
+        lab = batch_labels(target, model, batch)
     else:
         lab = labels
     lo, hi = (torch.as_tensor(b, dtype=dtype) for b in box)

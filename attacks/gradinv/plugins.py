@@ -95,11 +95,12 @@ class _GradInvAttack(Attack):
         out = resize(out, self.image_size) if side != self.image_size else out
         return out, {"label": torch.cat(labels).long().numpy()}
 
-    def _batch_1_only(self, batch: int) -> None:
-        if batch != 1:
-            raise BenchError(f"attack {self.name!r} recovers labels from batch-1 releases only (the logits layer's "
-                             f"gradient sign); this release covers {batch} images: use dlg, or --extractor-arg "
-                             "batch=1")
+    def _distinct_labels(self, batch: int) -> None:
+        """Label recovery at batch > 1 finds distinct classes: a release of more images than classes is refused."""
+        classes = [m for m in self.victim.model.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
+        if batch > classes:
+            raise BenchError(f"attack {self.name!r} recovers one distinct label per image, but this release covers "
+                             f"{batch} images of a {classes}-class victim: use dlg, or --extractor-arg batch<={classes}")
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -123,16 +124,16 @@ class DLG(_GradInvAttack):
 
 @register_attack
 class IDLG(_GradInvAttack):
-    """iDLG: the label from the logits layer's gradient sign, then L-BFGS on the image (batched over records)."""
+    """iDLG: labels from the logits layer's weight gradient, then L-BFGS on the images (batched over records)."""
 
     name = "idlg"
     paper = "Zhao et al., iDLG: Improved Deep Leakage from Gradients, 2020"
     params = hyper.declare(gi.PROFILES["idlg"], help=gi.HELP)
 
     def _attack(self, model, target, shape, hp, batch):
-        self._batch_1_only(batch)
+        self._distinct_labels(batch)
         return gi.idlg(model, target, shape, iterations=hp["iterations"], lr=hp["lr"], history=hp["history"],
-                       seed=self.seed)
+                       seed=self.seed, batch=batch)
 
 
 @register_attack
@@ -144,9 +145,9 @@ class InvertingGradients(_GradInvAttack):
     params = hyper.declare(gi.PROFILES["inverting-gradients"], help=gi.HELP)
 
     def _attack(self, model, target, shape, hp, batch):
-        self._batch_1_only(batch)
-        return gi.inverting_gradients(model, target, shape, iterations=hp["iterations"], lr=hp["lr"], tv=hp["tv"],
-                                      restarts=hp["restarts"], seed=self.seed)
+        self._distinct_labels(batch)
+        return gi.inverting_gradients(model, target, shape, batch=batch, iterations=hp["iterations"], lr=hp["lr"],
+                                      tv=hp["tv"], restarts=hp["restarts"], labels=hp["labels"], seed=self.seed)
 
 
 def _split(release: GradientRelease, name: str) -> tuple[list[list[int]], np.ndarray]:

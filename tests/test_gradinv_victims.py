@@ -235,3 +235,62 @@ def test_every_attack_runs_at_batch_2(attack: str, tmp_path: Path) -> None:
     assert record["releases"]["records"] == 2
     assert record["set_metrics"]["label-accuracy"]["status"] == "ok"
     assert 0.0 <= record["set_metrics"]["label-accuracy"]["value"] <= 1.0
+
+
+# ------------------------------------------------------------------------------------------- FedAvg releases
+def test_fedavg_simulation_matches_the_client_update() -> None:
+    """The attacker's unrolled local steps give exactly the client's update (releases.fedavg_update) at the true
+    images, and a different one elsewhere."""
+    from bench.attacks.gradinv import attacks, releases, victims
+
+    model = victims.build_victim("lenet-zhu", image_size=16).double().eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 16, 16, generator=g, dtype=torch.float64)
+    y = torch.tensor([1, 4, 7])
+    update = tuple(releases.fedavg_update(model, x, y, local_steps=4, lr=0.05, local_batch=2))
+    f = attacks._objective(model, "euclidean", 0.0, False, fedavg=attacks.FedAvgSetting(4, 0.05, 2))
+    assert float(f(x, y, update)) < 1e-20
+    assert float(f(x + 0.01, y, update)) > 1e-8
+
+
+def test_fedavg_extractor_one_full_step_is_lr_times_the_gradient() -> None:
+    from bench.attacks.gradinv.extractors import FedAvg, FedSGD
+    from bench.plugins import ImageSet
+
+    imgs = ImageSet(["a", "b", "c"], torch.rand(3, 3, 32, 32), {"label": np.array([3, 7, 1])})
+    upd = FedAvg(batch=2, local_steps=1, local_lr=0.5).extract(imgs)
+    grad = FedSGD(batch=2).extract(imgs)
+    assert upd.kind == "fl-updates" and upd.covers() == [[0, 1], [2]]
+    assert upd.meta["fedavg"] == {"local_steps": 1, "lr": 0.5, "local_batch": None}
+    np.testing.assert_allclose(upd.grads, 0.5 * grad.grads, rtol=1e-4, atol=1e-7)
+
+
+def test_ig_fedavg_attack_moves_towards_the_images() -> None:
+    from bench.attacks.gradinv import attacks, releases, victims
+
+    model = victims.build_victim("lenet-zhu", image_size=16).double().eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 3, 16, 16, generator=g, dtype=torch.float64)
+    y = torch.tensor([2, 5])
+    s = attacks.FedAvgSetting(3, 0.1, None)
+    target = [torch.stack(t) for t in zip(*[releases.fedavg_update(model, x[i:i + 1], y[i:i + 1], 3, 0.1)
+                                            for i in range(2)])]
+    start = torch.rand(1, 2, 1, 3, 16, 16, generator=g, dtype=torch.float64)
+    r = attacks.inverting_gradients(model, target, (3, 16, 16), iterations=60, init=start, fedavg=s, tv=0.0,
+                                    true_labels=y)
+    assert r.label_accuracy == 1.0
+    # measured: the image error falls from 0.163 to 0.093 in 60 steps
+    assert ((r.images[:, 0] - x) ** 2).mean() < 0.75 * ((start[0, :, 0] - x) ** 2).mean()
+
+
+def test_fedavg_runs_with_inverting_gradients_and_other_pairs_are_refused(tmp_path: Path) -> None:
+    record = _run(tmp_path / "ok", "--attack", "inverting-gradients", "--extractor", "fedavg", "--extractor-arg",
+                  "batch=2", "--extractor-arg", "local_steps=2", "--n-test", "4")
+    assert record["releases"]["records"] == 2 and record["spec"]["extractor"]["local_steps"] == 2
+    for attack, defense, words in (("dlg", "none", "needs fl-gradients but defense 'none' releases fl-updates"),
+                                   ("idlg", "none", "attacks that can consume it: inverting-gradients"),
+                                   ("inverting-gradients", "gradient-noise", "cannot protect 'fl-updates'")):
+        res = CliRunner().invoke(main, ["run", "--attack", attack, "--defense", defense, "--extractor", "fedavg",
+                                        "--profile", "smoke", "--results", str(tmp_path / "no")])
+        assert res.exit_code != 0 and words in res.output and "Traceback" not in res.output, res.output
+        assert len(res.output.strip().splitlines()) == 1

@@ -119,9 +119,22 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
 
 
-def _objective(model: nn.Module, distance: str, tv: float, soft: bool):
-    """Per-problem objective f(x, y, target) -> scalar: gradient distance between the dummy's release and the target
-    (+ tv * TV(x)); y is label logits (soft=True, softmaxed: DLG) or integer labels."""
+@dataclass(frozen=True)
+class FedAvgSetting:
+    """A FedAvg client's local training, as the server knows it: `local_steps` plain SGD steps at `lr`, mini-batches
+    of `local_batch` images cycling through the client's images in order (None: all of them every step), exactly
+    as `releases.fedavg_update` does it."""
+
+    local_steps: int
+    lr: float
+    local_batch: int | None = None
+
+
+def _objective(model: nn.Module, distance: str, tv: float, soft: bool, fedavg: FedAvgSetting | None = None):
+    """Per-problem objective f(x, y, target) -> scalar: distance between the dummy's release and the target
+    (+ tv * TV(x)); y is label logits (soft=True, softmaxed: DLG) or integer labels. The release is the gradient
+    (fedSGD), or with `fedavg` the weight change w0 - wT of the simulated local steps (Inverting Gradients' FedAvg
+    attack: the local steps are unrolled and differentiated through)."""
     names = _param_names(model)
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     buffers = {n: b.detach() for n, b in model.named_buffers()}
@@ -129,11 +142,21 @@ def _objective(model: nn.Module, distance: str, tv: float, soft: bool):
     def f(x: torch.Tensor, y: torch.Tensor, target: tuple[torch.Tensor, ...]) -> torch.Tensor:
         lab = torch.softmax(y, dim=-1) if soft else y
 
-        def loss_p(p: dict[str, torch.Tensor]) -> torch.Tensor:
-            return soft_cross_entropy(functional_call(model, (p, buffers), (x,)), lab)
+        def loss_p(p: dict[str, torch.Tensor], xb: torch.Tensor = x, yb: torch.Tensor = lab) -> torch.Tensor:
+            return soft_cross_entropy(functional_call(model, (p, buffers), (xb,)), yb)
 
-        g = grad(loss_p)(params)
-        gl = [g[n] for n in names]
+        if fedavg is None:
+            g = grad(loss_p)(params)
+            gl = [g[n] for n in names]
+        else:
+            b = fedavg.local_batch or x.shape[0]
+            n_batches = max(1, (x.shape[0] + b - 1) // b)
+            cur = dict(params)
+            for step in range(fedavg.local_steps):
+                i = (step % n_batches) * b
+                gs = grad(loss_p)(cur, x[i:i + b], lab[i:i + b])
+                cur = {n: cur[n] - fedavg.lr * gs[n] for n in names}
+            gl = [params[n] - cur[n] for n in names]
         if distance == "euclidean":
             d = sum(((a - b) ** 2).sum() for a, b in zip(gl, target))
         else:
@@ -285,15 +308,17 @@ def idlg(model: nn.Module, target: Sequence[torch.Tensor], image_shape: tuple[in
 def inverting_gradients(model: nn.Module, target: Sequence[torch.Tensor], image_shape: tuple[int, int, int],
                         batch: int = 1, iterations: int = 500, lr: float = 0.1, tv: float = 1e-4, restarts: int = 1,
                         labels: str | torch.Tensor = "idlg", box: tuple[Any, Any] = (0.0, 1.0), seed: int = 0,
-                        init: torch.Tensor | None = None,
-                        true_labels: torch.Tensor | None = None) -> Reconstruction:
+                        init: torch.Tensor | None = None, true_labels: torch.Tensor | None = None,
+                        fedavg: FedAvgSetting | None = None) -> Reconstruction:
     """Inverting Gradients: cosine gradient distance + tv * TV, Adam on the sign of the input gradient (lr decayed
     x0.1 at 3/8, 5/8 and 7/8 of the iterations), images clamped into `box` (bounds of [0, 1] in the model's
     normalised input space, scalars or per-channel (C, 1, 1) tensors) after every step; `restarts` independent
     initialisations, the one with the lowest final objective kept per problem.
 
     `labels`: "idlg" (recovered from the release: `batch_labels`) or a (N, B) tensor of known labels. `init`:
-    optional (restarts, N, B, C, H, W) starting images.
+    optional (restarts, N, B, C, H, W) starting images. `fedavg`: the target is a FedAvg update (w0 - wT) made with
+    these local steps, which the attack simulates on its dummy images (labels from the update's last layer, whose
+    rows carry the summed local gradients' signs).
     """
     tgt = _check_targets(target, model)
     n = tgt[0].shape[0]
@@ -305,7 +330,7 @@ def inverting_gradients(model: nn.Module, target: Sequence[torch.Tensor], image_
     else:
         lab = labels
     lo, hi = (torch.as_tensor(b, dtype=dtype) for b in box)
-    f = _objective(model, "cosine", tv, soft=False)
+    f = _objective(model, "cosine", tv, soft=False, fedavg=fedavg)
     gv = vmap(grad_and_value(f, argnums=0))
     starts = init if init is not None else torch.stack(
         [_init((n, batch, *image_shape), [s + r for s in _problem_seeds(tgt, seed)], dtype) for r in range(restarts)])

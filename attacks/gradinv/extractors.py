@@ -2,7 +2,8 @@
 on the run's attacker/train split, releasing the gradient of one image or of a batch of B images per record.
 
 `fedsgd` is the generic extractor (victim, width, trained, batch); `fedsgd-lenet-zhu` is the same extractor with
-the victim fixed to DLG's LeNet, kept under its name so that its runs keep their ids.
+the victim fixed to DLG's LeNet, kept under its name so that its runs keep their ids; `fedavg` releases the weight
+change after several local SGD steps instead (feature kind `fl-updates`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 
 from bench.attacks.gradinv import releases, victims
-from bench.attacks.gradinv.release_kind import GradientRelease
+from bench.attacks.gradinv.release_kind import GradientRelease, UpdateRelease
 from bench.errors import BenchError
 from bench.features import FeatureSpec
 from bench.hashing import digest
@@ -196,3 +197,46 @@ class FedSGDLeNetZhu(FedSGD):
     name = "fedsgd-lenet-zhu"
     fixed_victim = "lenet-zhu"
     params = dict(_COMMON)
+
+
+@register_extractor
+class FedAvg(FedSGD):
+    """White-box victim releasing FedAvg updates: w0 - wT after `local_steps` SGD steps at `local_lr` on each
+    record's `batch` images (mini-batches of `local_batch`, 0: all), on `victim` (untrained or `trained`)."""
+
+    name = "fedavg"
+    produces = FeatureSpec("fl-updates")
+    params = {**FedSGD.params,
+              "local_steps": Param(int, 5, "local SGD steps of the client", low=1),
+              "local_lr": Param(float, 1e-4, "local SGD learning rate", low=0.0),
+              "local_batch": Param(int, 0, "images per local step, cycling in order (0: all of the record's)", low=0)}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        resolved = resolve_params(f"extractor {self.name!r}", type(self).params, params)
+        self.local_steps = int(resolved["local_steps"])
+        self.local_lr = float(resolved["local_lr"])
+        self.local_batch = int(resolved["local_batch"])
+
+    def setting(self) -> dict[str, Any]:
+        """The client's local training as the release's meta names it (the server knows it: FedAvg's protocol)."""
+        return {"local_steps": self.local_steps, "lr": self.local_lr, "local_batch": self.local_batch or None}
+
+    def extract(self, images: ImageSet, progress: bool = True) -> UpdateRelease:
+        self.size = int(images.images.shape[-1])
+        model = self._model(self.size)
+        n = len(images)
+        if n == 0:
+            return UpdateRelease(np.zeros((0, victims.n_parameters(model)), np.float32), [])
+        field = self.label_field(images.labels)
+        y = self._labels(images, field)
+        x = images.images.float()
+        cover = [list(range(s, min(s + self.batch, n))) for s in range(0, n, self.batch)]
+        s = self.setting()
+        rows = [torch.cat([u.reshape(-1) for u in releases.fedavg_update(model, x[c], y[c], s["local_steps"],
+                                                                          s["lr"], s["local_batch"])])
+                for c in cover]
+        meta = {"label_field": field, "shapes": [list(p.shape) for p in model.parameters() if p.requires_grad],
+                "image_shape": [int(d) for d in images.images.shape[1:]], "victim": self.victim_name,
+                "batch": self.batch, "fedavg": s}
+        return UpdateRelease(torch.stack(rows).numpy(), cover, meta=meta)

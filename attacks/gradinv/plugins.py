@@ -83,6 +83,7 @@ class _GradInvAttack(Attack):
         target = [t.double() for t in target]
         model = self.victim.model.eval().double()
         hp = self._hp()
+        self._release_meta = dict(features.meta or {})
         covers = features.covers()
         images: list[torch.Tensor] = [torch.zeros(0)] * len(covers)
         labels: list[torch.Tensor] = [torch.zeros(0)] * len(covers)
@@ -143,11 +144,21 @@ class InvertingGradients(_GradInvAttack):
     name = "inverting-gradients"
     paper = "Geiping et al., Inverting Gradients, NeurIPS 2020"
     params = hyper.declare(gi.PROFILES["inverting-gradients"], help=gi.HELP)
+    # fedSGD gradients, or FedAvg updates (the attack then simulates the client's local steps, IG's FedAvg attack)
+    consumes = Requirement(("fl-gradients", "fl-updates"))
+
+    def _fedavg(self) -> gi.FedAvgSetting | None:
+        s = getattr(self, "_release_meta", {}).get("fedavg")
+        if s is None:
+            return None
+        return gi.FedAvgSetting(int(s["local_steps"]), float(s["lr"]),
+                                int(s["local_batch"]) if s.get("local_batch") else None)
 
     def _attack(self, model, target, shape, hp, batch):
         self._distinct_labels(batch)
         return gi.inverting_gradients(model, target, shape, batch=batch, iterations=hp["iterations"], lr=hp["lr"],
-                                      tv=hp["tv"], restarts=hp["restarts"], labels=hp["labels"], seed=self.seed)
+                                      tv=hp["tv"], restarts=hp["restarts"], labels=hp["labels"], seed=self.seed,
+                                      fedavg=self._fedavg())
 
 
 def _split(release: GradientRelease, name: str) -> tuple[list[list[int]], np.ndarray]:

@@ -1,5 +1,5 @@
-"""The feature kind `fl-gradients`: a federated client's gradient releases, one flattened gradient per record with
-the private images it covers."""
+"""The feature kinds `fl-gradients` (fedSGD: a federated client's gradient) and `fl-updates` (FedAvg: its weight
+change after local steps): one flattened tensor per record with the private images it covers."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class GradientRelease(FeatureSet):
         return [list(c) for c in self.cover]
 
     def subset(self, indices: Sequence[int]) -> "GradientRelease":
-        return GradientRelease(self.grads[list(indices)], [self.cover[i] for i in indices], self.flags, self.meta)
+        return type(self)(self.grads[list(indices)], [self.cover[i] for i in indices], self.flags, self.meta)
 
     def _save_arrays(self) -> dict[str, np.ndarray]:
         return {"grads": self.grads, "cover_flat": np.array([i for c in self.cover for i in c], dtype=np.int64),
@@ -49,3 +49,11 @@ class GradientRelease(FeatureSet):
         flat, sizes = arrays["cover_flat"].tolist(), arrays["cover_sizes"].tolist()
         starts = np.cumsum([0] + sizes[:-1]).tolist()
         return cls(np.array(arrays["grads"]), [flat[s:s + n] for s, n in zip(starts, sizes)], flags, meta)
+
+
+@register_feature_kind
+class UpdateRelease(GradientRelease):
+    """A FedAvg client's release: per record, the flattened weight change w0 - wT after its local SGD steps on the
+    images the record covers (`grads` holds the update; the meta names the local steps, lr and mini-batch)."""
+
+    kind = "fl-updates"

@@ -294,3 +294,10 @@ def test_fedavg_runs_with_inverting_gradients_and_other_pairs_are_refused(tmp_pa
                                         "--profile", "smoke", "--results", str(tmp_path / "no")])
         assert res.exit_code != 0 and words in res.output and "Traceback" not in res.output, res.output
         assert len(res.output.strip().splitlines()) == 1
+
+
+def test_fedavg_release_claims_no_fedsgd_baseline_utility() -> None:
+    from bench.attacks.gradinv.release_kind import GradientRelease, UpdateRelease
+
+    assert GradientRelease.undefended_utility_source == "training"
+    assert UpdateRelease.undefended_utility_source is None

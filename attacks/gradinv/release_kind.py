@@ -57,3 +57,6 @@ class UpdateRelease(GradientRelease):
     images the record covers (`grads` holds the update; the meta names the local steps, lr and mini-batch)."""
 
     kind = "fl-updates"
+    # `none`'s baseline fl-accuracy is fedSGD training (GradientRelease's); FedAvg training has none wired yet, so
+    # no figure rather than one that describes another protocol.
+    undefended_utility_source = None

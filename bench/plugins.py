@@ -136,8 +136,25 @@ class Victim:
     state: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class VictimData:
+    """What a white-box extractor may train its victim on: the run's attacker/train split (never a private image),
+    at the size the run extracts at, with the run's profile and seed (bench.run.plan fixes it before the spec)."""
+
+    dataset: Dataset
+    ids: list[str]
+    size: int
+    profile: str
+    seed: int
+
+
 class Extractor(Plugin, ABC):
-    """The victim system's feature extractor: images in, a FeatureSet of kind `produces` out."""
+    """The victim system's feature extractor: images in, a FeatureSet of kind `produces` out.
+
+    A white-box extractor whose victim is trained first (federated learning on a trained model) implements
+    `bind`, `victim_training`, `train_victim` and `load_victim`: the engine trains it once in the cached stage
+    `victims` (bench.run.stages.trained_victim) before any feature is extracted.
+    """
 
     produces: ClassVar[FeatureSpec]
     # Threat model: True when the attacker knows the victim's model and weights (federated learning, where the
@@ -167,6 +184,28 @@ class Extractor(Plugin, ABC):
     def victim(self) -> Victim:
         """The victim model and its training state (white-box extractors only)."""
         raise NotImplementedError(f"extractor {self.name!r} is not white-box: it grants no victim model")
+
+    def bind(self, data: VictimData) -> None:
+        """Called by the planner once the splits are fixed, before `config()` enters the run spec: an extractor
+        whose victim is trained records what that training depends on (its config then names it)."""
+
+    def victim_training(self) -> dict[str, Any] | None:
+        """What training the victim depends on (part of `config()`), or None when the victim is not trained."""
+        return None
+
+    def train_victim(self, images: ImageSet, progress: bool = True) -> dict[str, Any]:
+        """Train the victim on `images` (the bound attacker/train split); returns its state (tensors, numbers,
+        strings: loads with weights_only=True), which `load_victim` restores."""
+        raise NotImplementedError(f"extractor {self.name!r} trains no victim")
+
+    def load_victim(self, state: Mapping[str, Any]) -> None:
+        """Restore the victim that `train_victim` returned (also when it comes from the stage cache)."""
+        raise NotImplementedError(f"extractor {self.name!r} trains no victim")
+
+    def victim_accuracy(self, images: ImageSet) -> dict[str, Any]:
+        """The victim classifier's accuracy on `images` (the private images, drawn from the test split) as
+        {"test_accuracy": float, "n": int, ...}; {} when the extractor has no classifier to report on."""
+        return {}
 
     @abstractmethod
     def extract(self, images: ImageSet, progress: bool = True) -> FeatureSet:
@@ -356,6 +395,10 @@ class Attack(Plugin, ABC):
     # runner pairs each record's reconstructions with the originals it covers (an optimal assignment) before saving
     # and scoring them; None: the order `reconstruct` returns is taken as given.
     matching: ClassVar[str | None] = None
+    # Plain parameters an attack had before they became declared hyper-parameters, at the value every default run
+    # recorded (gradient inversion's iterations=0, "the profile's"): kept under `params` in `config()`, so that runs
+    # with every default keep their run ids.
+    legacy_params: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:
@@ -376,7 +419,7 @@ class Attack(Plugin, ABC):
         with every default keeps the run id it had before hyper-parameters were declared.
         """
         out = {"name": self.name, "version": self.version, "profile": self.profile, "image_size": self.image_size,
-               "params": dict(self.params)}
+               "params": {**dict(type(self).legacy_params), **dict(self.params)}}
         if self.overrides:
             out["overrides"] = dict(self.overrides)
         return out

@@ -217,8 +217,8 @@ def test_batch2_smoke_run_on_cifar10_stores_labels_and_the_assignment(tmp_path: 
 
 
 def test_batch_options_refused_in_one_line(tmp_path: Path) -> None:
-    res = _cifar_run(tmp_path / "a", "--attack", "idlg", "--extractor-arg", "batch=2")
-    assert res.exit_code != 0 and "Traceback" not in res.output and "batch-1" in res.output
+    res = _cifar_run(tmp_path / "a", "--attack", "idlg", "--extractor-arg", "batch=11", "--n-test", "11")
+    assert res.exit_code != 0 and "Traceback" not in res.output and "10-class victim" in res.output
     res = _cifar_run(tmp_path / "b", "--attack", "dlg", "--extractor-arg", "bogus=2")
     assert res.exit_code != 0 and "Traceback" not in res.output and "no parameter bogus" in res.output
 

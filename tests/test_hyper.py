@@ -101,14 +101,16 @@ def _all_defaults_as_text(cls: type, profile: str, but_stages: bool = False) -> 
 @pytest.mark.parametrize("name", [e.name for e in registry.attacks if e.source == "builtin"])
 def test_defaults_keep_the_run_id(name: str) -> None:
     """Nothing given, or every hyper-parameter given at its default: one config (the attack's part of the run spec),
-    with no `overrides` key and only the plain parameters under `params`, i.e. the configuration (and run id) of the
-    time before hyper-parameters were declared."""
+    with no `overrides` key and only the plain parameters under `params` (and the plain parameters the attack had
+    before, at their old default: `legacy_params`), i.e. the configuration (and run id) of the time before
+    hyper-parameters were declared."""
     cls = registry.attacks.get(name).obj
     for profile in ("smoke", "cpu"):
         size = get_profile(profile).image_size
         bare = make_attack(cls, profile, size).config()
         assert "overrides" not in bare
-        assert set(bare["params"]) == {k for k, p in cls.params.items() if not isinstance(p, HyperParam)}
+        assert set(bare["params"]) == ({k for k, p in cls.params.items() if not isinstance(p, HyperParam)}
+                                       | set(cls.legacy_params))
         explicit = make_attack(cls, profile, size, params=_all_defaults_as_text(cls, profile)).config()
         assert explicit == bare
 

@@ -43,6 +43,17 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
+# Help lines of the declared hyper-parameters (`bench list attacks -v`, `--attack-arg KEY=VALUE`).
+HELP: dict[str, str] = {
+    "iterations": "optimiser iterations (L-BFGS for dlg/idlg, signed-Adam steps for inverting-gradients)",
+    "lr": "optimiser step size (L-BFGS lr; Adam lr, decayed x0.1 at 3/8, 5/8, 7/8 of the iterations)",
+    "history": "L-BFGS history size (curvature pairs kept)",
+    "tv": "weight of the total-variation prior",
+    "restarts": "independent initialisations; the one with the lowest final objective is kept",
+    "labels": "label source: idlg (recovered from the release's last-layer weight gradient; batch > 1: the classes "
+              "whose rows hold the most negative entries)",
+}
+
 
 def hyper_parameters(attack: str, profile: str = "cpu", **overrides: Any) -> dict[str, Any]:
     """The declared hyper-parameters of `attack` at `profile`, with explicit overrides (unknown keys refused)."""
@@ -86,14 +97,44 @@ def idlg_labels(target: Sequence[torch.Tensor], model: nn.Module) -> torch.Tenso
     return w.sum(dim=-1).argmin(dim=-1)
 
 
+def batch_labels(target: Sequence[torch.Tensor], model: nn.Module, batch: int) -> torch.Tensor:
+    """Labels of releases of `batch` images each (leading dim N), (N, batch).
+
+    batch 1: iDLG's rule (`idlg_labels`). batch > 1: with cross-entropy and non-negative features, the row of the
+    logits layer's weight gradient of a class present in the batch holds negative entries (its images' (p - 1) f
+    terms) and a class absent holds none; the `batch` classes whose rows have the most negative minimum entry are
+    taken (the convention of later work on batch label recovery, e.g. Yin et al., GradInversion, CVPR 2021). It
+    assumes distinct labels in a batch: a repeated class is recovered once and another class fills its place.
+    """
+    if batch == 1:
+        return idlg_labels(target, model)[:, None]
+    w = target[last_linear_weight_index(model)]
+    if w.shape[1] < batch:
+        raise ValueError(f"batch label recovery: {batch} images but only {w.shape[1]} classes (labels repeat)")
+    return w.amin(dim=-1).argsort(dim=-1)[:, :batch]
+
+
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """Anisotropic TV of a batch (B, C, H, W): mean |vertical difference| + mean |horizontal difference|."""
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
 
 
-def _objective(model: nn.Module, distance: str, tv: float, soft: bool):
-    """Per-problem objective f(x, y, target) -> scalar: gradient distance between the dummy's release and the target
-    (+ tv * TV(x)); y is label logits (soft=True, softmaxed: DLG) or integer labels."""
+@dataclass(frozen=True)
+class FedAvgSetting:
+    """A FedAvg client's local training, as the server knows it: `local_steps` plain SGD steps at `lr`, mini-batches
+    of `local_batch` images cycling through the client's images in order (None: all of them every step), exactly
+    as `releases.fedavg_update` does it."""
+
+    local_steps: int
+    lr: float
+    local_batch: int | None = None
+
+
+def _objective(model: nn.Module, distance: str, tv: float, soft: bool, fedavg: FedAvgSetting | None = None):
+    """Per-problem objective f(x, y, target) -> scalar: distance between the dummy's release and the target
+    (+ tv * TV(x)); y is label logits (soft=True, softmaxed: DLG) or integer labels. The release is the gradient
+    (fedSGD), or with `fedavg` the weight change w0 - wT of the simulated local steps (Inverting Gradients' FedAvg
+    attack: the local steps are unrolled and differentiated through)."""
     names = _param_names(model)
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     buffers = {n: b.detach() for n, b in model.named_buffers()}
@@ -101,11 +142,21 @@ def _objective(model: nn.Module, distance: str, tv: float, soft: bool):
     def f(x: torch.Tensor, y: torch.Tensor, target: tuple[torch.Tensor, ...]) -> torch.Tensor:
         lab = torch.softmax(y, dim=-1) if soft else y
 
-        def loss_p(p: dict[str, torch.Tensor]) -> torch.Tensor:
-            return soft_cross_entropy(functional_call(model, (p, buffers), (x,)), lab)
+        def loss_p(p: dict[str, torch.Tensor], xb: torch.Tensor = x, yb: torch.Tensor = lab) -> torch.Tensor:
+            return soft_cross_entropy(functional_call(model, (p, buffers), (xb,)), yb)
 
-        g = grad(loss_p)(params)
-        gl = [g[n] for n in names]
+        if fedavg is None:
+            g = grad(loss_p)(params)
+            gl = [g[n] for n in names]
+        else:
+            b = fedavg.local_batch or x.shape[0]
+            n_batches = max(1, (x.shape[0] + b - 1) // b)
+            cur = dict(params)
+            for step in range(fedavg.local_steps):
+                i = (step % n_batches) * b
+                gs = grad(loss_p)(cur, x[i:i + b], lab[i:i + b])
+                cur = {n: cur[n] - fedavg.lr * gs[n] for n in names}
+            gl = [params[n] - cur[n] for n in names]
         if distance == "euclidean":
             d = sum(((a - b) ** 2).sum() for a, b in zip(gl, target))
         else:
@@ -242,41 +293,44 @@ def dlg(model: nn.Module, target: Sequence[torch.Tensor], image_shape: tuple[int
 
 def idlg(model: nn.Module, target: Sequence[torch.Tensor], image_shape: tuple[int, int, int], num_classes: int = 10,
          iterations: int = 300, lr: float = 1.0, history: int = 100, seed: int = 0,
-         init: torch.Tensor | None = None, true_labels: torch.Tensor | None = None) -> Reconstruction:
-    """iDLG: the label from the sign of the logits layer's gradient (batch 1), then DLG's L-BFGS on the image only."""
-    labels = idlg_labels(target, model)[:, None]
+         init: torch.Tensor | None = None, true_labels: torch.Tensor | None = None, batch: int = 1) -> Reconstruction:
+    """iDLG: the labels from the logits layer's weight gradient (`batch_labels`: the sign rule at batch 1), then
+    DLG's L-BFGS on the images only."""
+    labels = batch_labels(target, model, batch)
     tgt = _check_targets(target, model)
     n = tgt[0].shape[0]
-    x0 = init if init is not None else _init((n, 1, *image_shape), _problem_seeds(tgt, seed), tgt[0].dtype)
-    return dlg(model, target, image_shape, 1, num_classes, iterations, lr, history, seed,
-               init=(x0, torch.zeros(n, 1, num_classes, dtype=x0.dtype)), true_labels=true_labels,
+    x0 = init if init is not None else _init((n, batch, *image_shape), _problem_seeds(tgt, seed), tgt[0].dtype)
+    return dlg(model, target, image_shape, batch, num_classes, iterations, lr, history, seed,
+               init=(x0, torch.zeros(n, batch, num_classes, dtype=x0.dtype)), true_labels=true_labels,
                fixed_labels=labels)
 
 
 def inverting_gradients(model: nn.Module, target: Sequence[torch.Tensor], image_shape: tuple[int, int, int],
                         batch: int = 1, iterations: int = 500, lr: float = 0.1, tv: float = 1e-4, restarts: int = 1,
                         labels: str | torch.Tensor = "idlg", box: tuple[Any, Any] = (0.0, 1.0), seed: int = 0,
-                        init: torch.Tensor | None = None,
-                        true_labels: torch.Tensor | None = None) -> Reconstruction:
+                        init: torch.Tensor | None = None, true_labels: torch.Tensor | None = None,
+                        fedavg: FedAvgSetting | None = None) -> Reconstruction:
     """Inverting Gradients: cosine gradient distance + tv * TV, Adam on the sign of the input gradient (lr decayed
     x0.1 at 3/8, 5/8 and 7/8 of the iterations), images clamped into `box` (bounds of [0, 1] in the model's
     normalised input space, scalars or per-channel (C, 1, 1) tensors) after every step; `restarts` independent
     initialisations, the one with the lowest final objective kept per problem.
 
-    `labels`: "idlg" (batch 1: recovered from the release) or a (N, B) tensor of known labels. `init`: optional
-    (restarts, N, B, C, H, W) starting images.
+    `labels`: "idlg" (recovered from the release: `batch_labels`) or a (N, B) tensor of known labels. `init`:
+    optional (restarts, N, B, C, H, W) starting images. `fedavg`: the target is a FedAvg update (w0 - wT) made with
+    these local steps, which the attack simulates on its dummy images (labels from the update's last layer, whose
+    rows carry the summed local gradients' signs).
     """
     tgt = _check_targets(target, model)
     n = tgt[0].shape[0]
     dtype = tgt[0].dtype
     if isinstance(labels, str):
-        if labels != "idlg" or batch != 1:
-            raise ValueError("inverting-gradients: labels='idlg' needs batch 1; pass known labels for batch > 1")
-        lab = idlg_labels(target, model)[:, None]
+        if labels != "idlg":
+            raise ValueError(f"inverting-gradients: unknown label source {labels!r}; use 'idlg' or known labels")
+        lab = batch_labels(target, model, batch)
     else:
         lab = labels
     lo, hi = (torch.as_tensor(b, dtype=dtype) for b in box)
-    f = _objective(model, "cosine", tv, soft=False)
+    f = _objective(model, "cosine", tv, soft=False, fedavg=fedavg)
     gv = vmap(grad_and_value(f, argnums=0))
     starts = init if init is not None else torch.stack(
         [_init((n, batch, *image_shape), [s + r for s in _problem_seeds(tgt, seed)], dtype) for r in range(restarts)])

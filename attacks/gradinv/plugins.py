@@ -1,125 +1,27 @@
-"""The gradient-inversion family as `bench` plugins: a per-batch gradient release, a white-box fedSGD extractor on
-an untrained `lenet-zhu`, and the attacks `dlg`, `idlg`, `inverting-gradients` (batched over records)."""
+"""The gradient-inversion family as `bench` plugins: the release kind `fl-gradients` (release_kind), the white-box
+fedSGD extractors (extractors), the attacks `dlg`, `idlg`, `inverting-gradients` (batched over records) and the
+gradient defenses."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 
 from bench.attacks.gradinv import attacks as gi
 from bench.attacks.gradinv import defenses as gd
-from bench.attacks.gradinv import releases, victims
+from bench.attacks.gradinv import extractors  # noqa: F401  (registers fedsgd, fedsgd-lenet-zhu)
+from bench.attacks.gradinv import releases
 from bench.attacks.gradinv import utility as gu
+from bench.attacks.gradinv.extractors import FedSGD, FedSGDLeNetZhu  # noqa: F401  (re-exported)
+from bench.attacks.gradinv.release_kind import GradientRelease
 from bench.errors import BenchError
-from bench.features import FeatureSet, FeatureSpec, Requirement, register_feature_kind
+from bench.features import FeatureSet, FeatureSpec, Requirement
+from bench import hyper
 from bench.images import resize
-from bench.params import Param, resolve_params
-from bench.plugins import (Attack, Defense, Extractor, FitContext, ImageSet, UtilityContext, Victim, register_attack,
-                           register_defense, register_extractor)
-
-
-@register_feature_kind
-class GradientRelease(FeatureSet):
-    """A federated client's release: per record, the flattened gradient of the victim's loss over the images the
-    record covers (fedSGD); labels stay beside the images, never inside the release."""
-
-    kind = "fl-gradients"
-    granularity = "batch"
-    undefended_utility_source = "training"  # `none`'s figure: the victim trained by plain fedSGD
-
-    @classmethod
-    def undefended_utility(cls, ctx: UtilityContext) -> dict[str, float]:
-        """``fl-accuracy`` of the undefended baseline: every training step's gradient released as computed."""
-        return gu.fl_accuracy(ctx, gu.plain_step)
-
-    def __init__(self, grads: np.ndarray, cover: list[list[int]], flags: Any = None, meta: Any = None) -> None:
-        super().__init__(flags, meta)
-        self.grads = np.asarray(grads, dtype=np.float32)
-        self.cover = [[int(i) for i in c] for c in cover]
-
-    def __len__(self) -> int:
-        return len(self.grads)
-
-    def covers(self) -> list[list[int]]:
-        return [list(c) for c in self.cover]
-
-    def subset(self, indices: Sequence[int]) -> "GradientRelease":
-        return GradientRelease(self.grads[list(indices)], [self.cover[i] for i in indices], self.flags, self.meta)
-
-    def _save_arrays(self) -> dict[str, np.ndarray]:
-        return {"grads": self.grads, "cover_flat": np.array([i for c in self.cover for i in c], dtype=np.int64),
-                "cover_sizes": np.array([len(c) for c in self.cover], dtype=np.int64)}
-
-    @classmethod
-    def _from_arrays(cls, arrays: Mapping[str, np.ndarray], flags: Any, meta: Any) -> "GradientRelease":
-        flat, sizes = arrays["cover_flat"].tolist(), arrays["cover_sizes"].tolist()
-        starts = np.cumsum([0] + sizes[:-1]).tolist()
-        return cls(np.array(arrays["grads"]), [flat[s:s + n] for s, n in zip(starts, sizes)], flags, meta)
-
-
-@register_extractor
-class FedSGDLeNetZhu(Extractor):
-    """White-box victim: an untrained DLG LeNet releasing fedSGD gradients of `batch` images (default 1) each.
-
-    The LeNet has seed 0 and 10 classes; a record is the gradient of the mean loss over its images; images in [0, 1]
-    without normalisation (DLG's setting); needs class labels."""
-
-    name = "fedsgd-lenet-zhu"
-    produces = FeatureSpec("fl-gradients")
-    white_box = True
-    params = {"batch": Param(int, 1, "images per release (consecutive private images; the last release may hold "
-                                      "fewer)", low=1)}
-
-    def __init__(self, **params: Any) -> None:
-        resolved = resolve_params(f"extractor {self.name!r}", type(self).params, params)
-        self.batch = int(resolved["batch"])
-        # Only values away from their default enter the config (the feature cache key and run id): a batch-1 run
-        # keeps the id it had before `batch` was declared.
-        self.params = {k: v for k, v in resolved.items() if v != type(self).params[k].default}
-
-    def _model(self, size: int) -> torch.nn.Module:
-        return victims.build_victim("lenet-zhu", num_classes=10, seed=0, image_size=size).eval()
-
-    def victim(self) -> Victim:
-        model = self._model(getattr(self, "size", None) or self.extract_size or 32)
-        return Victim(model, {"trained": False, "steps": 0, "victim": "lenet-zhu", "seed": 0})
-
-    @staticmethod
-    def label_field(labels: Mapping[str, np.ndarray]) -> str:
-        """The client's class labels: the dataset's `label` field (CIFAR); a dataset without one (e.g. the synthetic
-        faces the contract kit uses) gives its first label field whose values all lie in 0..9, named in the
-        release's meta. No such field: an error line."""
-        if "label" in labels:
-            return "label"
-        for name, values in labels.items():
-            v = np.asarray(values)
-            if v.size and np.issubdtype(v.dtype, np.integer) and v.min() >= 0 and v.max() < 10:
-                return name
-        raise BenchError("extractor 'fedsgd-lenet-zhu' needs class labels in 0..9 (a dataset with 'label', e.g. "
-                         "cifar10)")
-
-    def extract(self, images: ImageSet, progress: bool = True) -> GradientRelease:
-        self.size = int(images.images.shape[-1])
-        model = self._model(self.size)
-        n = len(images)
-        if n == 0:
-            return GradientRelease(np.zeros((0, victims.n_parameters(model)), np.float32), [])
-        field = self.label_field(images.labels)
-        y = torch.as_tensor(np.asarray(images.labels[field]), dtype=torch.long)
-        if int(y.max()) >= 10 or int(y.min()) < 0:
-            raise BenchError(f"extractor {self.name!r}: labels must lie in 0..9 for the 10-class victim")
-        shapes = [list(p.shape) for p in model.parameters() if p.requires_grad]
-        meta = {"label_field": field, "shapes": shapes}
-        x = images.images.float()
-        if self.batch == 1:
-            per = releases.per_sample_gradients(model, x, y)
-            flat = torch.cat([g.reshape(n, -1) for g in per], 1)
-            return GradientRelease(flat.numpy(), [[i] for i in range(n)], meta=meta)
-        cover = [list(range(s, min(s + self.batch, n))) for s in range(0, n, self.batch)]
-        rows = [torch.cat([g.reshape(-1) for g in releases.batch_gradient(model, x[c], y[c])]) for c in cover]
-        return GradientRelease(torch.stack(rows).numpy(), cover, meta={**meta, "batch": self.batch})
+from bench.params import Param
+from bench.plugins import Attack, Defense, FitContext, UtilityContext, register_attack, register_defense
 
 
 class _GradInvAttack(Attack):
@@ -133,12 +35,13 @@ class _GradInvAttack(Attack):
     uses_features = True
     attributes = ("label",)  # the class label recovered with each image (scored by `label-accuracy`)
     matching = "negative-mse"  # a batch release's images come back in no particular order
-
-    params = {"iterations": Param(int, 0, "optimiser iterations (0: the profile's, see attacks.PROFILES)", low=0)}
+    # Before their hyper-parameters were declared these attacks had one plain parameter, iterations=0 ("the
+    # profile's"), recorded in every config: kept, so that runs with every default keep their run ids.
+    legacy_params = {"iterations": 0}
 
     def _hp(self) -> dict[str, Any]:
-        its = int(self.params.get("iterations") or 0)
-        return gi.hyper_parameters(self.name, self.profile, **({"iterations": its} if its else {}))
+        """The declared hyper-parameters at the run's profile with the user's overrides (`--attack-arg`)."""
+        return hyper.apply(gi.PROFILES[self.name][self.profile], self.overrides)
 
     def fit(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:
         """Nothing to train: the attack optimises against each release."""
@@ -156,11 +59,16 @@ class _GradInvAttack(Attack):
             k = int(np.prod(s))
             out.append(g[:, i:i + k].reshape(len(g), *s))
             i += k
-        return out, self.victim_side()
+        return out, self.victim_side(features)
 
-    def victim_side(self) -> int:
+    def victim_side(self, features: GradientRelease) -> int:
+        """The released images' side: named in the release's meta; a release cached before it was named came from
+        `lenet-zhu`, whose last layer reads 12 x (side/4)^2 features."""
+        shape = (features.meta or {}).get("image_shape")
+        if shape:
+            return int(shape[-1])
         fc = [m for m in self.victim.model.modules() if isinstance(m, torch.nn.Linear)][-1]
-        return int(round((fc.in_features / 12) ** 0.5)) * 4  # lenet-zhu: 12 x (side/4)^2 features
+        return int(round((fc.in_features / 12) ** 0.5)) * 4
 
     def reconstruct(self, features: FeatureSet, progress: bool = True) -> torch.Tensor:
         return self.reconstruct_with_attributes(features, progress)[0]
@@ -175,6 +83,7 @@ class _GradInvAttack(Attack):
         target = [t.double() for t in target]
         model = self.victim.model.eval().double()
         hp = self._hp()
+        self._release_meta = dict(features.meta or {})
         covers = features.covers()
         images: list[torch.Tensor] = [torch.zeros(0)] * len(covers)
         labels: list[torch.Tensor] = [torch.zeros(0)] * len(covers)
@@ -187,11 +96,12 @@ class _GradInvAttack(Attack):
         out = resize(out, self.image_size) if side != self.image_size else out
         return out, {"label": torch.cat(labels).long().numpy()}
 
-    def _batch_1_only(self, batch: int) -> None:
-        if batch != 1:
-            raise BenchError(f"attack {self.name!r} recovers labels from batch-1 releases only (the logits layer's "
-                             f"gradient sign); this release covers {batch} images: use dlg, or --extractor-arg "
-                             "batch=1")
+    def _distinct_labels(self, batch: int) -> None:
+        """Label recovery at batch > 1 finds distinct classes: a release of more images than classes is refused."""
+        classes = [m for m in self.victim.model.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
+        if batch > classes:
+            raise BenchError(f"attack {self.name!r} recovers one distinct label per image, but this release covers "
+                             f"{batch} images of a {classes}-class victim: use dlg, or --extractor-arg batch<={classes}")
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -206,6 +116,7 @@ class DLG(_GradInvAttack):
 
     name = "dlg"
     paper = "Zhu et al., Deep Leakage from Gradients, NeurIPS 2019"
+    params = hyper.declare(gi.PROFILES["dlg"], help=gi.HELP)
 
     def _attack(self, model, target, shape, hp, batch):
         return gi.dlg(model, target, shape, batch=batch, iterations=hp["iterations"], lr=hp["lr"],
@@ -214,15 +125,16 @@ class DLG(_GradInvAttack):
 
 @register_attack
 class IDLG(_GradInvAttack):
-    """iDLG: the label from the logits layer's gradient sign, then L-BFGS on the image (batched over records)."""
+    """iDLG: labels from the logits layer's weight gradient, then L-BFGS on the images (batched over records)."""
 
     name = "idlg"
     paper = "Zhao et al., iDLG: Improved Deep Leakage from Gradients, 2020"
+    params = hyper.declare(gi.PROFILES["idlg"], help=gi.HELP)
 
     def _attack(self, model, target, shape, hp, batch):
-        self._batch_1_only(batch)
+        self._distinct_labels(batch)
         return gi.idlg(model, target, shape, iterations=hp["iterations"], lr=hp["lr"], history=hp["history"],
-                       seed=self.seed)
+                       seed=self.seed, batch=batch)
 
 
 @register_attack
@@ -231,11 +143,22 @@ class InvertingGradients(_GradInvAttack):
 
     name = "inverting-gradients"
     paper = "Geiping et al., Inverting Gradients, NeurIPS 2020"
+    params = hyper.declare(gi.PROFILES["inverting-gradients"], help=gi.HELP)
+    # fedSGD gradients, or FedAvg updates (the attack then simulates the client's local steps, IG's FedAvg attack)
+    consumes = Requirement(("fl-gradients", "fl-updates"))
+
+    def _fedavg(self) -> gi.FedAvgSetting | None:
+        s = getattr(self, "_release_meta", {}).get("fedavg")
+        if s is None:
+            return None
+        return gi.FedAvgSetting(int(s["local_steps"]), float(s["lr"]),
+                                int(s["local_batch"]) if s.get("local_batch") else None)
 
     def _attack(self, model, target, shape, hp, batch):
-        self._batch_1_only(batch)
-        return gi.inverting_gradients(model, target, shape, iterations=hp["iterations"], lr=hp["lr"], tv=hp["tv"],
-                                      restarts=hp["restarts"], seed=self.seed)
+        self._distinct_labels(batch)
+        return gi.inverting_gradients(model, target, shape, batch=batch, iterations=hp["iterations"], lr=hp["lr"],
+                                      tv=hp["tv"], restarts=hp["restarts"], labels=hp["labels"], seed=self.seed,
+                                      fedavg=self._fedavg())
 
 
 def _split(release: GradientRelease, name: str) -> tuple[list[list[int]], np.ndarray]:

@@ -49,6 +49,9 @@ def print_report(report: Any) -> None:
 @click.option("--metrics", "metric_names", default=None,
               help=metrics_help("each run's defaults"))
 @click.option("--extractor", default=None, help="Victim feature extractor [each attack's declared default].")
+@click.option("--extractor-arg", "extractor_args", multiple=True, metavar="KEY=VALUE",
+              help="An extractor parameter of every run, e.g. batch=2 (repeatable); an attack item's own "
+                   "`extractor.KEY=VALUE` (`--attacks dlg:extractor.batch=4`) wins.")
 @click.option("--results", type=click.Path(path_type=Path), default=None,
               help="Results folder: store, cache, runs, leaderboards [bench-results].")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N [cpu].")
@@ -66,7 +69,8 @@ def print_report(report: Any) -> None:
 @user_errors
 def grid_cmd(attacks: str | None, defenses: str | None, datasets: str | None, seeds: str | None,
              attack_args: tuple[str, ...], profile: str | None, n_train: int | None, n_test: int | None,
-             metric_names: str | None, extractor: str | None, results: Path | None, device: str | None,
+             metric_names: str | None, extractor: str | None, extractor_args: tuple[str, ...],
+             results: Path | None, device: str | None,
              threads: int | None, executor: str, workers: int | None, scheduler: str | None,
              grid_file: Path | None, quiet: bool) -> None:
     """Run every attack against every defense on every dataset and seed; one store, one leaderboard refresh.
@@ -94,6 +98,9 @@ def grid_cmd(attacks: str | None, defenses: str | None, datasets: str | None, se
         fields["seeds"] = parse_seeds(seeds)
     if attack_args:
         fields["attack_params"] = {**fields.get("attack_params", {}), **parse_assignments(attack_args, "--attack-arg")}
+    if extractor_args:
+        fields["extractor_params"] = {**fields.get("extractor_params", {}),
+                                      **parse_assignments(extractor_args, "--extractor-arg")}
     if metric_names is not None:
         fields["metrics"] = tuple(split_list(metric_names))
     overrides = {"profile": profile, "n_train": n_train, "n_test": n_test, "extractor": extractor,

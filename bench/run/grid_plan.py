@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from bench.errors import BenchError, IncompatibleError
-from bench.run.grid_spec import GridSpec
+from bench.run.grid_spec import GridSpec, split_item_params
 from bench.run.plan import RunRequest, plan
 
 
@@ -45,6 +45,7 @@ class PlannedRun:
 def _requests(grid: GridSpec, threads: int | None) -> Iterable[tuple[tuple[int, int, int], RunRequest]]:
     threads = grid.threads if threads is None else threads
     for ai, attack in enumerate(grid.attacks):
+        attack_params, extractor_params = split_item_params(attack)
         for di, defense in enumerate(grid.defenses):
             for si, ds in enumerate(grid.datasets):
                 for seed in grid.seeds:
@@ -53,8 +54,9 @@ def _requests(grid: GridSpec, threads: int | None) -> Iterable[tuple[tuple[int, 
                         profile=grid.profile, seed=seed, n_train=grid.n_train, n_test=grid.n_test,
                         results=grid.results, device=grid.device, extractor=grid.extractor,
                         metrics=None if grid.metrics is None else tuple(grid.metrics), progress=False,
-                        attack_params={**dict(grid.attack_params), **dict(attack.params)},
-                        defense_params=dict(defense.params), threads=threads)
+                        attack_params={**dict(grid.attack_params), **attack_params},
+                        defense_params=dict(defense.params), threads=threads,
+                        extractor_params={**dict(grid.extractor_params), **extractor_params})
 
 
 def plan_grid(grid: GridSpec, threads: int | None = None) -> tuple[list[PlannedRun], list[Skipped]]:

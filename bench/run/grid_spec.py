@@ -12,7 +12,11 @@ from bench.params import label
 from bench.profiles import DEFAULT_PROFILE
 
 GRID_FILE_KEYS = ("attacks", "defenses", "datasets", "seeds", "profile", "n_train", "n_test", "metrics", "results",
-                  "device", "extractor", "attack_params", "threads")
+                  "device", "extractor", "attack_params", "extractor_params", "threads")
+
+# An attack item's parameter named `extractor.KEY` goes to the victim extractor of that item's runs
+# (`--attacks dlg,dlg:extractor.batch=4`), over the grid's `--extractor-arg` / `extractor_params`.
+EXTRACTOR_PREFIX = "extractor."
 
 
 # ------------------------------------------------------------------------------------------------------- spec
@@ -57,6 +61,7 @@ class GridSpec:
     extractor: str | None = None
     attack_params: Mapping[str, Any] = field(default_factory=dict)  # given to every attack (its own params win)
     threads: int | None = None
+    extractor_params: Mapping[str, Any] = field(default_factory=dict)  # given to every run's extractor
 
     def __post_init__(self) -> None:
         self.attacks = [a if isinstance(a, PluginItem) else parse_plugin_item(a, "--attacks") for a in self.attacks]
@@ -74,6 +79,15 @@ class GridSpec:
     @property
     def size(self) -> int:
         return len(self.attacks) * len(self.defenses) * len(self.datasets) * len(self.seeds)
+
+
+def split_item_params(item: PluginItem) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(attack parameters, extractor parameters) of an attack item: keys `extractor.KEY` are the extractor's."""
+    attack = {k: v for k, v in item.params.items() if not k.startswith(EXTRACTOR_PREFIX)}
+    extractor = {k[len(EXTRACTOR_PREFIX):]: v for k, v in item.params.items() if k.startswith(EXTRACTOR_PREFIX)}
+    if "" in extractor:
+        raise BenchError(f"--attacks {item.label}: `{EXTRACTOR_PREFIX}` names no extractor parameter")
+    return attack, extractor
 
 
 def split_list(text: str) -> list[str]:
@@ -135,7 +149,7 @@ def load_grid_file(path: Path) -> dict[str, Any]:
     """The grid file's fields (TOML, or YAML when PyYAML is installed), relative paths resolved against its folder.
 
     Keys: attacks, defenses, datasets, seeds, profile, n_train, n_test, metrics (and results, device, extractor,
-    attack_params, threads). `defenses` and `attacks` hold CLI-syntax strings or tables {name, params};
+    attack_params, extractor_params, threads). `defenses` and `attacks` hold CLI-syntax strings or tables {name, params};
     `datasets` holds strings (`name` or `name=ROOT`) or tables {name, data_root}.
     """
     path = Path(path)
@@ -188,9 +202,9 @@ def grid_fields(data: Mapping[str, Any], base: Path | None, where: str = "grid")
             out[key] = value
         elif key == "results":
             out[key] = _path(str(value), base)
-        elif key == "attack_params":
+        elif key in ("attack_params", "extractor_params"):
             if not isinstance(value, Mapping):
-                raise BenchError(f"{where}: attack_params must be a table of KEY = VALUE")
+                raise BenchError(f"{where}: {key} must be a table of KEY = VALUE")
             out[key] = dict(value)
         else:  # profile, device, extractor
             out[key] = str(value)

@@ -98,13 +98,17 @@ def _releases(p: Plan, ev: Evaluation, released: FeatureSet | None,
 def run_record(p: Plan, req: RunRequest, timings: dict[str, float], trained: TrainedAttack, ev: Evaluation,
                utility: dict[str, float], threads: dict[str, Any], skipped_files: Sequence[tuple[str, str]],
                n_train: int, n_test: int, cache: dict[str, Any], victim: Victim | None = None,
-               private_ids: Sequence[str] | None = None, released: FeatureSet | None = None) -> dict[str, Any]:
+               private_ids: Sequence[str] | None = None, released: FeatureSet | None = None,
+               victim_report: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything needed to interpret and reproduce the run's numbers."""
     tm = threat_model(p)
     if victim is not None:
         tm["attacker_knows"] = tm["attacker_knows"] + ["the victim model and its weights (white-box)"]
         tm["victim"] = {"granted": True, "state": dict(victim.state),
                         "parameters": int(sum(t.numel() for t in victim.model.parameters()))}
+    report = {k: v for k, v in (victim_report or {}).items() if v}
+    if report:  # a white-box victim: its training (when trained) and its accuracy on the private (test) images
+        tm["victim"] = {**tm.get("victim", {"granted": False}), **report}
     return {
         "run_id": p.spec.run_id,
         "config_id": p.spec.config_id,

@@ -17,7 +17,7 @@ from bench.devices import resolve_device
 from bench.errors import BenchError, IncompatibleError
 from bench.features import FeatureSpec
 from bench.params import resolve_params
-from bench.plugins import Attack, Dataset, Defense, Extractor, Metric
+from bench.plugins import Attack, Dataset, Defense, Extractor, Metric, VictimData
 from bench.profiles import Resolution, RunProfile, get_profile, resolve_resolution
 from bench.run.labels import check_attribute_labels
 from bench.run.metric_defaults import default_metrics
@@ -219,6 +219,9 @@ def plan(req: RunRequest) -> Plan:
         else:
             train_ids, test_ids = split_ids(ids, req.seed, n_train, n_test, req.dataset, key=_key_of(dataset, ids))
 
+    # A trained victim learns from the attacker/train split (never a private image); the extractor's config, in the
+    # spec, then names that training (an untrained victim's config, and run id, are unchanged).
+    extractor.bind(VictimData(aux, list(train_ids), resolution.extract_size, profile.name, req.seed))
     spec = RunSpec(
         attack=req.attack, defense=req.defense, dataset=req.dataset,
         data_root=str(Path(req.data_root).resolve()) if req.data_root else None,

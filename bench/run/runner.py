@@ -28,7 +28,7 @@ from bench.locks import file_lock
 from bench.run.plan import Plan, RunRequest, fault_point, plan
 from bench.hashing import digest
 from bench.run.stages import (check_learnable, defense_utility, granted_victim, load_split, split_features,
-                              trained_attack)
+                              trained_attack, trained_victim, victim_accuracy)
 from bench.store import Store
 from bench.threads import apply_threads, thread_record
 
@@ -109,6 +109,8 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
                     threads: dict[str, Any]) -> RunOutcome:
     timer = _Timer()
     torch.manual_seed(p.spec.seed)
+    with timer("victim"):
+        victim_training = trained_victim(cache, p, req.progress)
     with timer("extract"):
         aux = split_features(cache, p.aux_dataset, p.train_ids, p.spec.extract_size, p.extractor, "auxiliary",
                              req.progress)
@@ -122,6 +124,9 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
         released, aux_released = defended_releases(p, private, aux)
     with timer("utility"):
         utility = defense_utility(cache, p, private)
+        accuracy = victim_accuracy(cache, p, private)
+        if "test_accuracy" in accuracy:  # the victim classifier's utility, a leaderboard column like any utility
+            utility = {**utility, "victim-accuracy": float(accuracy["test_accuracy"])}
     with timer("load"):
         aux_images = resize(load_split(p.aux_dataset, aux.ids, p.spec.extract_size, "auxiliary").images,
                             p.spec.image_size)
@@ -147,6 +152,7 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
         skipped_files=_listing_skipped(p) + aux.skipped + private.skipped,
         n_train=len(aux.ids), n_test=len(private.ids),
         victim=victim, private_ids=list(private.ids), released=released,
+        victim_report={"training": victim_training, "accuracy": accuracy},
         cache={"features": aux.cache_hit and private.cache_hit, "attack": trained.cache_hit,
                "eval_batches_reused": ev.batches_reused, "eval_batches": ev.batches},
     )

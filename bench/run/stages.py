@@ -77,6 +77,54 @@ def split_features(cache: StageCache, ds: Dataset, ids: list[str], size: int, ex
     return found
 
 
+def trained_victim(cache: StageCache, p: Plan, progress: bool) -> dict[str, Any] | None:
+    """Train the extractor's victim on the attacker/train split, or load it from the cache; None when the extractor
+    trains no victim. Keyed by the extractor's config (victim, width, training hyper-parameters, seed and a digest
+    of the training split's dataset fingerprint and ids, see `Extractor.bind`) and the size; returns what the
+    training reported (steps, train accuracy, wall time)."""
+    training = p.extractor.victim_training()
+    if training is None:
+        return None
+    inputs = {"extractor": p.extractor.config(), "dataset": p.aux_dataset.fingerprint(),
+              "ids": digest(p.train_ids, 32), "size": int(p.spec.extract_size)}
+    key = cache.key(inputs)
+
+    def build(tmp: Path) -> None:
+        images = load_split(p.aux_dataset, p.train_ids, p.spec.extract_size, "victim training")
+        t0 = time.perf_counter()
+        state = p.extractor.train_victim(images, progress=progress)
+        state["info"] = {**dict(state.get("info", {})), "train_s": round(time.perf_counter() - t0, 3),
+                         "n_train_images": len(images)}
+        torch.save(state, tmp / "victim.pt")
+
+    def load(folder: Path) -> dict[str, Any]:
+        state = torch.load(folder / "victim.pt", map_location="cpu", weights_only=True)
+        p.extractor.load_victim(state)
+        return dict(state.get("info", {}))
+
+    info, hit = cache.load_or_create("victims", key, inputs, build, load)
+    return {**info, "from_cache": hit}
+
+
+def victim_accuracy(cache: StageCache, p: Plan, private: SplitFeatures) -> dict[str, Any]:
+    """The white-box victim's classification accuracy on the private images (drawn from the test split), cached by
+    the extractor's config and the private split; {} for extractors without a classifier to report on."""
+    if not type(p.extractor).white_box or type(p.extractor).victim_accuracy is Extractor.victim_accuracy:
+        return {}
+    inputs = {"dataset": p.dataset.fingerprint(), "ids": digest(private.ids, 32), "size": int(p.spec.extract_size),
+              "extractor": p.extractor.config()}
+    key = cache.key(inputs)
+
+    def build(tmp: Path) -> None:
+        images = load_split(p.dataset, private.ids, p.spec.extract_size, "private")
+        report = p.extractor.victim_accuracy(images)
+        (tmp / "accuracy.json").write_text(json.dumps(report, sort_keys=True))
+
+    report, _ = cache.load_or_create("victim-accuracy", key, inputs, build,
+                                     lambda folder: dict(json.loads((folder / "accuracy.json").read_text())))
+    return report
+
+
 def check_learnable(feats: FeatureSet, what: str, uses_features: bool = True) -> None:
     """A split in which no record holds any feature gives the attack nothing to learn: say so before training.
 

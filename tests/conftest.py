@@ -19,6 +19,15 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["BENCH_HOME"] = tempfile.mkdtemp(prefix="bench-home-")
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's weights cache (each session used to leave a bench-home-* folder behind)."""
+    import shutil
+
+    home = os.environ.get("BENCH_HOME", "")
+    if Path(home).name.startswith("bench-home-"):
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
 

@@ -263,6 +263,22 @@ def test_cli_prints_skipped_pairs_table_and_leaderboards(tmp_path: Path) -> None
     assert bad.exit_code == 2 and "mean-image" in bad.output and "Traceback" not in bad.output
 
 
+def test_dry_run_plans_every_run_and_runs_none(tmp_path: Path) -> None:
+    out = CliRunner().invoke(group(), ["grid", "--attacks", "mean-image", "--defenses", "none,drop-coordinates",
+                                       "--seeds", "0,1", "--profile", "smoke", "--n-train", "8", "--n-test", "4",
+                                       "--metrics", "mse", "--results", str(tmp_path / "r"), "--dry-run"])
+    assert out.exit_code == 0, out.output
+    assert "4 runs planned, 0 pairings skipped" in out.output
+    assert out.output.count("mean-image vs drop-coordinates") == 2
+    from bench.store import Store
+
+    with Store(tmp_path / "r" / "bench.sqlite") as store:  # the store may be created; it holds no run
+        assert not store.runs()
+    bad = CliRunner().invoke(group(), ["grid", "--attacks", "mean-image:nope=1", "--profile", "smoke",
+                                       "--results", str(tmp_path / "r"), "--dry-run"])
+    assert bad.exit_code != 0 and "nope" in bad.output and "Traceback" not in bad.output
+
+
 # -------------------------------------------------------------------------------------------------- command
 REQUESTS = [
     RunRequest(attack="cfgan"),

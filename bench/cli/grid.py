@@ -66,13 +66,16 @@ def print_report(report: Any) -> None:
 @click.option("--grid-file", type=click.Path(path_type=Path), default=None,
               help="TOML (or YAML) file with the grid's keys; options given here override it.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--dry-run", is_flag=True,
+              help="Plan only: validate every item, print the runs the grid holds (run id, attack, defense, dataset, "
+                   "seed) and the skipped pairings, and run nothing.")
 @user_errors
 def grid_cmd(attacks: str | None, defenses: str | None, datasets: str | None, seeds: str | None,
              attack_args: tuple[str, ...], profile: str | None, n_train: int | None, n_test: int | None,
              metric_names: str | None, extractor: str | None, extractor_args: tuple[str, ...],
              results: Path | None, device: str | None,
              threads: int | None, executor: str, workers: int | None, scheduler: str | None,
-             grid_file: Path | None, quiet: bool) -> None:
+             grid_file: Path | None, quiet: bool, dry_run: bool = False) -> None:
     """Run every attack against every defense on every dataset and seed; one store, one leaderboard refresh.
 
     Pairings an attack cannot consume are listed as skipped; a run that fails is recorded with its error and the
@@ -114,6 +117,16 @@ def grid_cmd(attacks: str | None, defenses: str | None, datasets: str | None, se
         seeds_text = ",".join(map(str, s.seeds))
         click.echo(f"skipped: {s.attack} vs {s.defense} on {s.dataset} (seeds {seeds_text}): {s.reason}")
 
+    if dry_run:
+        from bench.run.grid_plan import plan_grid
+
+        planned, skips = plan_grid(grid)
+        for s in skips:
+            skipped(s)
+        for p in planned:
+            click.echo(f"{p.run_id}  {p.attack} vs {p.defense} on {p.dataset}, seed {p.seed}")
+        click.echo(f"{len(planned)} runs planned, {len(skips)} pairings skipped (dry run: nothing was run)")
+        return
     report = run_grid(grid, executor=executor, workers=workers, scheduler=scheduler, progress=not quiet,
                       on_skip=skipped)
     print_report(report)

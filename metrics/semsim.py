@@ -3,7 +3,7 @@
 A CIFAR ResNet-18 with its classifier replaced by the identity embeds both images (512-d); the score is the L2
 distance between the embeddings of the original and the reconstruction: smaller means more similar, i.e. more
 leakage. The network is the one `bench semsim train` fitted with a triplet margin loss on annotations
-(bench/semsim_train.py), loaded through bench/semsim_checkpoint.py. Checkpoints are bound to a results folder: a run
+(bench/annotations/semsim_training.py), loaded through bench/semsim_checkpoint.py. Checkpoints are bound to a results folder: a run
 in RESULTS uses the newest checkpoint of RESULTS/semsim/manifest.json (verified by sha256, loaded with
 torch.load(weights_only=True)) and never one of another results folder or of the user-wide cache. Its input size
 and normalisation come from the checkpoint. Without a checkpoint in RESULTS/semsim the metric is unavailable with

@@ -381,6 +381,10 @@ class Attack(Plugin, ABC):
     # False for an attack whose output does not depend on the released features (the mean-image floor): a split
     # without any feature (blank images, a dataset without keypoints) is then no reason to refuse it.
     uses_features: ClassVar[bool] = True
+    # False for an attack that learns nothing from the attacker's split (gradient inversion optimises each release on
+    # its own): the runner then neither extracts, defends nor loads that split (a white-box gradient release of a
+    # wide victim is megabytes per image), and `fit` receives an empty feature set and no images.
+    uses_auxiliary: ClassVar[bool] = True
     # Its reconstructions are faces (e.g. face-cnn, feature-decoder): identity leakage is among its default metrics.
     reconstructs_faces: ClassVar[bool] = False
     # Figures its paper publishes for the paper profile, by `describe()` key, in that key's unit (e.g.

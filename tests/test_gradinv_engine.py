@@ -38,6 +38,10 @@ def test_smoke_run_on_cifar10(attack: str, tmp_path: Path) -> None:
     assert record["releases"]["granularity"] == "batch" and record["releases"]["records"] == 3
     metrics = pd.read_csv(run_dir / "metrics.csv")
     assert len(metrics) == 3 and metrics["mse"].notna().all()
+    # The attack declares `uses_auxiliary = False`: only the private split was extracted (one feature entry in the
+    # cache), while the record still names the attacker's split it was given.
+    assert len([d for d in (tmp_path / "cache" / "features").iterdir() if d.is_dir()]) == 1
+    assert record["n_train_loaded"] == 2
 
 
 def _cifar_run(tmp_path: Path, *extra: str):

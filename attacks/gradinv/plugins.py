@@ -33,6 +33,7 @@ class _GradInvAttack(Attack):
     default_extractor = "fedsgd-lenet-zhu"
     needs_victim = True
     uses_features = True
+    uses_auxiliary = False  # each release is optimised on its own: the attacker's split is never extracted
     attributes = ("label",)  # the class label recovered with each image (scored by `label-accuracy`)
     matching = "negative-mse"  # a batch release's images come back in no particular order
     # Before their hyper-parameters were declared these attacks had one plain parameter, iterations=0 ("the

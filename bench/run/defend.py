@@ -36,6 +36,8 @@ def _client(p: Plan, ds: Dataset, split: SplitFeatures, what: str, victim: Victi
 def defended_releases(p: Plan, private: SplitFeatures, aux: SplitFeatures) -> tuple[FeatureSet, FeatureSet]:
     """(the private split's release, the auxiliary split's release as the attacker gets it) under `p.defense`."""
     seed = p.spec.seed
+    if not type(p.attack).uses_auxiliary:  # the attacker's split is not used: nothing of it is released
+        return _private_release(p, private, seed), aux.features
     if not p.defense.client_side:
         return (p.defense.protect(private.features, seeded_rng(seed, "victim-keys")),
                 attacker_training_features(p.defense, aux.features, seed))
@@ -47,3 +49,14 @@ def defended_releases(p: Plan, private: SplitFeatures, aux: SplitFeatures) -> tu
                                             _client(p, p.aux_dataset, aux, "auxiliary", victim, n_train),
                                             seeded_rng(seed, "attacker-keys"))
     return released, aux_released
+
+
+def _private_release(p: Plan, private: SplitFeatures, seed: int) -> FeatureSet:
+    """The private split's release alone (the attacker's split unused); a client-side defense learns the train
+    split's size from the plan."""
+    if not p.defense.client_side:
+        return p.defense.protect(private.features, seeded_rng(seed, "victim-keys"))
+    victim = client_victim(p)
+    return p.defense.protect_client(private.features,
+                                    _client(p, p.dataset, private, "private", victim, len(p.train_ids)),
+                                    seeded_rng(seed, "victim-keys"))

@@ -27,7 +27,7 @@ from bench.run.evaluate import Evaluation, evaluate
 from bench.locks import file_lock
 from bench.run.plan import Plan, RunRequest, fault_point, plan
 from bench.hashing import digest
-from bench.run.stages import (check_learnable, defense_utility, granted_victim, load_split, split_features,
+from bench.run.stages import (check_learnable, unused_split, defense_utility, granted_victim, load_split, split_features,
                               trained_attack, trained_victim, victim_accuracy)
 from bench.store import Store
 from bench.threads import apply_threads, thread_record
@@ -111,11 +111,12 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
     torch.manual_seed(p.spec.seed)
     with timer("victim"):
         victim_training = trained_victim(cache, p, req.progress)
+    uses_aux = type(p.attack).uses_auxiliary
     with timer("extract"):
-        aux = split_features(cache, p.aux_dataset, p.train_ids, p.spec.extract_size, p.extractor, "auxiliary",
-                             req.progress)
         private = split_features(cache, p.dataset, p.test_ids, p.spec.extract_size, p.extractor, "private",
                                  req.progress)
+        aux = (split_features(cache, p.aux_dataset, p.train_ids, p.spec.extract_size, p.extractor, "auxiliary",
+                              req.progress) if uses_aux else unused_split(private))
     fault_point("after-features")
     with timer("defend"):
         # The victim protects with its secret keys; the attacker simulates the defense with its own, or queries
@@ -128,8 +129,9 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
         if "test_accuracy" in accuracy:  # the victim classifier's utility, a leaderboard column like any utility
             utility = {**utility, "victim-accuracy": float(accuracy["test_accuracy"])}
     with timer("load"):
-        aux_images = resize(load_split(p.aux_dataset, aux.ids, p.spec.extract_size, "auxiliary").images,
-                            p.spec.image_size)
+        aux_images = (resize(load_split(p.aux_dataset, aux.ids, p.spec.extract_size, "auxiliary").images,
+                             p.spec.image_size) if uses_aux
+                      else torch.zeros(0, 3, p.spec.image_size, p.spec.image_size))
     check_learnable(aux_released, "auxiliary", type(p.attack).uses_features)
     environment = {"threads": threads, "versions": outputs.package_versions()}
     victim = granted_victim(p)
@@ -150,7 +152,7 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
     record = outputs.run_record(
         p, req, timer.times, trained, ev, utility, threads,
         skipped_files=_listing_skipped(p) + aux.skipped + private.skipped,
-        n_train=len(aux.ids), n_test=len(private.ids),
+        n_train=len(aux.ids) if uses_aux else len(p.train_ids), n_test=len(private.ids),
         victim=victim, private_ids=list(private.ids), released=released,
         victim_report={"training": victim_training, "accuracy": accuracy},
         cache={"features": aux.cache_hit and private.cache_hit, "attack": trained.cache_hit,

@@ -36,6 +36,11 @@ class SplitFeatures:
     cache_hit: bool = False
 
 
+def unused_split(like: SplitFeatures) -> SplitFeatures:
+    """The attacker's split of an attack that declares `uses_auxiliary = False`: no record, no id, no label."""
+    return SplitFeatures(like.features.subset([]), [], {k: np.asarray(v)[:0] for k, v in like.labels.items()})
+
+
 def describe_skipped(skipped: list[tuple[str, str]], limit: int = 5) -> str:
     """`a.jpg (truncated file), b.png (not an image), ...`: the first unreadable files with their reasons."""
     shown = ", ".join(f"{name} ({reason})" for name, reason in skipped[:limit])

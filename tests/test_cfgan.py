@@ -183,7 +183,7 @@ def test_coarse_frozen_while_fine_trains(few_steps: dict[str, Any], monkeypatch:
 def test_fine_warm_start_copies_coarse_weights() -> None:
     attack = CFGAN("smoke", 32)
     torch.manual_seed(0)
-    attack._build()
+    attack.build()
     assert attack.coarse is not None and attack.fine is not None
     attack._init_fine_from_coarse()
     for mine, theirs in ((attack.fine.decoder, attack.coarse.decoder), (attack.fine.sift_encoder, attack.coarse.encoder)):
@@ -254,7 +254,7 @@ def test_overfits_four_images(monkeypatch: pytest.MonkeyPatch) -> None:
     feats, images = tiny_sift(4, seed=11, empty=None), smooth_images(4, 32, seed=11)
     attack = CFGAN("smoke", 32, seed=0)
     torch.manual_seed(0)
-    attack._build()
+    attack.build()
     before = F.l1_loss(attack.reconstruct(feats, progress=False), images).item()
     attack.fit(feats, images, ctx())
     after = F.l1_loss(attack.reconstruct(feats, progress=False), images).item()

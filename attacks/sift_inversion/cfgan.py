@@ -7,24 +7,22 @@ are in cfgan_nets.py, the SIFT loss in losses.py beside it, the generic GAN loss
 
 from __future__ import annotations
 
-import math
-import time
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from bench.attacks.sift_inversion.cfgan_nets import CFGANConfig, CoarseNet, Discriminator, FineNet
-from bench.nn.measure import count_flops, count_parameters
-from bench.errors import BenchError
-from bench.features import FeatureSet, Requirement
-from bench.hyper import apply, declare, stage_steps
 from bench.attacks.sift_inversion.losses import SiftLoss
-from bench.nn.losses import PerceptualLoss, ragan_d_loss, ragan_g_loss
-from bench.plugins import Attack, FitContext, register_attack
+from bench.features import FeatureSet, Requirement
+from bench.hyper import declare, stage_steps
+from bench.nn.losses import PerceptualLoss
+from bench.nn.measure import count_parameters
+from bench.plugins import FitContext, register_attack
+from bench.training import (RAGAN, Adversary, LearnedAttack, adam, flop_figures, optimise, recalibrate_bn,
+                            schedules, seeded_batches)
 
 # Per-profile hyper-parameters, the one place they are set.
 # - smoke: seconds, for tests (tiny widths, a few steps).
@@ -90,7 +88,7 @@ def net_config(profile: str | Mapping[str, Any]) -> CFGANConfig:
 
 
 @register_attack
-class CFGAN(Attack):
+class CFGAN(LearnedAttack):
     """CFGAN: a coarse U-Net and an AdaIN-fused fine net rebuild the image from a dense SIFT map."""
 
     name = "cfgan"
@@ -100,6 +98,7 @@ class CFGAN(Attack):
              "(CFGAN), IEEE TCSVT 2024, doi:10.1109/TCSVT.2024.3367808")
     profiles = ("smoke", "cpu", "paper")
     paper_figures = {"params_generators": 153e6, "gmacs": 148.0}  # Table II (its "FLOPs" are MACs)
+    PROFILES = PROFILES
     params = {**declare(PROFILES, help={
         "bottleneck_div": "divisor of the 3×3 bottleneck conv widths", "fine_from_coarse":
         "start the fine net from the coarse net's weights"}),
@@ -108,23 +107,17 @@ class CFGAN(Attack):
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:
         super().__init__(profile, image_size, device, seed, params)
-        self.hp: dict[str, Any] = apply(PROFILES[profile], self.overrides)
-        if self.image_size != self.hp["image_size"]:
-            raise BenchError(
-                f"cfgan profile {profile!r} reconstructs at {self.hp['image_size']}×{self.hp['image_size']}, "
-                f"but image_size {self.image_size} was asked for (use the run profile of the same name)"
-            )
         self.net_cfg = net_config(self.hp)
         self.coarse: CoarseNet | None = None
         self.fine: FineNet | None = None
-        self.history: dict[str, list[float]] = {"coarse": [], "fine": []}
-        self.stage_seconds: dict[str, float] = {}  # wall time of each training stage's steps (benchmarks)
 
     # ------------------------------------------------------------------------------------------------ plumbing
+    def network_shapes(self) -> dict[str, Any]:
+        return self.net_cfg.to_dict()
+
     def config(self) -> dict[str, Any]:
         """Profile hyper-parameters and network shapes: what changes what `fit` learns (the seed is keyed separately)."""
-        return {**super().config(), "hyper": dict(self.hp), "nets": self.net_cfg.to_dict(),
-                "map": {"compress": True, "compat": False}}
+        return {**super().config(), "map": {"compress": True, "compat": False}}
 
     def preflight(self) -> None:
         """The paper profile needs ImageNet VGG19 weights for the perceptual loss; refuse to start without them."""
@@ -133,10 +126,13 @@ class CFGAN(Attack):
 
             weights.require("vgg19")
 
-    def _build(self) -> None:
+    def build(self) -> None:
         # channels_last: oneDNN convolutions run about twice as fast on the CPU in this layout (and fine on GPUs).
         self.coarse = CoarseNet(self.net_cfg).to(self.device, memory_format=CL)
         self.fine = FineNet(self.net_cfg).to(self.device, memory_format=CL)
+
+    def networks(self) -> dict[str, nn.Module | None]:
+        return {"coarse": self.coarse, "fine": self.fine}
 
     def _maps(self, features: FeatureSet, indices: np.ndarray) -> torch.Tensor:
         from bench.attacks.sift_inversion.maps import sift_maps
@@ -148,39 +144,27 @@ class CFGAN(Attack):
     # ---------------------------------------------------------------------------------------------- training
     def fit(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:
         """Train the coarse net, then the fine net with the coarse net frozen."""
-        s = self.image_size
-        if images.dim() != 4 or tuple(images.shape[1:]) != (3, s, s):
-            raise BenchError(f"cfgan: training images must be N×3×{s}×{s}, got {tuple(images.shape)}")
-        if len(features) != images.shape[0]:
-            raise BenchError(f"cfgan: {len(features)} feature records for {images.shape[0]} training images")
-        if images.shape[0] < 2:
-            raise BenchError("cfgan: needs at least 2 training images (batch norm)")
+        self.check_training_inputs(features, images, minimum=2)
         if not self.hp["perceptual"]:
             ctx.notes.append(PERCEPTUAL_OFF_NOTE.format(profile=self.profile))
         changes = self._departures()
         if changes:
             ctx.notes.append(f"cfgan: the {self.profile} profile departs from the paper's training: " + "; ".join(changes))
-        torch.manual_seed(self.seed)
-        self._build()
+        self.start_training()
         assert self.coarse is not None and self.fine is not None
         losses = self._losses()
-        gen = torch.Generator().manual_seed(self.seed)
-        self.history = {"coarse": [], "fine": []}
-        d_coarse = Discriminator(self.net_cfg).to(self.device, memory_format=CL)
-        t0 = time.perf_counter()
-        self._train_stage("coarse", self.coarse, d_coarse, None, features, images, losses, gen, ctx.progress)
-        self.stage_seconds["coarse"] = time.perf_counter() - t0
-        del d_coarse
-        self._recalibrate_bn(self.coarse, None, features)
-        self.coarse.eval().requires_grad_(False)
+        gen = torch.Generator().manual_seed(self.seed)  # shared by both stages' batches
+        coarse, fine = self.coarse, self.fine
+        self._train_stage("coarse", coarse, Discriminator(self.net_cfg).to(self.device, memory_format=CL), None,
+                          features, images, losses, gen, ctx.progress)
+        self._recalibrate_bn(coarse, lambda m: coarse(m), features)
+        coarse.eval().requires_grad_(False)
         if self.hp["fine_from_coarse"]:
             self._init_fine_from_coarse()
-        d_fine = Discriminator(self.net_cfg).to(self.device, memory_format=CL)
-        t0 = time.perf_counter()
-        self._train_stage("fine", self.fine, d_fine, self.coarse, features, images, losses, gen, ctx.progress)
-        self.stage_seconds["fine"] = time.perf_counter() - t0
-        self._recalibrate_bn(self.fine, self.coarse, features)
-        self.fine.eval()
+        self._train_stage("fine", fine, Discriminator(self.net_cfg).to(self.device, memory_format=CL), coarse,
+                          features, images, losses, gen, ctx.progress)
+        self._recalibrate_bn(fine, lambda m: fine(m, coarse(m)), features)
+        fine.eval()
 
     def _departures(self) -> list[str]:
         """What this profile's training does differently from the paper profile (for the run notes)."""
@@ -209,40 +193,20 @@ class CFGAN(Attack):
             out["per"] = PerceptualLoss(weights.load_state_dict("vgg19")).to(self.device)
         return out
 
-    def _batches(self, n: int, gen: torch.Generator) -> Any:
-        """Endless epochs of a seeded permutation, in batches of batch_size (last partial batch dropped)."""
-        b = min(int(self.hp["batch_size"]), n)
-        while True:
-            perm = torch.randperm(n, generator=gen).numpy()
-            for i in range(0, n - b + 1, b):
-                yield perm[i:i + b]
-
-    def _train_stage(
-        self,
-        stage: str,
-        net: nn.Module,
-        disc: Discriminator,
-        coarse: CoarseNet | None,
-        features: FeatureSet,
-        images: torch.Tensor,
-        losses: Mapping[str, nn.Module],
-        gen: torch.Generator,
-        progress: bool,
-    ) -> None:
+    def _train_stage(self, stage: str, net: nn.Module, disc: Discriminator, coarse: CoarseNet | None,
+                     features: FeatureSet, images: torch.Tensor, losses: Mapping[str, nn.Module],
+                     gen: torch.Generator, progress: bool) -> None:
+        """λ_pix·L1 (+ λ_sift·SIFT, + λ_per·perceptual) + λ_adv·RaGAN against `disc`; `coarse` (frozen) feeds the
+        fine net its rough image."""
         hp = self.hp
         steps = int(hp[f"{stage}_steps"])
-        betas = tuple(hp["betas"])
-        opt_g = torch.optim.Adam(net.parameters(), lr=hp["lr"], betas=betas)  # type: ignore[arg-type]
-        opt_d = torch.optim.Adam(disc.parameters(), lr=hp["lr"], betas=betas)  # type: ignore[arg-type]
-        scheds = []
-        if hp["lr_decay"] == "cosine":
-            scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=max(steps, 1)) for o in (opt_g, opt_d)]
+        opt_g = adam(net.parameters(), hp)
+        adversary = Adversary(disc, RAGAN, adam(disc.parameters(), hp))
+        scheds = schedules([opt_g, adversary.opt], hp["lr_decay"], steps)
         net.train()
         disc.train()
-        batches = self._batches(images.shape[0], gen)
-        bar = tqdm(range(steps), desc=f"CFGAN {stage}", disable=not progress, unit="step")
-        for step in bar:
-            idx = next(batches)
+
+        def step(idx: np.ndarray) -> float:
             maps = self._maps(features, idx)
             target = images[torch.from_numpy(idx)].to(self.device, torch.float32, memory_format=CL)
             if coarse is not None:
@@ -251,36 +215,20 @@ class CFGAN(Attack):
                 fake = net(maps, rough)
             else:
                 fake = net(maps)
-            # Generator step (discriminator frozen).
             loss = hp["lambda_pix"] * F.l1_loss(fake, target)
             if "sift" in losses:
                 loss = loss + hp["lambda_sift"] * losses["sift"](fake, target)
             if "per" in losses:
                 loss = loss + hp["lambda_per"] * losses["per"](fake, target)
             if hp["adversarial"]:
-                disc.requires_grad_(False)
-                with torch.no_grad():
-                    real_logits = disc(target)
-                loss = loss + hp["lambda_adv"] * ragan_g_loss(real_logits, disc(fake))
-                disc.requires_grad_(True)
-            opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_g.step()
-            # Discriminator step.
+                loss = loss + hp["lambda_adv"] * adversary.generator_term(target, fake)
+            optimise(opt_g, loss)
             if hp["adversarial"]:
-                d_loss = ragan_d_loss(disc(target), disc(fake.detach()))
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_d.step()
-            for sch in scheds:
-                sch.step()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise RuntimeError(f"cfgan: {stage} training diverged at step {step} (loss {value})")
-            self.history[stage].append(value)
-            if progress and (step % 10 == 0 or step == steps - 1):
-                bar.set_postfix(loss=f"{value:.4f}")
-        bar.close()
+                adversary.step(target, fake)
+            return float(loss.detach())
+
+        batches = seeded_batches(images.shape[0], hp["batch_size"], gen)
+        self.run_stage(stage, steps, batches, step, schedulers=scheds, progress=progress)
 
     def _init_fine_from_coarse(self) -> None:
         """Start the fine net's SIFT encoder and decoder from the trained coarse net's (same shapes).
@@ -292,77 +240,18 @@ class CFGAN(Attack):
         self.fine.sift_encoder.load_state_dict(self.coarse.encoder.state_dict())
         self.fine.decoder.load_state_dict(self.coarse.decoder.state_dict())
 
-    def _recalibrate_bn(self, net: nn.Module, coarse: CoarseNet | None, features: FeatureSet) -> None:
-        """Re-estimate BN running statistics of the trained `net` as plain averages over `bn_batches` batches.
-
-        After a short training run the exponential moving averages still carry statistics of early weights, so
-        eval-mode outputs lag behind train-mode ones; averaging fresh batch statistics with the final weights fixes
-        that (weights are not touched). Off (0) in the paper profile, whose long training makes it unnecessary.
-        """
-        n_batches = int(self.hp.get("bn_batches", 0))
-        if n_batches <= 0:
-            return
-        bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        momenta = [m.momentum for m in bns]
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average
-        net.train()
-        n, b = len(features), min(int(self.hp["batch_size"]), len(features))
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + 1)).numpy()
-        with torch.no_grad():
-            for k in range(min(n_batches, max(n // b, 1))):
-                maps = self._maps(features, order[k * b:(k + 1) * b])
-                if coarse is not None:
-                    net(maps, coarse(maps))
-                else:
-                    net(maps)
-        for m, mom in zip(bns, momenta):
-            m.momentum = mom
-        net.eval()
+    def _recalibrate_bn(self, net: nn.Module, forward: Any, features: FeatureSet) -> None:
+        """BN running statistics of the trained `net` re-estimated over `bn_batches` batches (bench.training).
+        Off (0) in the paper profile, whose long training makes it unnecessary."""
+        recalibrate_bn(net, lambda idx: forward(self._maps(features, idx)), len(features), int(self.hp["batch_size"]),
+                       int(self.hp.get("bn_batches", 0)), self.seed + 1)
 
     # ------------------------------------------------------------------------------------------ reconstruction
-    def reconstruct(self, features: FeatureSet, progress: bool = True) -> torch.Tensor:
-        """Coarse then fine reconstruction of every record, in batches, on the CPU as float32 in [0, 1]."""
-        if self.coarse is None or self.fine is None:
-            raise RuntimeError("cfgan: reconstruct() before fit() or load_state_dict()")
-        self.coarse.eval()
-        self.fine.eval()
-        n, b = len(features), int(self.hp["eval_batch"])
-        s = self.image_size
-        out = torch.empty((n, 3, s, s), dtype=torch.float32)
-        bar = tqdm(range(0, n, b), desc="CFGAN reconstruct", disable=not progress, unit="batch")
-        with torch.no_grad():
-            for start in bar:
-                idx = np.arange(start, min(start + b, n))
-                maps = self._maps(features, idx)
-                rec = self.fine(maps, self.coarse(maps))
-                out[start:start + len(idx)] = rec.float().cpu().clamp_(0.0, 1.0)
-        return out
-
-    # ------------------------------------------------------------------------------------------------- state
-    def state_dict(self) -> dict[str, Any]:
-        """{'config': plain dict, 'coarse': ..., 'fine': ...}; discriminators are not kept."""
-        if self.coarse is None or self.fine is None:
-            raise RuntimeError("cfgan: state_dict() before fit() or load_state_dict()")
-
-        def cpu(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            return {k: v.detach().cpu() for k, v in sd.items()}
-
-        return {"config": self.config(), "coarse": cpu(self.coarse.state_dict()), "fine": cpu(self.fine.state_dict())}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore the generators saved by `state_dict` (their network shapes must match this profile)."""
-        nets = dict(state.get("config", {}).get("nets", {}))
-        if nets != self.net_cfg.to_dict():
-            raise BenchError(f"cfgan: saved state has networks {nets}, profile {self.profile!r} needs "
-                             f"{self.net_cfg.to_dict()}")
-        self._build()
+    def reconstruct_batch(self, features: FeatureSet, indices: np.ndarray) -> torch.Tensor:
+        """Coarse then fine reconstruction of the records `indices`."""
         assert self.coarse is not None and self.fine is not None
-        self.coarse.load_state_dict(state["coarse"])
-        self.fine.load_state_dict(state["fine"])
-        self.coarse.eval().requires_grad_(False)
-        self.fine.eval()
+        maps = self._maps(features, indices)
+        return self.fine(maps, self.coarse(maps))
 
     # ---------------------------------------------------------------------------------------------- describe
     def describe(self) -> dict[str, Any]:
@@ -371,7 +260,6 @@ class CFGAN(Attack):
         with torch.device("meta"):
             coarse, fine, disc = CoarseNet(cfg).eval(), FineNet(cfg).eval(), Discriminator(cfg).eval()
             sift_map = torch.zeros(1, cfg.in_channels, cfg.map_size, cfg.map_size)
-        flops = count_flops(lambda m: fine(m, coarse(m)), sift_map)
         p_c, p_f, p_d = count_parameters(coarse), count_parameters(fine), count_parameters(disc)
         return {
             "profile": self.profile,
@@ -384,9 +272,7 @@ class CFGAN(Attack):
             "params_total": p_c + p_f + 2 * p_d,
             "inference": f"one {cfg.image_size}x{cfg.image_size} image from a {cfg.map_size}x{cfg.map_size} map, "
                          "coarse + fine (convolutions and matrix products)",
-            "gflops": round(flops / 1e9, 2),
-            "gmacs": round(flops / 2e9, 2),
+            **flop_figures(lambda m: fine(m, coarse(m)), sift_map),
             "paper_table_ii": {"params": "153M", "flops": "148G",
                                "best_match": "generators only (no discriminators) and MACs"},
         }
-

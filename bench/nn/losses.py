@@ -1,4 +1,4 @@
-"""Generic GAN training losses: relativistic-average adversarial (RaGAN) and VGG19 perceptual loss."""
+"""Generic GAN training losses: relativistic-average adversarial (RaGAN), plain BCE, and VGG19 perceptual loss."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from torch import nn
 from bench.nn.vgg import VGG19Features
 
 
-def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+def bce_with_target(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """Binary cross-entropy of logits against one constant target (1: real, 0: fake), mean over the batch."""
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
@@ -21,12 +22,14 @@ def ragan_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.
     D'(x_r) = sigmoid(D(x_r) − E[D(x_f)]) and D'(x_f) = sigmoid(D(x_f) − E[D(x_r)]), the expectations being batch
     means; computed on logits with BCE-with-logits for numerical stability.
     """
-    return _bce(real_logits - fake_logits.mean(), 1.0) + _bce(fake_logits - real_logits.mean(), 0.0)
+    return (bce_with_target(real_logits - fake_logits.mean(), 1.0)
+            + bce_with_target(fake_logits - real_logits.mean(), 0.0))
 
 
 def ragan_g_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Generator loss of RaGAN (CFGAN eqs. 6–8): −E log D'(x_f) − E log(1 − D'(x_r))."""
-    return _bce(fake_logits - real_logits.mean(), 1.0) + _bce(real_logits - fake_logits.mean(), 0.0)
+    return (bce_with_target(fake_logits - real_logits.mean(), 1.0)
+            + bce_with_target(real_logits - fake_logits.mean(), 0.0))
 
 
 class PerceptualLoss(nn.Module):

@@ -17,25 +17,23 @@ Losses (both nets): relativistic-average GAN against a patch discriminator + 100
 
 from __future__ import annotations
 
-import math
-import time
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from bench.attacks.sift_inversion.lbp import lbp_image
 from bench.attacks.sift_inversion.sli_nets import PatchDiscriminator, UNet, UNetConfig
 from bench.errors import BenchError
 from bench.features import FeatureSet, Requirement
-from bench.hyper import apply, declare, stage_steps
+from bench.hyper import declare, stage_steps
 from bench.features.sift import DESCRIPTOR_DIM, SiftSet
-from bench.nn.losses import PerceptualLoss, ragan_d_loss, ragan_g_loss
-from bench.nn.measure import count_flops, count_parameters
-from bench.plugins import Attack, FitContext, ImageSet, register_attack
+from bench.nn.losses import PerceptualLoss
+from bench.nn.measure import count_parameters
+from bench.plugins import FitContext, ImageSet, register_attack
+from bench.training import RAGAN, Adversary, LearnedAttack, adam, flop_figures, optimise, schedules, seeded_batches
 
 PAPER = ("Wu, Zhou: Privacy leakage of SIFT features via deep generative model based image reconstruction, "
          "IEEE TIFS 16, 2021, doi:10.1109/TIFS.2021.3070427")
@@ -112,7 +110,7 @@ class PerceptualStyleLoss(nn.Module):
 
 
 @register_attack
-class SLI(Attack):
+class SLI(LearnedAttack):
     """SLI: a U-Net predicts the LBP structure image from the dense SIFT map, a second U-Net the RGB image."""
 
     name = "sli"
@@ -121,6 +119,7 @@ class SLI(Attack):
     paper = PAPER
     profiles = ("smoke", "cpu", "paper")
     paper_figures = {"params_generators": 78e6, "gmacs": 96.0}  # Table II; its "FLOPs" are MACs (docs/sli.md)
+    PROFILES = PROFILES
     params = {**declare(PROFILES),
               **stage_steps(PROFILES, ("lbp_steps", "image_steps"))}
 
@@ -129,16 +128,8 @@ class SLI(Attack):
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:
         super().__init__(profile, image_size, device, seed, params)
-        self.hp: dict[str, Any] = apply(PROFILES[profile], self.overrides)
-        if self.image_size != self.hp["image_size"]:
-            raise BenchError(
-                f"{self.name} profile {profile!r} reconstructs at {self.hp['image_size']}×{self.hp['image_size']}, "
-                f"but image_size {self.image_size} was asked for (use the run profile of the same name)"
-            )
         self.lbp_net: UNet | None = None
         self.image_net: UNet | None = None
-        self.history: dict[str, list[float]] = {"lbp": [], "image": []}
-        self.stage_seconds: dict[str, float] = {}
 
     # ------------------------------------------------------------------------------------------------ shapes
     @property
@@ -153,11 +144,12 @@ class SLI(Attack):
             cfgs["lbp"] = UNetConfig(self.map_channels, 1, widths, s)
         return cfgs
 
+    def network_shapes(self) -> dict[str, Any]:
+        return {k: v.to_dict() for k, v in sorted(self.net_configs().items())}
+
     def config(self) -> dict[str, Any]:
         """Profile hyper-parameters and network shapes (the seed is keyed separately)."""
-        return {**super().config(), "hyper": dict(self.hp),
-                "nets": {k: v.to_dict() for k, v in sorted(self.net_configs().items())},
-                "map": {"compress": False, "binary": not self.uses_lbp and self.map_channels == 1}}
+        return {**super().config(), "map": {"compress": False, "binary": not self.uses_lbp and self.map_channels == 1}}
 
     def preflight(self) -> None:
         """The paper profile needs ImageNet VGG19 weights (perceptual and style losses); refuse to start without."""
@@ -166,10 +158,13 @@ class SLI(Attack):
 
             weights.require("vgg19")
 
-    def _build(self) -> None:
+    def build(self) -> None:
         cfgs = self.net_configs()
         self.image_net = UNet(cfgs["image"]).to(self.device)
         self.lbp_net = UNet(cfgs["lbp"]).to(self.device) if self.uses_lbp else None
+
+    def networks(self) -> dict[str, nn.Module | None]:
+        return {"image": self.image_net, **({"lbp": self.lbp_net} if self.uses_lbp else {})}
 
     # ------------------------------------------------------------------------------------------- the inputs
     def _released(self, features: FeatureSet, indices: np.ndarray) -> SiftSet:
@@ -196,43 +191,27 @@ class SLI(Attack):
         return torch.cat([maps, lbp], dim=1)
 
     # ---------------------------------------------------------------------------------------------- training
-    def _check_fit_inputs(self, features: FeatureSet, images: torch.Tensor) -> None:
-        s = self.image_size
-        if images.dim() != 4 or tuple(images.shape[1:]) != (3, s, s):
-            raise BenchError(f"{self.name}: training images must be N×3×{s}×{s}, got {tuple(images.shape)}")
-        if len(features) != images.shape[0]:
-            raise BenchError(f"{self.name}: {len(features)} feature records for {images.shape[0]} training images")
-        if images.shape[0] < 1:
-            raise BenchError(f"{self.name}: needs at least one training image")
-
     def _prepare(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:
         """Anything to set up from the auxiliary split before training (sli-r picks its reference here)."""
 
     def fit(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:
         """Train the LBP net (SLI only), freeze it, then train the image net on its predicted LBP images."""
-        self._check_fit_inputs(features, images)
+        self.check_training_inputs(features, images)
         if not self.hp["perceptual"]:
             ctx.notes.append(PERCEPTUAL_OFF_NOTE.format(name=self.name, profile=self.profile))
         changes = self._departures()
         if changes:
             ctx.notes.append(f"{self.name}: the {self.profile} profile departs from the paper: " + "; ".join(changes))
         self._prepare(features, images, ctx)
-        torch.manual_seed(self.seed)
-        self._build()
+        self.start_training()
         assert self.image_net is not None
-        gen = torch.Generator().manual_seed(self.seed)
-        self.history = {"lbp": [], "image": []}
+        gen = torch.Generator().manual_seed(self.seed)  # shared by both stages' batches
         images = images.float()
         if self.uses_lbp:
             assert self.lbp_net is not None
-            lbp_targets = lbp_image(images)
-            t0 = time.perf_counter()
-            self._train_stage("lbp", self.lbp_net, features, lbp_targets, gen, ctx.progress)
-            self.stage_seconds["lbp"] = time.perf_counter() - t0
+            self._train_stage("lbp", self.lbp_net, features, lbp_image(images), gen, ctx.progress)
             self.lbp_net.eval().requires_grad_(False)
-        t0 = time.perf_counter()
         self._train_stage("image", self.image_net, features, images, gen, ctx.progress)
-        self.stage_seconds["image"] = time.perf_counter() - t0
         self.image_net.eval()
 
     def _departures(self) -> list[str]:
@@ -252,14 +231,6 @@ class SLI(Attack):
             out.append("no adversarial loss")
         return out
 
-    def _batches(self, n: int, gen: torch.Generator) -> Iterator[np.ndarray]:
-        """Endless epochs of a seeded permutation, in batches of batch_size (last partial batch dropped)."""
-        b = min(int(self.hp["batch_size"]), n)
-        while True:
-            perm = torch.randperm(n, generator=gen).numpy()
-            for i in range(0, n - b + 1, b):
-                yield perm[i:i + b]
-
     def _train_stage(self, stage: str, net: UNet, features: FeatureSet, targets: torch.Tensor,
                      gen: torch.Generator, progress: bool) -> None:
         """One network's training: RaGAN + λ_l1·L1 (+ perceptual and style for the image net, when on).
@@ -269,16 +240,12 @@ class SLI(Attack):
         """
         hp = self.hp
         steps = int(hp[f"{stage}_steps"])
-        betas = tuple(hp["betas"])
         is_image = stage == "image"
         disc = PatchDiscriminator(targets.shape[1], tuple(hp["disc_widths"])).to(self.device)
-        opt_g = torch.optim.Adam(net.parameters(), lr=hp["lr"], betas=betas)  # type: ignore[arg-type]
-        opt_d = torch.optim.Adam(disc.parameters(), lr=hp["lr"], betas=betas)  # type: ignore[arg-type]
-        scheds = []
-        if hp["lr_decay"] == "cosine":
-            # The discriminator's schedule only when it trains (an idle optimiser's scheduler makes torch warn).
-            opts = (opt_g, opt_d) if hp["adversarial"] else (opt_g,)
-            scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=max(steps, 1)) for o in opts]
+        opt_g = adam(net.parameters(), hp)
+        adversary = Adversary(disc, RAGAN, adam(disc.parameters(), hp))
+        # The discriminator's schedule only when it trains (an idle optimiser's scheduler makes torch warn).
+        scheds = schedules([opt_g, adversary.opt] if hp["adversarial"] else [opt_g], hp["lr_decay"], steps)
         vgg = None
         if is_image and hp["perceptual"]:
             from bench import weights
@@ -286,10 +253,8 @@ class SLI(Attack):
             vgg = PerceptualStyleLoss(weights.load_state_dict("vgg19")).to(self.device)
         net.train()
         disc.train()
-        batches = self._batches(targets.shape[0], gen)
-        bar = tqdm(range(steps), desc=f"{self.name.upper()} {stage} net", disable=not progress, unit="step")
-        for step in bar:
-            idx = next(batches)
+
+        def step(idx: np.ndarray) -> float:
             maps = self._maps(features, idx)
             x = self._net_input(maps) if is_image else maps
             target = targets[torch.from_numpy(idx)].to(self.device, torch.float32)
@@ -300,48 +265,21 @@ class SLI(Attack):
                 per, style = vgg(fake, target)
                 loss = loss + hp["lambda_per"] * per + hp["lambda_style"] * style
             real_d = target * 2.0 - 1.0 if is_image else target
-            fake_d = out  # already in [-1, 1]
+            if hp["adversarial"]:  # the discriminator sees both in [-1, 1]: `out` already is
+                loss = loss + hp["lambda_adv"] * adversary.generator_term(real_d, out)
+            optimise(opt_g, loss)
             if hp["adversarial"]:
-                disc.requires_grad_(False)
-                with torch.no_grad():
-                    real_logits = disc(real_d)
-                loss = loss + hp["lambda_adv"] * ragan_g_loss(real_logits, disc(fake_d))
-                disc.requires_grad_(True)
-            opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_g.step()
-            if hp["adversarial"]:
-                d_loss = ragan_d_loss(disc(real_d), disc(fake_d.detach()))
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_d.step()
-            for sch in scheds:
-                sch.step()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise RuntimeError(f"{self.name}: {stage} training diverged at step {step} (loss {value})")
-            self.history[stage].append(value)
-            if progress and (step % 10 == 0 or step == steps - 1):
-                bar.set_postfix(loss=f"{value:.4f}")
-        bar.close()
+                adversary.step(real_d, out)
+            return float(loss.detach())
+
+        self.run_stage(stage, steps, seeded_batches(targets.shape[0], hp["batch_size"], gen), step,
+                       schedulers=scheds, progress=progress, desc=f"{self.name.upper()} {stage} net")
 
     # ------------------------------------------------------------------------------------------ reconstruction
-    def reconstruct(self, features: FeatureSet, progress: bool = True) -> torch.Tensor:
-        """Images (N×3×S×S float32 in [0, 1], CPU): LBP net, then image net, per batch, in eval mode."""
-        if self.image_net is None or (self.uses_lbp and self.lbp_net is None):
-            raise RuntimeError(f"{self.name}: reconstruct() before fit() or load_state_dict()")
-        self.image_net.eval()
-        if self.lbp_net is not None:
-            self.lbp_net.eval()
-        n, b, s = len(features), int(self.hp["eval_batch"]), self.image_size
-        out = torch.empty((n, 3, s, s), dtype=torch.float32)
-        bar = tqdm(range(0, n, b), desc=f"{self.name.upper()} reconstruct", disable=not progress, unit="batch")
-        with torch.no_grad():
-            for start in bar:
-                idx = np.arange(start, min(start + b, n))
-                rec = (self.image_net(self._net_input(self._maps(features, idx))) + 1.0) * 0.5
-                out[start:start + len(idx)] = rec.float().cpu().clamp_(0.0, 1.0)
-        return out
+    def reconstruct_batch(self, features: FeatureSet, indices: np.ndarray) -> torch.Tensor:
+        """Images of the records `indices`: LBP net, then image net (tanh output mapped to [0, 1])."""
+        assert self.image_net is not None
+        return (self.image_net(self._net_input(self._maps(features, indices))) + 1.0) * 0.5
 
     def predict_lbp(self, features: FeatureSet) -> torch.Tensor:
         """The LBP net's structure images (N×1×S×S in [-1, 1]) for `features` (SLI only; for inspection)."""
@@ -349,34 +287,6 @@ class SLI(Attack):
             raise RuntimeError(f"{self.name}: no LBP net (sli-b has none; or not fitted)")
         with torch.no_grad():
             return self.lbp_net.eval()(self._maps(features, np.arange(len(features)))).cpu()
-
-    # ------------------------------------------------------------------------------------------------- state
-    def state_dict(self) -> dict[str, Any]:
-        """{'config': plain dict, 'image': ..., 'lbp': ... (SLI)}; discriminators are not kept."""
-        if self.image_net is None:
-            raise RuntimeError(f"{self.name}: state_dict() before fit() or load_state_dict()")
-
-        def cpu(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            return {k: v.detach().cpu() for k, v in sd.items()}
-
-        state: dict[str, Any] = {"config": self.config(), "image": cpu(self.image_net.state_dict())}
-        if self.lbp_net is not None:
-            state["lbp"] = cpu(self.lbp_net.state_dict())
-        return state
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore the generators saved by `state_dict` (their shapes must match this profile)."""
-        nets = dict(state.get("config", {}).get("nets", {}))
-        want = {k: v.to_dict() for k, v in sorted(self.net_configs().items())}
-        if nets != want:
-            raise BenchError(f"{self.name}: saved state has networks {nets}, profile {self.profile!r} needs {want}")
-        self._build()
-        assert self.image_net is not None
-        self.image_net.load_state_dict(state["image"])
-        self.image_net.eval()
-        if self.lbp_net is not None:
-            self.lbp_net.load_state_dict(state["lbp"])
-            self.lbp_net.eval().requires_grad_(False)
 
     # ---------------------------------------------------------------------------------------------- describe
     def describe(self) -> dict[str, Any]:
@@ -393,7 +303,6 @@ class SLI(Attack):
                 m = torch.cat([m, nets["lbp"](m)], dim=1)
             return nets["image"](m)
 
-        flops = count_flops(infer, sift_map)
         params = {k: count_parameters(n) for k, n in nets.items()}
         p_gen = sum(params.values())
         p_disc = sum(count_parameters(d) for d in discs.values())
@@ -409,8 +318,7 @@ class SLI(Attack):
             "inference": f"one {s}x{s} image from a {s}x{s} map, "
                          + ("LBP net + image net" if "lbp" in nets else "image net")
                          + " (convolutions and matrix products)",
-            "gflops": round(flops / 1e9, 2),
-            "gmacs": round(flops / 2e9, 2),
+            **flop_figures(infer, sift_map),
             "paper_table_ii_sli": {**PAPER_TABLE_II, "best_match": "generators only; MACs (see docs/sli.md)"},
         })
         return out

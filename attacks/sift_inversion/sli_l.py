@@ -39,6 +39,7 @@ from bench.features.sift import DESCRIPTOR_DIM, SiftSet
 from bench.install_hint import extra_install_command
 from bench.nn.measure import count_parameters
 from bench.plugins import FitContext, ImageSet, register_attack
+from bench.training import adam, optimise, run_steps, seeded_batches
 
 FIX = extra_install_command("faces")
 LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
@@ -253,31 +254,21 @@ class SLIL(SLI):
         """Cross-entropy, Adam, seeded initialisation and batches (the torch global seed is restored by SLI.fit)."""
         torch.manual_seed(self.seed)
         net = DescriptorClassifier().to(self.device)
-        opt = torch.optim.Adam(net.parameters(), lr=float(self.chp["lr"]))
-        gen = torch.Generator().manual_seed(self.seed)
+        opt = adam(net.parameters(), {"lr": float(self.chp["lr"])})
         xt = DescriptorClassifier.prepare(x)
         yt = torch.from_numpy(y)
         b = min(int(self.chp["batch_size"]), len(yt))
         if b < 2:
             raise BenchError(f"{self.name}: needs at least two labelled descriptors to train the classifier")
         net.train()
-        step = 0
-        bar = tqdm(total=int(self.chp["steps"]), desc="SLI-L classifier", disable=not ctx.progress, unit="step")
-        while step < int(self.chp["steps"]):
-            perm = torch.randperm(len(yt), generator=gen)
-            for i in range(0, len(yt) - b + 1, b):
-                if step >= int(self.chp["steps"]):
-                    break
-                idx = perm[i:i + b]
-                loss = F.cross_entropy(net(xt[idx].to(self.device)), yt[idx].to(self.device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if not torch.isfinite(loss):
-                    raise RuntimeError(f"{self.name}: classifier training diverged at step {step}")
-                step += 1
-                bar.update(1)
-        bar.close()
+
+        def step(idx: np.ndarray) -> float:
+            loss = F.cross_entropy(net(xt[idx].to(self.device)), yt[idx].to(self.device))
+            optimise(opt, loss)
+            return float(loss.detach())
+
+        run_steps(self.name, int(self.chp["steps"]), seeded_batches(len(yt), b, self.seed), step,
+                  progress=ctx.progress, desc="SLI-L classifier", stage="classifier")
         return net.eval()
 
     # ------------------------------------------------------------------------------------------- placement

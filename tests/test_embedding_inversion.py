@@ -297,4 +297,4 @@ def test_attacks_fit_four_images_below_the_mean_image_floor(name: str, kind: str
     mse = float(((out - images) ** 2).mean())
     floor = float(((images.mean(0, keepdim=True) - images) ** 2).mean())
     assert mse < 0.5 * floor, (mse, floor)
-    assert attack.history[-1] < attack.history[0]
+    assert attack.history["train"][-1] < attack.history["train"][0]

@@ -15,30 +15,27 @@ the defense releases.
 
 from __future__ import annotations
 
-import math
-import time
 from abc import abstractmethod
 from typing import Any, ClassVar, Mapping
 
+import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from bench.attacks.embedding_inversion.inputs import Standardiser, input_width, raw_inputs
-from bench.attacks.sift_inversion.ivr import seeded_batches
 from bench.errors import BenchError
 from bench.features import FeatureSet
-from bench.hyper import apply
 from bench.features.embeddings import BitPatternSet, EmbeddingSet
 from bench.images import resize
-from bench.nn.measure import count_flops, count_parameters
-from bench.plugins import Attack, FitContext
+from bench.nn.measure import count_parameters
+from bench.plugins import FitContext
+from bench.training import LearnedAttack, adam, flop_figures, optimise, schedules, seeded_batches
 
 # The input widths `describe()` reports figures for: the built-in victim (dlib-face, D = 128).
 DESCRIBE_DIM = 128
 
 
-class VectorToImageAttack(Attack):
+class VectorToImageAttack(LearnedAttack):
     """Base: standardised feature vector -> network -> image in [0, 1]; Adam with step decay; batch-independent."""
 
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {}
@@ -47,11 +44,8 @@ class VectorToImageAttack(Attack):
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:
         super().__init__(profile, image_size, device, seed, params)
-        self.hp: dict[str, Any] = apply(self.PROFILES[profile], self.overrides)
         self.net: nn.Module | None = None
         self.inputs = Standardiser()
-        self.history: list[float] = []
-        self.train_seconds = 0.0
 
     # ------------------------------------------------------------------------------------ subclass hooks
     @abstractmethod
@@ -66,22 +60,17 @@ class VectorToImageAttack(Attack):
         """What this run changes or disables relative to the paper (copied into run.json)."""
         return []
 
-    def start_training(self, in_width: int) -> None:
+    def prepare_training(self, in_width: int) -> None:
         """Build anything besides the network that training needs (e.g. a discriminator)."""
 
     def train_step(self, x: torch.Tensor, target: torch.Tensor, opt: torch.optim.Optimizer) -> float:
         """One optimisation step on a batch; returns the loss value."""
         assert self.net is not None
         loss = self.loss(self.net(x), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimise(opt, loss)
         return float(loss.detach())
 
     # ------------------------------------------------------------------------------------------ engine
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "hyper": dict(self.hp)}
-
     def _check(self, features: FeatureSet, images: torch.Tensor) -> None:
         if not isinstance(features, (EmbeddingSet, BitPatternSet)) or not type(self).consumes.accepts(features.spec):
             raise BenchError(f"{self.name}: needs {type(self).consumes.describe()}, got {features.spec.describe()}")
@@ -91,8 +80,11 @@ class VectorToImageAttack(Attack):
         if len(features) != images.shape[0] or len(features) < 1:
             raise BenchError(f"{self.name}: {len(features)} feature records for {images.shape[0]} training images")
 
-    def _build(self, in_width: int) -> None:
-        self.net = self.make_net(in_width).to(self.device)
+    def build(self) -> None:
+        self.net = self.make_net(self.inputs.width).to(self.device)
+
+    def networks(self) -> dict[str, nn.Module | None]:
+        return {"net": self.net}
 
     def fit(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:
         """Standardise the auxiliary inputs, then `epochs` epochs of Adam on `loss` (seeded batches)."""
@@ -103,63 +95,44 @@ class VectorToImageAttack(Attack):
         self.inputs = Standardiser.fit(x_all, features.kind)
         x_all = torch.from_numpy((x_all - self.inputs.mean) / self.inputs.scale)
         targets = resize(images.float(), int(hp["net_size"]))
-        torch.manual_seed(self.seed)
-        self._build(x_all.shape[1])
-        self.start_training(x_all.shape[1])
+        self.start_training()
+        self.prepare_training(self.inputs.width)
         assert self.net is not None
         n = len(features)
         batch = min(int(hp["batch_size"]), n)
         per_epoch = max(n // batch, 1)
         steps = int(hp["epochs"]) * per_epoch
-        opt = torch.optim.Adam(self.net.parameters(), lr=hp["lr"], betas=tuple(hp.get("betas", (0.9, 0.999))))
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(int(hp["decay_every"]) * per_epoch, 1),
-                                                gamma=float(hp["lr_gamma"]))
-        batches = seeded_batches(n, batch, self.seed)
-        self.history = []
+        opt = adam(self.net.parameters(), hp)
+        scheds = schedules([opt], "step", steps, step_size=int(hp["decay_every"]) * per_epoch, gamma=hp["lr_gamma"])
         self.net.train()
-        t0 = time.perf_counter()
-        bar = tqdm(range(steps), desc=self.name, disable=not ctx.progress, unit="step")
-        for step in bar:
-            idx = torch.from_numpy(next(batches))
-            value = self.train_step(x_all[idx].to(self.device), targets[idx].to(self.device), opt)
-            sched.step()
-            if not math.isfinite(value):
-                raise RuntimeError(f"{self.name}: training diverged at step {step} (loss {value})")
-            self.history.append(value)
-            if ctx.progress and (step % 10 == 0 or step == steps - 1):
-                bar.set_postfix(loss=f"{value:.4f}")
-        bar.close()
-        self.train_seconds = time.perf_counter() - t0
+
+        def step(idx: np.ndarray) -> float:
+            i = torch.from_numpy(idx)
+            return self.train_step(x_all[i].to(self.device), targets[i].to(self.device), opt)
+
+        self.run_stage("train", steps, seeded_batches(n, batch, self.seed), step, schedulers=scheds,
+                       progress=ctx.progress, desc=self.name)
         self.net.eval()
 
-    def reconstruct(self, features: FeatureSet, progress: bool = True) -> torch.Tensor:
-        if self.net is None:
-            raise RuntimeError(f"{self.name}: reconstruct() before fit() or load_state_dict()")
-        x_all = self.inputs(features, self.name)
-        self.net.eval()
-        n, b, s = len(features), int(self.hp["eval_batch"]), self.image_size
-        out = torch.empty((n, 3, s, s), dtype=torch.float32)
-        with torch.no_grad():
-            for start in tqdm(range(0, n, b), desc=f"{self.name} reconstruct", disable=not progress, unit="batch"):
-                y = self.net(x_all[start:start + b].to(self.device)).float().cpu()
-                out[start:start + len(y)] = resize(y, s).clamp_(0, 1)
-        return out
+    def reconstruction_inputs(self, features: FeatureSet) -> torch.Tensor:
+        return self.inputs(features, self.name)
+
+    def reconstruct_batch(self, x_all: torch.Tensor, indices: np.ndarray) -> torch.Tensor:
+        assert self.net is not None
+        return resize(self.net(x_all[torch.from_numpy(indices)].to(self.device)).float().cpu(), self.image_size)
 
     def state_dict(self) -> dict[str, Any]:
-        if self.net is None:
-            raise RuntimeError(f"{self.name}: state_dict() before fit() or load_state_dict()")
-        return {"config": self.config(), "inputs": self.inputs.state_dict(),
-                "net": {k: v.detach().cpu() for k, v in self.net.state_dict().items()}}
+        return {**super().state_dict(), "inputs": self.inputs.state_dict()}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def check_state(self, state: Mapping[str, Any]) -> None:
         hyper = dict(state.get("config", {}).get("hyper", {}))
         if hyper != self.hp:
             raise BenchError(f"{self.name}: saved state was trained with {hyper}, profile {self.profile!r} has {self.hp}")
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.check_state(state)
         self.inputs = Standardiser.from_state(state["inputs"])
-        self._build(self.inputs.width)
-        assert self.net is not None
-        self.net.load_state_dict(state["net"])
-        self.net.eval()
+        super().load_state_dict(state)
 
     # ---------------------------------------------------------------------------------------- describe
     def describe_widths(self) -> dict[str, int]:
@@ -173,10 +146,8 @@ class VectorToImageAttack(Attack):
             with torch.device("meta"):
                 net = self.make_net(width).eval()
                 x = torch.zeros(1, width)
-            flops = count_flops(net, x)
             out[f"{kind} (D={DESCRIBE_DIM}, {width} inputs)"] = {
-                "params_total": count_parameters(net), "gflops": round(flops / 1e9, 3),
-                "gmacs": round(flops / 2e9, 3)}
+                "params_total": count_parameters(net), **flop_figures(net, x, digits=3)}
         out["inference"] = (f"one {self.hp['net_size']}x{self.hp['net_size']} image from one feature vector "
                             "(matrix products and convolutions counted)")
         return out

@@ -32,6 +32,7 @@ from bench.features import FeatureSet
 from bench.hyper import declare
 from bench.features.embeddings import BitPatternSet, EmbeddingSet
 from bench.plugins import register_attack
+from bench.training import adam, optimise
 
 PAPER = ("Ni, Huttunen, Rahtu: On the importance of encrypting deep features, arXiv:2108.07147 (2021), which "
          "introduces ShuffleBits; the decoder attacks of its evaluation")
@@ -104,12 +105,11 @@ class FeatureGANAttack(_DecoderAttack):
     def fit_notes(self, features: FeatureSet) -> list[str]:
         return super().fit_notes(features) + [FEATURE_LOSS_NOTE.format(adv=self.hp["adv"])]
 
-    def start_training(self, in_width: int) -> None:
+    def prepare_training(self, in_width: int) -> None:
         hp = self.hp
         self.disc = ConditionalDiscriminator(in_width, int(hp["net_size"]), tuple(hp["disc"]),
                                              int(hp["cond"])).to(self.device)
-        self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=hp["lr"],
-                                         betas=tuple(hp.get("betas", (0.9, 0.999))))
+        self.disc_opt = adam(self.disc.parameters(), hp)
 
     def train_step(self, x: torch.Tensor, target: torch.Tensor, opt: torch.optim.Optimizer) -> float:
         """One discriminator step ((D(real)−1)² + D(fake)²)/2, then one generator step MSE + adv·(D(fake)−1)²/2."""
@@ -117,12 +117,8 @@ class FeatureGANAttack(_DecoderAttack):
         fake = self.net(x)
         d_real, d_fake = self.disc(target, x), self.disc(fake.detach(), x)
         d_loss = 0.5 * ((d_real - 1.0).pow(2).mean() + d_fake.pow(2).mean())
-        self.disc_opt.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.disc_opt.step()
+        optimise(self.disc_opt, d_loss)
         g_adv = 0.5 * (self.disc(fake, x) - 1.0).pow(2).mean()
         g_loss = F.mse_loss(fake, target) + float(self.hp["adv"]) * g_adv
-        opt.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt.step()
+        optimise(opt, g_loss)
         return float(g_loss.detach())

@@ -118,7 +118,7 @@ def test_ivr_overfits_four_images_below_the_mean_image_floor(data: dict[str, Any
     a.fit(feats, images, ctx())
     after = F.mse_loss(a.reconstruct(feats, progress=False), images).item()
     assert after < floor, (after, floor)
-    assert np.mean(a.history[-5:]) < np.mean(a.history[:5])
+    assert np.mean(a.history["train"][-5:]) < np.mean(a.history["train"][:5])
 
 
 # ------------------------------------------------------------------------------------------------------ INV

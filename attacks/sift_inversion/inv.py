@@ -15,24 +15,22 @@ batch around it.
 
 from __future__ import annotations
 
-import math
-import time
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from bench.attacks.sift_inversion.inv_nets import CoarseNet, Discriminator, INVConfig, RefineNet
-from bench.attacks.sift_inversion.ivr import check_training_inputs, keypoint_maps, seeded_batches
-from bench.errors import BenchError
+from bench.attacks.sift_inversion.ivr import keypoint_maps, require_sift
 from bench.features import FeatureSet, Requirement
-from bench.hyper import apply, declare, stage_steps
+from bench.hyper import declare, stage_steps
 from bench.features.sift import SiftSet
-from bench.nn.measure import count_flops, count_parameters
-from bench.plugins import Attack, FitContext, register_attack
+from bench.nn.measure import count_parameters
+from bench.plugins import FitContext, register_attack
+from bench.training import (BCE, Adversary, Batches, LearnedAttack, adam, flop_figures, optimise, recalibrate_bn,
+                            schedules, seeded_batches)
 
 CL = torch.channels_last
 
@@ -76,12 +74,8 @@ def net_config(profile: str | Mapping[str, Any]) -> INVConfig:
                      refine=tuple(p["refine"]), disc=tuple(p["disc"]), in_channels=128 + int(p["mask_channel"]))
 
 
-def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
-
-
 @register_attack
-class INV(Attack):
+class INV(LearnedAttack):
     """INV (Pittaluga et al.): CoarseNet then RefineNet U-Nets on the sparse SIFT map with a keypoint mask."""
 
     name = "inv"
@@ -91,25 +85,22 @@ class INV(Attack):
              "CVPR 2019, arXiv:1904.03303 (the INV baseline of CFGAN, IEEE TCSVT 2024, Tables I-II)")
     profiles = ("smoke", "cpu", "paper")
     paper_figures = {"params_generators": 88e6, "gmacs": 150.0}  # CFGAN's Table II (its "FLOPs" are MACs)
+    PROFILES = PROFILES
     params = {**declare(PROFILES, help={"mask_channel": "add a keypoint-mask input channel"}),
               **stage_steps(PROFILES, ("coarse_steps", "refine_steps"))}
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:
         super().__init__(profile, image_size, device, seed, params)
-        self.hp: dict[str, Any] = apply(PROFILES[profile], self.overrides)
-        if self.image_size != self.hp["image_size"]:
-            raise BenchError(f"inv profile {profile!r} reconstructs at {self.hp['image_size']}px, but image_size "
-                             f"{self.image_size} was asked for (use the run profile of the same name)")
         self.net_cfg = net_config(self.hp)
         self.coarse: CoarseNet | None = None
         self.refine: RefineNet | None = None
-        self.history: dict[str, list[float]] = {"coarse": [], "refine": []}
-        self.stage_seconds: dict[str, float] = {}
+
+    def network_shapes(self) -> dict[str, Any]:
+        return self.net_cfg.to_dict()
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "hyper": dict(self.hp), "nets": self.net_cfg.to_dict(),
-                "map": {"compress": True, "mask_channel": bool(self.hp["mask_channel"])}}
+        return {**super().config(), "map": {"compress": True, "mask_channel": bool(self.hp["mask_channel"])}}
 
     def preflight(self) -> None:
         """The paper profile's perceptual loss needs ImageNet VGG19 weights; refuse to start without them."""
@@ -118,9 +109,12 @@ class INV(Attack):
 
             weights.require("vgg19")
 
-    def _build(self) -> None:
+    def build(self) -> None:
         self.coarse = CoarseNet(self.net_cfg).to(self.device, memory_format=CL)
         self.refine = RefineNet(self.net_cfg).to(self.device, memory_format=CL)
+
+    def networks(self) -> dict[str, nn.Module | None]:
+        return {"coarse": self.coarse, "refine": self.refine}
 
     def _maps(self, features: SiftSet, idx: np.ndarray) -> torch.Tensor:
         extras = ("presence",) if self.hp["mask_channel"] else ()
@@ -130,9 +124,8 @@ class INV(Attack):
     # ---------------------------------------------------------------------------------------------- training
     def fit(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:
         """CoarseNet first, then RefineNet with CoarseNet frozen (as in the paper)."""
-        sift = check_training_inputs("inv", features, images, self.image_size)
-        if images.shape[0] < 2:
-            raise BenchError("inv: needs at least 2 training images (batch norm)")
+        sift = require_sift(self.name, features)
+        self.check_training_inputs(features, images, minimum=2)
         hp = self.hp
         if not hp["perceptual"]:
             ctx.notes.append(f"inv: perceptual (VGG19) loss is off in the {self.profile} profile, because ImageNet "
@@ -145,8 +138,7 @@ class INV(Attack):
                              f"RefineNet {hp['refine']}), {hp['coarse_steps']} + {hp['refine_steps']} steps, learning "
                              f"rate {hp['lr']:g} ({'constant' if hp['lr_decay'] == 'none' else hp['lr_decay'] + ' decay'}) "
                              "and re-estimated batch-norm statistics")
-        torch.manual_seed(self.seed)
-        self._build()
+        self.start_training()
         assert self.coarse is not None and self.refine is not None
         per = None
         if hp["perceptual"]:
@@ -154,12 +146,9 @@ class INV(Attack):
             from bench.nn.losses import PerceptualLoss
 
             per = PerceptualLoss(weights.load_state_dict("vgg19")).to(self.device)
-        batches = seeded_batches(images.shape[0], hp["batch_size"], self.seed)
-        self.history = {"coarse": [], "refine": []}
+        batches = seeded_batches(images.shape[0], hp["batch_size"], self.seed)  # one stream for both stages
         coarse, refine = self.coarse, self.refine
-        t0 = time.perf_counter()
         self._train_stage("coarse", coarse, lambda m: coarse(m), sift, images, batches, per, False, ctx.progress)
-        self.stage_seconds["coarse"] = time.perf_counter() - t0
         self._recalibrate_bn(coarse, lambda m: coarse(m), sift)
         coarse.eval().requires_grad_(False)
 
@@ -168,128 +157,61 @@ class INV(Attack):
                 rough = coarse(m)
             return refine(m, rough)
 
-        t0 = time.perf_counter()
         self._train_stage("refine", refine, refine_fwd, sift, images, batches, per, bool(hp["adversarial"]),
                           ctx.progress)
-        self.stage_seconds["refine"] = time.perf_counter() - t0
         self._recalibrate_bn(refine, refine_fwd, sift)
         refine.eval()
 
     def _train_stage(self, stage: str, net: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
-                     sift: SiftSet, images: torch.Tensor, batches: Any, per: nn.Module | None, adversarial: bool,
+                     sift: SiftSet, images: torch.Tensor, batches: Batches, per: nn.Module | None, adversarial: bool,
                      progress: bool) -> None:
+        """λ_pix·L1 (+ λ_per·perceptual) (+ λ_adv·BCE GAN against a discriminator built here when `adversarial`)."""
         hp = self.hp
         steps = int(hp[f"{stage}_steps"])
-        betas = tuple(hp["betas"])
-        opt = torch.optim.Adam(net.parameters(), lr=hp["lr"], betas=betas)  # type: ignore[arg-type]
-        opts = [opt]
-        disc = None
+        opt = adam(net.parameters(), hp)
+        adversary = None
         if adversarial:
             disc = Discriminator(self.net_cfg).to(self.device, memory_format=CL).train()
-            opt_d = torch.optim.Adam(disc.parameters(), lr=hp["lr"], betas=betas)  # type: ignore[arg-type]
-            opts.append(opt_d)
-        scheds = ([torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=max(steps, 1)) for o in opts]
-                  if hp["lr_decay"] == "cosine" else [])
+            adversary = Adversary(disc, BCE, adam(disc.parameters(), hp))
+        scheds = schedules([opt] + ([adversary.opt] if adversary else []), hp["lr_decay"], steps)
         net.train()
-        bar = tqdm(range(steps), desc=f"INV {stage}", disable=not progress, unit="step")
-        for step in bar:
-            idx = next(batches)
+
+        def step(idx: np.ndarray) -> float:
             maps = self._maps(sift, idx)
             target = images[torch.from_numpy(idx)].to(self.device, torch.float32, memory_format=CL)
             fake = forward(maps)
             loss = hp["lambda_pix"] * F.l1_loss(fake, target)
             if per is not None:
                 loss = loss + hp["lambda_per"] * per(fake, target)
-            if disc is not None:
-                disc.requires_grad_(False)
-                loss = loss + hp["lambda_adv"] * _bce(disc(fake), 1.0)
-                disc.requires_grad_(True)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if disc is not None:
-                d_loss = _bce(disc(target), 1.0) + _bce(disc(fake.detach()), 0.0)
-                opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
-                opt_d.step()
-            for sch in scheds:
-                sch.step()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise RuntimeError(f"inv: {stage} training diverged at step {step} (loss {value})")
-            self.history[stage].append(value)
-            if progress and (step % 10 == 0 or step == steps - 1):
-                bar.set_postfix(loss=f"{value:.4f}")
-        bar.close()
+            if adversary is not None:
+                loss = loss + hp["lambda_adv"] * adversary.generator_term(target, fake)
+            optimise(opt, loss)
+            if adversary is not None:
+                adversary.step(target, fake)
+            return float(loss.detach())
+
+        self.run_stage(stage, steps, batches, step, schedulers=scheds, progress=progress)
 
     def _recalibrate_bn(self, net: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
                         sift: SiftSet) -> None:
         """Running BN statistics of the trained `net` re-estimated as plain averages over `bn_batches` batches."""
-        n_batches = int(self.hp["bn_batches"])
-        if n_batches <= 0:
-            return
-        bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        momenta = [m.momentum for m in bns]
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average
-        net.train()
-        n, b = len(sift), min(int(self.hp["batch_size"]), len(sift))
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + 1)).numpy()
-        with torch.no_grad():
-            for k in range(min(n_batches, max(n // b, 1))):
-                forward(self._maps(sift, order[k * b:(k + 1) * b]))
-        for m, mom in zip(bns, momenta):
-            m.momentum = mom
-        net.eval()
+        recalibrate_bn(net, lambda idx: forward(self._maps(sift, idx)), len(sift), int(self.hp["batch_size"]),
+                       int(self.hp["bn_batches"]), self.seed + 1)
 
     # ------------------------------------------------------------------------------------------ reconstruction
-    def reconstruct(self, features: FeatureSet, progress: bool = True) -> torch.Tensor:
-        if self.coarse is None or self.refine is None:
-            raise RuntimeError("inv: reconstruct() before fit() or load_state_dict()")
-        if not isinstance(features, SiftSet):
-            raise BenchError(f"inv: needs SIFT features, got {type(features).__name__}")
-        self.coarse.eval()
-        self.refine.eval()
-        n, b, s = len(features), int(self.hp["eval_batch"]), self.image_size
-        out = torch.empty((n, 3, s, s), dtype=torch.float32)
-        with torch.no_grad():
-            for start in tqdm(range(0, n, b), desc="INV reconstruct", disable=not progress, unit="batch"):
-                idx = np.arange(start, min(start + b, n))
-                maps = self._maps(features, idx)
-                rec = self.refine(maps, self.coarse(maps))
-                out[start:start + len(idx)] = rec.float().cpu().clamp_(0, 1)
-        return out
+    def reconstruction_inputs(self, features: FeatureSet) -> SiftSet:
+        return require_sift(self.name, features)
 
-    # ------------------------------------------------------------------------------------------------- state
-    def state_dict(self) -> dict[str, Any]:
-        if self.coarse is None or self.refine is None:
-            raise RuntimeError("inv: state_dict() before fit() or load_state_dict()")
-
-        def cpu(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            return {k: v.detach().cpu() for k, v in sd.items()}
-
-        return {"config": self.config(), "coarse": cpu(self.coarse.state_dict()),
-                "refine": cpu(self.refine.state_dict())}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        nets = dict(state.get("config", {}).get("nets", {}))
-        if nets != self.net_cfg.to_dict():
-            raise BenchError(f"inv: saved state has networks {nets}, profile {self.profile!r} needs "
-                             f"{self.net_cfg.to_dict()}")
-        self._build()
+    def reconstruct_batch(self, features: SiftSet, indices: np.ndarray) -> torch.Tensor:
         assert self.coarse is not None and self.refine is not None
-        self.coarse.load_state_dict(state["coarse"])
-        self.refine.load_state_dict(state["refine"])
-        self.coarse.eval().requires_grad_(False)
-        self.refine.eval()
+        maps = self._maps(features, indices)
+        return self.refine(maps, self.coarse(maps))
 
     def describe(self) -> dict[str, Any]:
         cfg = self.net_cfg
         with torch.device("meta"):
             coarse, refine, disc = CoarseNet(cfg).eval(), RefineNet(cfg).eval(), Discriminator(cfg).eval()
             x = torch.zeros(1, cfg.in_channels, cfg.map_size, cfg.map_size)
-        flops = count_flops(lambda m: refine(m, coarse(m)), x)
         p_c, p_r, p_d = count_parameters(coarse), count_parameters(refine), count_parameters(disc)
         return {
             "profile": self.profile,
@@ -303,8 +225,7 @@ class INV(Attack):
             "params_total": p_c + p_r + p_d,
             "inference": f"one {cfg.image_size}x{cfg.image_size} image from a {cfg.map_size}x{cfg.map_size} map, "
                          "CoarseNet + RefineNet (convolutions and matrix products)",
-            "gflops": round(flops / 1e9, 2),
-            "gmacs": round(flops / 2e9, 2),
+            **flop_figures(lambda m: refine(m, coarse(m)), x),
             "paper_table_ii": {"params": "88M", "flops": "150G",
                                "best_match": "generators only (no discriminator) and MACs"},
         }

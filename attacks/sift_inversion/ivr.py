@@ -15,8 +15,6 @@ gives the image. Network shapes per profile are in PROFILES; `describe()` gives 
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
@@ -24,14 +22,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from bench.errors import BenchError
 from bench.features import FeatureSet, Requirement
-from bench.hyper import apply, declare
+from bench.hyper import declare
 from bench.features.sift import DESCRIPTOR_DIM, SiftSet
-from bench.nn.measure import count_flops, count_parameters
-from bench.plugins import Attack, FitContext, register_attack
+from bench.nn.measure import count_parameters
+from bench.plugins import FitContext, register_attack
+from bench.training import LearnedAttack, adam, flop_figures, optimise, schedules, seeded_batches
 
 CL = torch.channels_last
 LEAKY = 0.2
@@ -191,31 +189,16 @@ def net_config(profile: str | Mapping[str, Any]) -> IVRConfig:
                      enc_extra=p["enc_extra"], fc=tuple(p["fc"]), dec=tuple(p["dec"]), dec_extra=p["dec_extra"])
 
 
-def seeded_batches(n: int, batch: int, seed: int) -> Any:
-    """Endless epochs of a seeded permutation of range(n) in batches (last partial batch dropped)."""
-    gen = torch.Generator().manual_seed(int(seed))
-    b = min(int(batch), n)
-    while True:
-        perm = torch.randperm(n, generator=gen).numpy()
-        for i in range(0, n - b + 1, b):
-            yield perm[i:i + b]
-
-
-def check_training_inputs(who: str, features: FeatureSet, images: torch.Tensor, size: int) -> SiftSet:
+def require_sift(who: str, features: FeatureSet) -> SiftSet:
+    """`features` when they are SIFT, else a BenchError naming the attack."""
     if not isinstance(features, SiftSet):
         raise BenchError(f"{who}: needs SIFT features, got {type(features).__name__}")
-    if images.dim() != 4 or tuple(images.shape[1:]) != (3, size, size):
-        raise BenchError(f"{who}: training images must be N×3×{size}×{size}, got {tuple(images.shape)}")
-    if len(features) != images.shape[0]:
-        raise BenchError(f"{who}: {len(features)} feature records for {images.shape[0]} training images")
-    if images.shape[0] < 1:
-        raise BenchError(f"{who}: needs at least one training image")
     return features
 
 
 # ------------------------------------------------------------------------------------------------- attack
 @register_attack
-class IVR(Attack):
+class IVR(LearnedAttack):
     """IVR (Dosovitskiy & Brox): conv encoder, fully connected bottleneck, up-conv decoder, L2 loss only."""
 
     name = "ivr"
@@ -225,27 +208,27 @@ class IVR(Attack):
              "arXiv:1506.02753 (the IVR baseline of CFGAN, IEEE TCSVT 2024, Tables I-II)")
     profiles = ("smoke", "cpu", "paper")
     paper_figures = {"params_total": 93e6, "gmacs": 25.0}  # CFGAN's Table II (its "FLOPs" are MACs)
+    PROFILES = PROFILES
     params = declare(PROFILES, help={"enc_extra": "extra convolutions in the encoder",
                                      "dec_extra": "extra convolutions in the decoder"})
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:
         super().__init__(profile, image_size, device, seed, params)
-        self.hp: dict[str, Any] = apply(PROFILES[profile], self.overrides)
-        if self.image_size != self.hp["image_size"]:
-            raise BenchError(f"ivr profile {profile!r} reconstructs at {self.hp['image_size']}px, but image_size "
-                             f"{self.image_size} was asked for (use the run profile of the same name)")
         self.net_cfg = net_config(self.hp)
         self.net: IVRNet | None = None
-        self.history: list[float] = []
-        self.train_seconds = 0.0
+
+    def network_shapes(self) -> dict[str, Any]:
+        return self.net_cfg.to_dict()
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "hyper": dict(self.hp), "nets": self.net_cfg.to_dict(),
-                "map": {"compress": True, "extras": list(EXTRA_CHANNELS)}}
+        return {**super().config(), "map": {"compress": True, "extras": list(EXTRA_CHANNELS)}}
 
-    def _build(self) -> None:
+    def build(self) -> None:
         self.net = IVRNet(self.net_cfg).to(self.device, memory_format=CL)
+
+    def networks(self) -> dict[str, nn.Module | None]:
+        return {"net": self.net}
 
     def _maps(self, features: SiftSet, idx: np.ndarray) -> torch.Tensor:
         m = keypoint_maps(features, idx, self.hp["map_size"], seed=self.seed)
@@ -253,80 +236,44 @@ class IVR(Attack):
 
     def fit(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:
         """Adam on the mean squared pixel error (the original's only loss)."""
-        sift = check_training_inputs("ivr", features, images, self.image_size)
+        sift = require_sift(self.name, features)
+        self.check_training_inputs(features, images)
         hp = self.hp
         if self.profile != "paper":
             ctx.notes.append(f"ivr: the {self.profile} profile uses reduced widths ({self.net_cfg.to_dict()['enc']} "
                              f"encoder, FC {list(self.net_cfg.fc)}), {hp['steps']} steps and learning rate "
                              f"{hp['lr']:g} ({'constant' if hp['lr_decay'] == 'none' else hp['lr_decay'] + ' decay'}) instead of "
                              "the paper profile's 1e-4 for 100 000 steps")
-        torch.manual_seed(self.seed)
-        self._build()
+        self.start_training()
         assert self.net is not None
+        net = self.net
         steps = int(hp["steps"])
-        opt = torch.optim.Adam(self.net.parameters(), lr=hp["lr"], betas=tuple(hp["betas"]))  # type: ignore[arg-type]
-        sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
-                 if hp["lr_decay"] == "cosine" else None)
-        batches = seeded_batches(images.shape[0], hp["batch_size"], self.seed)
-        self.history = []
-        self.net.train()
-        t0 = time.perf_counter()
-        bar = tqdm(range(steps), desc="IVR", disable=not ctx.progress, unit="step")
-        for step in bar:
-            idx = next(batches)
+        opt = adam(net.parameters(), hp)
+        net.train()
+
+        def step(idx: np.ndarray) -> float:
             maps = self._maps(sift, idx)
             target = images[torch.from_numpy(idx)].to(self.device, torch.float32, memory_format=CL)
-            loss = F.mse_loss(self.net(maps), target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise RuntimeError(f"ivr: training diverged at step {step} (loss {value})")
-            self.history.append(value)
-            if ctx.progress and (step % 10 == 0 or step == steps - 1):
-                bar.set_postfix(loss=f"{value:.4f}")
-        bar.close()
-        self.train_seconds = time.perf_counter() - t0
-        self.net.eval()
+            loss = F.mse_loss(net(maps), target)
+            optimise(opt, loss)
+            return float(loss.detach())
 
-    def reconstruct(self, features: FeatureSet, progress: bool = True) -> torch.Tensor:
-        if self.net is None:
-            raise RuntimeError("ivr: reconstruct() before fit() or load_state_dict()")
-        if not isinstance(features, SiftSet):
-            raise BenchError(f"ivr: needs SIFT features, got {type(features).__name__}")
-        self.net.eval()
-        n, b, s = len(features), int(self.hp["eval_batch"]), self.image_size
-        out = torch.empty((n, 3, s, s), dtype=torch.float32)
-        with torch.no_grad():
-            for start in tqdm(range(0, n, b), desc="IVR reconstruct", disable=not progress, unit="batch"):
-                idx = np.arange(start, min(start + b, n))
-                out[start:start + len(idx)] = self.net(self._maps(features, idx)).float().cpu().clamp_(0, 1)
-        return out
+        self.run_stage("train", steps, seeded_batches(images.shape[0], hp["batch_size"], self.seed), step,
+                       schedulers=schedules([opt], hp["lr_decay"], steps), progress=ctx.progress, desc="IVR")
+        net.eval()
 
-    def state_dict(self) -> dict[str, Any]:
-        if self.net is None:
-            raise RuntimeError("ivr: state_dict() before fit() or load_state_dict()")
-        return {"config": self.config(), "net": {k: v.detach().cpu() for k, v in self.net.state_dict().items()}}
+    def reconstruction_inputs(self, features: FeatureSet) -> SiftSet:
+        return require_sift(self.name, features)
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        nets = dict(state.get("config", {}).get("nets", {}))
-        if nets != self.net_cfg.to_dict():
-            raise BenchError(f"ivr: saved state has network {nets}, profile {self.profile!r} needs "
-                             f"{self.net_cfg.to_dict()}")
-        self._build()
+    def reconstruct_batch(self, features: SiftSet, indices: np.ndarray) -> torch.Tensor:
         assert self.net is not None
-        self.net.load_state_dict(state["net"])
-        self.net.eval()
+        return self.net(self._maps(features, indices))
 
     def describe(self) -> dict[str, Any]:
         cfg = self.net_cfg
         with torch.device("meta"):
             net = IVRNet(cfg).eval()
             x = torch.zeros(1, cfg.in_channels, cfg.map_size, cfg.map_size)
-        flops = count_flops(net, x)
         fc = sum(count_parameters(m) for m in net.fc.modules() if isinstance(m, nn.Linear))
         return {
             "profile": self.profile,
@@ -337,7 +284,6 @@ class IVR(Attack):
             "params_fully_connected": fc,
             "inference": f"one {cfg.image_size}x{cfg.image_size} image from a {cfg.map_size}x{cfg.map_size} map "
                          "(convolutions and matrix products)",
-            "gflops": round(flops / 1e9, 2),
-            "gmacs": round(flops / 2e9, 2),
+            **flop_figures(net, x),
             "paper_table_ii": {"params": "93M", "flops": "25G", "best_match": "parameters and MACs"},
         }

@@ -24,8 +24,9 @@ LAYERS: list[tuple[str, ...]] = [
      "logistic_regression", "run_files", "paper_parity", "matching", "locks", "devices", "__version__"),
     ("spec", "hyper", "features", "nn"),  # the run spec and hyper-parameters; feature containers; network blocks
     ("plugins",),  # plugin base classes and their registries
-    ("embedders", "compat", "semsim_checkpoint", "metric_conventions"),  # shared embedders; old plugin APIs; loading a
-    # SemSim checkpoint; the table of metric conventions (registers metric variants through bench.plugins)
+    # shared embedders; old plugin APIs; loading a SemSim checkpoint; the table of metric conventions (it registers
+    # the metric variants through bench.plugins); the shared trainer of learned attacks (LearnedAttack is an Attack)
+    ("embedders", "compat", "semsim_checkpoint", "metric_conventions", "training"),
     ("extractors", "datasets"),
     ("attacks", "defenses", "metrics"),  # the built-in plugins
     ("store",),  # SQLite: never imports the runner or the reports

@@ -141,23 +141,24 @@ class StoreConnection:
             with self._errors():
                 yield db
         except BaseException:
-            if db.in_transaction:
-                try:
-                    db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+            _rollback(db)
             raise
         with self._errors():
             try:
                 db.execute("COMMIT")
             except BaseException:
-                if db.in_transaction:
-                    try:
-                        db.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
+                _rollback(db)
                 raise
 
     def schema_version(self) -> int:
         """The schema version recorded in the store (SCHEMA_VERSION once it is open)."""
         return int(self._query("SELECT version FROM schema_version")[0][0])
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Undo the open transaction, if any (a failed rollback leaves SQLite to undo it when the connection closes)."""
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass

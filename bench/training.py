@@ -14,6 +14,12 @@ A subclass gives `build` (create its networks from the torch global RNG), `netwo
 checkpoint key), `fit` (its stages, through `run_stage`) and `reconstruct_batch`. Every helper consumes random
 numbers exactly where the copies it replaced did, so the built-in attacks' numbers are unchanged by it
 (docs/plugins.md, "A learned attack").
+
+Data-parallel training (several processes under torchrun, bench.nn.distributed): in a stage of an attack that
+declares `shards_exactly`, every rank draws the same seeded global batch and steps on its own shard of it;
+`optimise` averages the gradients over the ranks, the logged loss is the global batch's, batch norm layers of the
+networks and discriminators use the global batch's statistics, and the weights are checked equal on every rank
+after the stage. One process: all of it is a no-op.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from tqdm.auto import tqdm
 from bench.errors import BenchError
 from bench.features import FeatureSet
 from bench.hyper import apply
+from bench.nn import distributed
 from bench.nn.losses import bce_with_target, ragan_d_loss, ragan_g_loss
 from bench.nn.measure import flops_and_macs
 from bench.plugins import Attack
@@ -82,6 +89,8 @@ def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     """One optimisation step on `loss`: gradients cleared (set to None), back-propagated, applied."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    if distributed.sharding():  # data-parallel: the gradient of the global batch's mean loss
+        distributed.average_gradients(p for group in opt.param_groups for p in group["params"])
     opt.step()
 
 
@@ -112,7 +121,7 @@ class Adversary:
     """A discriminator with its optimiser and GAN loss: the generator's adversarial term, then its own step."""
 
     def __init__(self, disc: nn.Module, loss: GANLoss, opt: torch.optim.Optimizer) -> None:
-        self.disc, self.loss, self.opt = disc, loss, opt
+        self.disc, self.loss, self.opt = distributed.sync_batch_norm(disc), loss, opt
 
     def generator_term(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """The generator's adversarial loss on `fake` (gradients reach the generator, never the discriminator)."""
@@ -184,6 +193,12 @@ def cpu_state(net: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in net.state_dict().items()}
 
 
+def parallel_refusal(attack: str) -> str:
+    """The one line that refuses data-parallel training of an attack that does not declare it exact."""
+    return (f"attack {attack!r} cannot train on several processes: its training step is not declared to split "
+            "exactly over shards of a batch (LearnedAttack.shards_exactly); run it with one process")
+
+
 # ------------------------------------------------------------------------------------------ the base class
 class LearnedAttack(Attack):
     """Base of attacks trained on the auxiliary split: hyper-parameters, named networks, stages, checkpoint,
@@ -191,6 +206,10 @@ class LearnedAttack(Attack):
 
     # Per-profile hyper-parameters (declare them with `params = declare(PROFILES)`); read as `self.hp`.
     PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    # True when a step on shards of a batch, with averaged gradients, equals the step on the whole batch: no
+    # sample-coupling other than batch norm and `distributed.batch_mean`, no random numbers drawn per step, every
+    # update through `optimise`. Only such an attack trains on several processes (tests/test_distributed.py).
+    shards_exactly: ClassVar[bool] = False
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
                  params: Mapping[str, Any] | None = None) -> None:
@@ -246,8 +265,13 @@ class LearnedAttack(Attack):
 
     def start_training(self) -> None:
         """Seed the torch global RNG with the run seed, build fresh networks, clear histories and timings."""
+        if distributed.active() and not type(self).shards_exactly:
+            raise BenchError(parallel_refusal(self.name))
         torch.manual_seed(self.seed)
         self.build()
+        for net in self.networks().values():
+            if net is not None:
+                distributed.sync_batch_norm(net)
         self.history, self.stage_seconds = {}, {}
 
     def run_stage(self, stage: str, steps: int, batches: Batches, step: Callable[[np.ndarray], float], *,
@@ -255,9 +279,28 @@ class LearnedAttack(Attack):
         """One training stage: `run_steps` with the stage's loss history and wall time recorded."""
         self.history[stage] = []
         t0 = time.perf_counter()
-        run_steps(self.name, steps, batches, step, history=self.history[stage], schedulers=schedulers,
-                  progress=progress, desc=desc or f"{self.name.upper()} {stage}", stage=stage)
+        with distributed.sharded() as parallel:
+            if parallel:  # this rank's shard of each global batch; the global batch's mean loss
+                batches, step = self._shard_batches(batches), self._global_loss(step)
+            run_steps(self.name, steps, batches, step, history=self.history[stage], schedulers=schedulers,
+                      progress=progress and distributed.is_main(), desc=desc or f"{self.name.upper()} {stage}",
+                      stage=stage)
+        if parallel:
+            distributed.check_in_sync([n for n in self.networks().values() if n is not None],
+                                      f"{self.name} {stage} training")
         self.stage_seconds[stage] = time.perf_counter() - t0
+
+    def _shard_batches(self, batches: Batches) -> Batches:
+        for batch in batches:
+            try:
+                yield distributed.shard(batch)
+            except ValueError as exc:
+                raise BenchError(f"{self.name}: {exc} (choose a process count that divides the batch size "
+                                 f"{len(batch)})") from None
+
+    @staticmethod
+    def _global_loss(step: Callable[[np.ndarray], float]) -> Callable[[np.ndarray], float]:
+        return lambda idx: distributed.mean_over_ranks(step(idx))
 
     # ----------------------------------------------------------------------------------- reconstruction
     def _trained(self, what: str) -> dict[str, nn.Module]:

@@ -105,6 +105,7 @@ class KeypointCNN(LearnedAttack):
     consumes = Requirement("sift", {"has_coordinates": True})
     paper = "baseline (no paper): the worked example of a learned attack on leakbench's shared trainer"
     profiles = ("smoke", "cpu")
+    shards_exactly = True  # batch norm synchronised, RaGAN's batch means global (bench.nn.distributed)
     PROFILES = PROFILES
     params = declare(PROFILES, help={"grid": "cells per side of the keypoint raster",
                                      "widths": "decoder widths", "disc_widths": "discriminator widths",

@@ -98,6 +98,7 @@ class CFGAN(LearnedAttack):
              "(CFGAN), IEEE TCSVT 2024, doi:10.1109/TCSVT.2024.3367808")
     profiles = ("smoke", "cpu", "paper")
     paper_figures = {"params_generators": 153e6, "gmacs": 148.0}  # Table II (its "FLOPs" are MACs)
+    shards_exactly = True  # batch norm synchronised, RaGAN's batch means global (bench.nn.distributed)
     PROFILES = PROFILES
     params = {**declare(PROFILES, help={
         "bottleneck_div": "divisor of the 3×3 bottleneck conv widths", "fine_from_coarse":

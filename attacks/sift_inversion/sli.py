@@ -120,6 +120,7 @@ class SLI(LearnedAttack):
     profiles = ("smoke", "cpu", "paper")
     paper_figures = {"params_generators": 78e6, "gmacs": 96.0}  # Table II; its "FLOPs" are MACs (docs/sli.md)
     PROFILES = PROFILES
+    shards_exactly = True  # instance norm (per image) only; RaGAN's batch means global (bench.nn.distributed)
     params = {**declare(PROFILES),
               **stage_steps(PROFILES, ("lbp_steps", "image_steps"))}
 

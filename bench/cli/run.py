@@ -84,15 +84,27 @@ def print_summary(result: Any, attack: str, defense: str, dataset: str, profile:
 @click.option("--extract-size", type=int, default=None,
               help="Size the victim sees, in px [the profile's, or a small dataset's native size].")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--launcher", type=click.Choice(["none", "torchrun"]), default="none", show_default=True,
+              help="torchrun: start this run as --nproc data-parallel processes (torch.distributed.run; gloo on "
+                   "CPU, nccl with CUDA, one GPU per process); rank 0 alone writes.")
+@click.option("--nproc", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Processes for --launcher torchrun (must divide the attack's batch size).")
 @user_errors
 def run_cmd(attack: str, defense: str, attack_args: tuple[str, ...], defense_args: tuple[str, ...], dataset: str,
             data_root: Path | None, aux_dataset: str | None, aux_data_root: Path | None, profile: str, seed: int,
             n_train: int | None, n_test: int | None, results: Path, device: str, threads: int | None,
             extractor: str | None, extractor_args: tuple[str, ...], metric_names: str | None, image_size: int | None, extract_size: int | None,
-            quiet: bool) -> None:
+            quiet: bool, launcher: str, nproc: int) -> None:
     """Train ATTACK on the auxiliary split, reconstruct the private split, score it, store and tabulate."""
+    import dataclasses
+    import sys
+
+    from bench.cli import launch
     from bench.run.plan import RunRequest
     from bench.run.runner import execute
+
+    world = 1 if launcher == "torchrun" else launch.join()  # under torchrun: this process is one rank of `world`
+    quiet = quiet or not _is_main()
 
     metrics = None  # the defaults for this attack and dataset (bench/run/metric_defaults.py)
     if metric_names is not None:
@@ -104,8 +116,25 @@ def run_cmd(attack: str, defense: str, attack_args: tuple[str, ...], defense_arg
                      defense_params=parse_assignments(defense_args, "--defense-arg"), threads=threads,
                      extractor_params=parse_assignments(extractor_args, "--extractor-arg"),
                      image_size=image_size, extract_size=extract_size)
-    result = execute(req)
-    print_summary(result, attack, defense, dataset, profile)
+    if launcher == "torchrun":  # the same request, as `nproc` ranks of `bench run`
+        from bench.run.command import request_args
+
+        sys.exit(launch.launch(nproc, request_args(req) + (["--quiet"] if quiet else [])))
+    req = dataclasses.replace(req, device=launch.rank_device(device))
+    try:
+        result = execute(req)
+    finally:
+        launch.leave()
+    if result is not None:  # None: a rank other than 0, which prints nothing
+        print_summary(result, attack, defense, dataset, profile)
+        if world > 1:
+            click.echo(f"trained on {world} processes (torchrun)")
+
+
+def _is_main() -> bool:
+    from bench.nn import distributed
+
+    return distributed.is_main()
 
 
 __all__ = ["run_cmd", "print_summary", "registry"]

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.nn.distributed import batch_mean
 from bench.nn.vgg import VGG19Features
 
 
@@ -20,16 +21,17 @@ def ragan_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.
     """Discriminator loss of RaGAN (CFGAN eqs. 5, 7, 8): −E log D'(x_r) − E log(1 − D'(x_f)).
 
     D'(x_r) = sigmoid(D(x_r) − E[D(x_f)]) and D'(x_f) = sigmoid(D(x_f) − E[D(x_r)]), the expectations being batch
-    means; computed on logits with BCE-with-logits for numerical stability.
+    means (over the global batch when several processes each train on a shard: bench.nn.distributed.batch_mean);
+    computed on logits with BCE-with-logits for numerical stability.
     """
-    return (bce_with_target(real_logits - fake_logits.mean(), 1.0)
-            + bce_with_target(fake_logits - real_logits.mean(), 0.0))
+    return (bce_with_target(real_logits - batch_mean(fake_logits), 1.0)
+            + bce_with_target(fake_logits - batch_mean(real_logits), 0.0))
 
 
 def ragan_g_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Generator loss of RaGAN (CFGAN eqs. 6–8): −E log D'(x_f) − E log(1 − D'(x_r))."""
-    return (bce_with_target(fake_logits - real_logits.mean(), 1.0)
-            + bce_with_target(real_logits - fake_logits.mean(), 0.0))
+    return (bce_with_target(fake_logits - batch_mean(real_logits), 1.0)
+            + bce_with_target(real_logits - batch_mean(fake_logits), 0.0))
 
 
 class PerceptualLoss(nn.Module):

@@ -6,6 +6,11 @@ puts an outcome into the store. `execute` does both in one process, as `bench ru
 output under a key of exactly its inputs, so a run that is killed and started again resumes where it stopped,
 recomputes nothing that is complete and never duplicates or loses a metric row. The runner knows plugins only
 through their interfaces (bench.plugins): it has no idea what SIFT is.
+
+Under torchrun (several ranks, bench.nn.distributed) every rank runs `execute`: rank 0 computes and writes the
+stages before training while the others wait and read its cache entries, all ranks train the attack together
+(data-parallel), and rank 0 alone keeps the checkpoint and goes on to evaluate, write the run folder and the store;
+the other ranks stop after training (`execute` returns None there).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from bench.run.cache import StageCache
 from bench.run.defend import defended_releases
 from bench.run.evaluate import Evaluation, evaluate
 from bench.locks import file_lock
+from bench.nn import distributed
 from bench.run.plan import Plan, RunRequest, fault_point, plan
 from bench.hashing import digest
 from bench.run.stages import (check_learnable, unused_split, defense_utility, granted_victim, load_split, split_features,
@@ -91,11 +97,33 @@ def results_folder(results: Path) -> Path:
     return results
 
 
-def compute(req: RunRequest, p: Plan | None = None) -> RunOutcome:
-    """Compute (or resume) one run; writes only files, never the store. Safe under concurrent processes."""
+def check_parallel(p: Plan) -> None:
+    """Under several ranks, refuse (one line) an attack whose training does not split exactly over them."""
+    if not distributed.active():
+        return
+    from bench.training import LearnedAttack, parallel_refusal
+
+    if not (isinstance(p.attack, LearnedAttack) and type(p.attack).shards_exactly):
+        raise BenchError(parallel_refusal(p.spec.attack))
+
+
+def parallel_record() -> dict[str, Any]:
+    """How many processes trained (run.json's `distributed`): world size and backend (1 and None alone)."""
+    import torch.distributed as dist
+
+    size = distributed.world()[1] if distributed.active() else 1
+    return {"world_size": size, "backend": dist.get_backend() if distributed.active() else None}
+
+
+def compute(req: RunRequest, p: Plan | None = None) -> RunOutcome | None:
+    """Compute (or resume) one run; writes only files, never the store. Safe under concurrent processes.
+    A rank other than 0 of a data-parallel run writes nothing, trains its share and returns None."""
     apply_threads(req.threads)
     threads = thread_record()
     p = p or plan(req)
+    check_parallel(p)
+    if not distributed.is_main():
+        return _compute_locked(req, p, StageCache(Path(req.results) / "cache"), Path(req.results), threads)
     results = results_folder(req.results)
     cache = StageCache(results / "cache")
     run_id = p.spec.run_id
@@ -106,7 +134,7 @@ def compute(req: RunRequest, p: Plan | None = None) -> RunOutcome:
 
 
 def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
-                    threads: dict[str, Any]) -> RunOutcome:
+                    threads: dict[str, Any]) -> RunOutcome | None:
     timer = _Timer()
     torch.manual_seed(p.spec.seed)
     with timer("victim"):
@@ -133,11 +161,13 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
                              p.spec.image_size) if uses_aux
                       else torch.zeros(0, 3, p.spec.image_size, p.spec.image_size))
     check_learnable(aux_released, "auxiliary", type(p.attack).uses_features)
-    environment = {"threads": threads, "versions": outputs.package_versions()}
+    environment = {"threads": threads, "versions": outputs.package_versions(), "distributed": parallel_record()}
     victim = granted_victim(p)
     with timer("train"):
         trained = trained_attack(cache, p, aux_released, aux_images, aux, req.progress, environment, victim)
     fault_point("after-train")
+    if not distributed.is_main():
+        return None  # rank 0 evaluates and writes
     ctx = EvalContext(labels=dict(private.labels), ids=list(private.ids), aux_images=aux_images,
                       aux_labels=dict(aux.labels), device=p.attack.device, seed=p.spec.seed,
                       image_size=p.spec.image_size, cache_dir=cache.root / "metrics",
@@ -158,6 +188,7 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
         cache={"features": aux.cache_hit and private.cache_hit, "attack": trained.cache_hit,
                "eval_batches_reused": ev.batches_reused, "eval_batches": ev.batches},
     )
+    record["distributed"] = parallel_record()  # this run's processes (a reused checkpoint's: under training)
     outputs.write_run_files(run_dir, record, p, private.ids, released, ev)
     fault_point("before-finish")
     return RunOutcome(run_id=p.spec.run_id, config_id=p.spec.config_id, spec=p.spec.to_dict(), record=record,
@@ -188,16 +219,22 @@ def write(store: Store, outcome: RunOutcome) -> None:
     store.finish_run(outcome.run_id, outcome.record)
 
 
-def execute(req: RunRequest) -> RunResult:
-    """Run (or resume) one spec, write every output and refresh the leaderboard; the function behind `bench run`."""
+def execute(req: RunRequest) -> RunResult | None:
+    """Run (or resume) one spec, write every output and refresh the leaderboard; the function behind `bench run`.
+    On a rank other than 0 of a data-parallel run: train its share, write nothing, return None."""
     from bench.report.leaderboard import refresh_leaderboard
 
     p = plan(req)
+    check_parallel(p)  # before the store records a run
+    if not distributed.is_main():
+        compute(req, p)
+        return None
     results = results_folder(req.results)
     with Store(results / "bench.sqlite") as store:  # opened once; no transaction is held while computing
         store.start_run(p.spec.run_id, p.spec.to_dict(), p.spec.config_id)
         try:
             outcome = compute(req, p)
+            assert outcome is not None  # rank 0 (or one process) always has one
         except BaseException as exc:
             store.fail_run(p.spec.run_id, f"{type(exc).__name__}: {exc}")
             raise

@@ -19,6 +19,7 @@ import torch
 
 from bench.errors import BenchError
 from bench.features import FeatureSet, check_coverage
+from bench.nn import distributed
 from bench.plugins import Dataset, Extractor, FitContext, ImageSet, UtilityContext, UtilityTraining, Victim
 from bench.run.cache import StageCache
 from bench.run.plan import Plan, fault_point
@@ -201,6 +202,8 @@ def trained_attack(cache: StageCache, p: Plan, aux: FeatureSet, aux_images: torc
         fault_point("during-train")  # a kill here leaves a partial temporary entry that the next writer sweeps
         provenance = {"device": str(p.attack.device), "train_s": round(time.perf_counter() - t0, 3),
                       "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **environment}
+        if not distributed.is_main():  # every rank trains; rank 0 alone keeps the checkpoint
+            return
         torch.save({"spec": p.spec.to_dict(), "notes": list(ctx.notes), "provenance": provenance,
                     "state": p.attack.state_dict()}, tmp / "attack.pt")
 
@@ -209,7 +212,7 @@ def trained_attack(cache: StageCache, p: Plan, aux: FeatureSet, aux_images: torc
         p.attack.load_state_dict(state["state"])
         return state
 
-    state, hit = cache.load_or_create("attacks", key, inputs, build, load)
+    state, hit = cache.load_or_create("attacks", key, inputs, build, load, every_rank=True)
     return TrainedAttack(hit, dict(state.get("provenance", {})), list(state.get("notes", [])))
 
 

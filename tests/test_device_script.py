@@ -37,3 +37,20 @@ def test_paper_profile_without_vgg19_weights_stops_with_the_fix(monkeypatch: pyt
     monkeypatch.setattr(weights, "require", missing)
     with pytest.raises(WeightsMissingError, match="vgg19"):
         _module().time_coarse_steps("paper", torch.device("cpu"), steps=1, n=8, perceptual=None)
+
+
+@pytest.mark.slow
+def test_the_script_runs_as_two_data_parallel_processes() -> None:
+    """--nproc 2 on CPU (gloo): rank 0 alone prints, the time per step is reported for the global batch."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--profile", "smoke", "--steps", "3",
+                           "--warmup", "0", "--n", "8", "--nproc", "2"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("coarse steps:") == 1 and "on 2 process(es)" in done.stdout
+    r = json.loads(done.stdout.strip().splitlines()[-1])
+    assert r["processes"] == 2 and r["batch_size"] == 4 and r["s_per_step"] > 0

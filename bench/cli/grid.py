@@ -82,9 +82,15 @@ def grid_cmd(attacks: str | None, defenses: str | None, datasets: str | None, se
     others go on (exit status 1 at the end). Runs already complete in the store are not run again, so a grid that
     was stopped resumes when started again.
     """
+    import os
+
     from bench.errors import BenchError
     from bench.params import parse_assignments
     from bench.run.grid import run_grid
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise BenchError("bench grid does not run under torchrun (its runs are single-process); train one run on "
+                         "several processes with `bench run --launcher torchrun`")
     from bench.run.grid_spec import (GridSpec, load_grid_file, parse_dataset_item, parse_plugin_item, parse_seeds,
                                      split_list)
 

@@ -37,12 +37,12 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     return subprocess.call(torchrun_command(nproc, argv), env=env)
 
 
-def join() -> int:
-    """Under torchrun: join the process group and silence a rank other than 0 (warnings and logging below
-    errors); the world size (1 without torchrun)."""
+def join(device: str = "cpu") -> int:
+    """Under torchrun: join the process group (nccl for a CUDA `device`, else gloo) and silence a rank other than
+    0 (warnings and logging below errors); the world size (1 without torchrun)."""
     from bench.nn import distributed
 
-    if not distributed.init():
+    if not distributed.init("nccl" if device.startswith("cuda") else "gloo"):
         return 1
     if not distributed.is_main():
         warnings.simplefilter("ignore")

@@ -103,7 +103,7 @@ def run_cmd(attack: str, defense: str, attack_args: tuple[str, ...], defense_arg
     from bench.run.plan import RunRequest
     from bench.run.runner import execute
 
-    world = 1 if launcher == "torchrun" else launch.join()  # under torchrun: this process is one rank of `world`
+    world = 1 if launcher == "torchrun" else launch.join(device)  # under torchrun: this process is one rank of `world`
     quiet = quiet or not _is_main()
 
     metrics = None  # the defaults for this attack and dataset (bench/run/metric_defaults.py)

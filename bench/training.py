@@ -208,7 +208,7 @@ class LearnedAttack(Attack):
     PROFILES: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     # True when a step on shards of a batch, with averaged gradients, equals the step on the whole batch: no
     # sample-coupling other than batch norm and `distributed.batch_mean`, no random numbers drawn per step, every
-    # update through `optimise`. Only such an attack trains on several processes (tests/test_distributed.py).
+    # update through `optimise`. Only such an attack trains on several processes (docs/speed.md).
     shards_exactly: ClassVar[bool] = False
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,
@@ -293,10 +293,11 @@ class LearnedAttack(Attack):
     def _shard_batches(self, batches: Batches) -> Batches:
         for batch in batches:
             try:
-                yield distributed.shard(batch)
+                mine = distributed.shard(batch)
             except ValueError as exc:
                 raise BenchError(f"{self.name}: {exc} (choose a process count that divides the batch size "
                                  f"{len(batch)})") from None
+            yield mine
 
     @staticmethod
     def _global_loss(step: Callable[[np.ndarray], float]) -> Callable[[np.ndarray], float]:

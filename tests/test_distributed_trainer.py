@@ -211,7 +211,7 @@ if d.is_main():
 '''
 
 # rtol of the whole loss trajectory per attack (see the module docstring for the measured drift)
-TRAJECTORY_RTOL = {"keypoint-cnn": 1e-4, "sli": 2e-3, "cfgan": 2e-2}
+TRAJECTORY_RTOL = {"keypoint-cnn": 1e-5, "sli": 2e-3, "cfgan": 5e-2}
 
 
 def fit(tmp_path: Path, attack: str, nproc: int, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -225,6 +225,8 @@ def check_trajectory(attack: str, one_run: dict[str, Any], two_run: dict[str, An
     assert one["history"].keys() == two["history"].keys()
     first = next(iter(one["history"]))
     assert two["history"][first][0] == pytest.approx(one["history"][first][0], rel=1e-6)
+    drift = max(float(np.max(np.abs(np.subtract(two["history"][k], v)) / np.abs(v))) for k, v in one["history"].items())
+    print(f"{attack}: largest relative loss difference, 2 ranks vs 1: {drift:.2e}")
     for stage, losses in one["history"].items():
         assert len(losses) > 1 and len(set(losses)) == len(losses)
         np.testing.assert_allclose(two["history"][stage], losses, rtol=TRAJECTORY_RTOL[attack], atol=0,

@@ -346,6 +346,7 @@ class SLIR(SLI):
     """SLI-R: descriptors without coordinates are placed at the matched keypoints of an auxiliary reference image."""
 
     name = "sli-r"
+    shards_exactly = False  # sli's step, but its reference preparation was not checked on several processes
     consumes = Requirement("sift", {"has_descriptors": True})
 
     def __init__(self, profile: str, image_size: int, device: torch.device | str = "cpu", seed: int = 0,

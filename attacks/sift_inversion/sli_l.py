@@ -152,6 +152,7 @@ class SLIL(SLI):
     """SLI-L: descriptors without coordinates are classified into facial-landmark groups and placed on a template."""
 
     name = "sli-l"
+    shards_exactly = False  # sli's step, but its classifier training was not checked on several processes
     consumes = Requirement("sift", {"has_descriptors": True})
     params = {**SLI.params, **declare(CLASSIFIER_PROFILES, prefix="classifier_", help={
         "classifier_steps": "training steps of the descriptor classifier", "classifier_batch_size":

@@ -1,8 +1,8 @@
 """`bench run --launcher torchrun --nproc N`: the same command re-started as N data-parallel processes.
 
-torchrun (`python -m torch.distributed.run`) starts N copies of `bench run ...` (the run's request as arguments, bench/run/command.py) on
-this machine and sets RANK, LOCAL_RANK and WORLD_SIZE in each; `join` then makes every copy one rank of the group
-(bench/nn/distributed.py). Rank 0 prints and writes everything; the other ranks print errors only.
+torchrun (`python -m torch.distributed.run`) starts N copies of `bench run ...` (the run's request as arguments,
+bench/run/command.py) on this machine and sets RANK, LOCAL_RANK and WORLD_SIZE in each; `join` then makes every
+copy one rank of the group (bench/nn/distributed.py). Rank 0 prints and writes everything; the other ranks print errors only.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ torch's own `nn.SyncBatchNorm` runs on GPUs only; this one runs on any device th
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bench.nn import distributed

@@ -53,6 +53,7 @@ def synthetic_data(n: int, image_size: int, seed: int = 0) -> tuple[SiftSet, tor
     return SiftSet(kp, desc, offsets, meta={"image_size": image_size}), images
 
 
+ARGS_ENV = "BENCH_DEVICE_CHECK_ARGS"  # this script's arguments, for its ranks under torchrun
 CFGAN_SIZE = {"smoke": 32, "cpu": 64, "paper": 256}  # each profile's image size (a CFGAN asks for its own)
 
 
@@ -107,11 +108,16 @@ def main() -> None:
     p.add_argument("--no-perceptual", action="store_true", help="switch the perceptual (VGG19) loss off")
     p.add_argument("--nproc", type=int, default=1, help="data-parallel processes (torchrun; one GPU each)")
     p.add_argument("--batch", type=int, default=None, help="global batch [the profile's]; divisible by --nproc")
-    args = p.parse_args()
+    # Under torchrun the arguments come through the environment: torchrun's own parser would take `--n` or
+    # `--nproc` for abbreviations of its options.
+    ranked = os.environ.get("WORLD_SIZE") and ARGS_ENV in os.environ
+    args = p.parse_args(json.loads(os.environ[ARGS_ENV]) if ranked else None)
     if args.nproc > 1 and not os.environ.get("WORLD_SIZE"):  # re-start this script as nproc ranks
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
-               __file__, *sys.argv[1:]]
-        sys.exit(subprocess.call(cmd, env={**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}))
+               __file__]
+        env = {**os.environ, ARGS_ENV: json.dumps(sys.argv[1:]),
+               "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        sys.exit(subprocess.call(cmd, env=env))
     from bench.nn import distributed
 
     distributed.init("nccl" if args.device.startswith("cuda") else "gloo")

@@ -2,7 +2,8 @@
 
 torchrun starts two `bench run` ranks; rank 0 extracts and caches the features while rank 1 waits and reads them,
 both train CFGAN (smoke profile) on halves of every batch, rank 0 alone writes the checkpoint, the run folder and
-the store, and prints; rank 1 prints nothing. About 40 s on 2 cores (two torch start-ups and the smoke pipeline).
+the store, and prints; rank 1 prints nothing. About 45 s of CPU time (two torch start-ups and the smoke
+pipeline); 92 s wall on a busy 2-core machine.
 """
 
 from __future__ import annotations

@@ -59,3 +59,26 @@ def test_bench_grid_under_torchrun_is_refused_in_one_line(monkeypatch: pytest.Mo
     monkeypatch.setenv("WORLD_SIZE", "2")
     out = CliRunner().invoke(main, ["grid", "--attacks", "cfgan", "--defenses", "none", "--profile", "smoke"])
     assert out.exit_code == 2 and "bench grid does not run under torchrun" in out.output
+
+
+def test_a_run_of_an_undeclared_attack_is_refused_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under several ranks `bench run` refuses attacks that do not declare `shards_exactly` (non-learned ones too)
+    before the store records a run; declared ones pass."""
+    from types import SimpleNamespace
+
+    from bench import registry
+    from bench.errors import BenchError
+    from bench.nn import distributed
+    from bench.run.runner import check_parallel
+
+    def plan_of(name: str) -> SimpleNamespace:
+        cls = registry.attacks.get(name).obj
+        return SimpleNamespace(attack=cls("smoke", 32, "cpu"), spec=SimpleNamespace(attack=name))
+
+    check_parallel(plan_of("mean-image"))  # one process: nothing to refuse
+    monkeypatch.setattr(distributed, "active", lambda: True)
+    for name in ("mean-image", "ivr", "sli-r"):
+        with pytest.raises(BenchError, match=f"attack '{name}' cannot train on several processes"):
+            check_parallel(plan_of(name))
+    check_parallel(plan_of("cfgan"))
+    check_parallel(plan_of("sli-b"))

@@ -82,3 +82,12 @@ def test_a_run_of_an_undeclared_attack_is_refused_before_any_work(monkeypatch: p
             check_parallel(plan_of(name))
     check_parallel(plan_of("cfgan"))
     check_parallel(plan_of("sli-b"))
+
+
+def test_nproc_without_the_launcher_is_an_error() -> None:
+    from click.testing import CliRunner
+
+    from bench.cli import main
+
+    out = CliRunner().invoke(main, ["run", "--attack", "cfgan", "--profile", "smoke", "--nproc", "2"])
+    assert out.exit_code == 2 and "--nproc needs --launcher torchrun" in out.output

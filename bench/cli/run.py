@@ -87,22 +87,25 @@ def print_summary(result: Any, attack: str, defense: str, dataset: str, profile:
 @click.option("--launcher", type=click.Choice(["none", "torchrun"]), default="none", show_default=True,
               help="torchrun: start this run as --nproc data-parallel processes (torch.distributed.run; gloo on "
                    "CPU, nccl with CUDA, one GPU per process); rank 0 alone writes.")
-@click.option("--nproc", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Processes for --launcher torchrun (must divide the attack's batch size).")
+@click.option("--nproc", type=click.IntRange(min=1), default=None,
+              help="Processes for --launcher torchrun [2] (must divide the attack's batch size).")
 @user_errors
 def run_cmd(attack: str, defense: str, attack_args: tuple[str, ...], defense_args: tuple[str, ...], dataset: str,
             data_root: Path | None, aux_dataset: str | None, aux_data_root: Path | None, profile: str, seed: int,
             n_train: int | None, n_test: int | None, results: Path, device: str, threads: int | None,
             extractor: str | None, extractor_args: tuple[str, ...], metric_names: str | None, image_size: int | None, extract_size: int | None,
-            quiet: bool, launcher: str, nproc: int) -> None:
+            quiet: bool, launcher: str, nproc: int | None) -> None:
     """Train ATTACK on the auxiliary split, reconstruct the private split, score it, store and tabulate."""
     import dataclasses
     import sys
 
     from bench.cli import launch
+    from bench.errors import BenchError
     from bench.run.plan import RunRequest
     from bench.run.runner import execute
 
+    if nproc is not None and launcher != "torchrun":
+        raise BenchError("--nproc needs --launcher torchrun (or start the run with torchrun --nproc-per-node N)")
     world = 1 if launcher == "torchrun" else launch.join(device)  # under torchrun: this process is one rank of `world`
     quiet = quiet or not _is_main()
 
@@ -119,7 +122,7 @@ def run_cmd(attack: str, defense: str, attack_args: tuple[str, ...], defense_arg
     if launcher == "torchrun":  # the same request, as `nproc` ranks of `bench run`
         from bench.run.command import request_args
 
-        sys.exit(launch.launch(nproc, request_args(req) + (["--quiet"] if quiet else [])))
+        sys.exit(launch.launch(nproc or 2, request_args(req) + (["--quiet"] if quiet else [])))
     req = dataclasses.replace(req, device=launch.rank_device(device))
     try:
         result = execute(req)

@@ -1,6 +1,7 @@
 """Speed and agreement of the batched torch `ssim` metric (float32 path) against scikit-image's per-image loop.
 
 Run: python benchmarks/ssim_bench.py [N] [SIZE] [--threads 1,2] [--repeats 5] [--synthetic] [--cpu-time]
+                                    [--kernel auto|torch|numba]
 
 Default: 1,000 pairs of 64×64 RGB images, real faces from ../shared/data/faces/utkface when present (each face
 against a blurred and noised copy of itself), else smooth synthetic images. For every torch thread count asked
@@ -9,6 +10,8 @@ the figures are the min and median of the per-round speed-ups, so that load from
 sides alike. scikit-image (scipy.ndimage) is single-threaded whatever the torch setting. With --cpu-time both
 sides are timed by this process's CPU time instead of the wall clock (on a machine other jobs load, wall time counts
 the time the scheduler kept the process waiting; with 1 torch thread the two clocks agree on a quiet machine).
+--kernel picks the float32 implementation (bench.metrics.ssim.ssim_kernel): auto (what the metric uses here: the
+numba kernel when the `fast` extra is installed, else torch), torch, or numba (an error when numba is missing).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 
-from bench.metrics.ssim import SSIM
+from bench.metrics.ssim import SSIM, ssim_kernel
 
 REPO = Path(__file__).resolve().parents[1]
 FACES = Path(os.environ.get("BENCH_SHARED_DATA", REPO.parent / "shared" / "data")) / "faces" / "utkface"
@@ -75,12 +78,17 @@ def _skimage_loop(a64: np.ndarray, b64: np.ndarray) -> np.ndarray:
 
 
 def measure(n: int = 1000, size: int = 64, repeats: int = 5, threads: int | None = None,
-            synthetic: bool = False, cpu_time: bool = False) -> dict:
+            synthetic: bool = False, cpu_time: bool = False, kernel: str = "auto") -> dict:
     """Interleaved timing of torch `ssim` and the skimage loop on n size×size pairs; their values compared."""
     saved = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    saved_env = os.environ.get("BENCH_SSIM_KERNEL")
     try:
+        if kernel != "auto":
+            os.environ["BENCH_SSIM_KERNEL"] = kernel
+        if kernel not in ("auto", ssim_kernel()):
+            raise SystemExit(f"kernel {kernel!r} asked for, but the metric uses {ssim_kernel()!r} (numba missing?)")
+        if threads is not None:
+            torch.set_num_threads(threads)
         a, b, source = _pairs(n, size, synthetic)
         ta = torch.from_numpy(a).permute(0, 3, 1, 2).float().contiguous()
         tb = torch.from_numpy(b).permute(0, 3, 1, 2).float().contiguous()
@@ -106,6 +114,7 @@ def measure(n: int = 1000, size: int = 64, repeats: int = 5, threads: int | None
             "source": source,
             "repeats": len(torch_times),
             "clock": "process CPU time" if cpu_time else "wall",
+            "kernel": ssim_kernel(),
             "torch_threads": torch.get_num_threads(),
             "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS", "(unset)"),
             "torch_s": min(torch_times),
@@ -120,6 +129,10 @@ def measure(n: int = 1000, size: int = 64, repeats: int = 5, threads: int | None
         }
     finally:
         torch.set_num_threads(saved)
+        if saved_env is None:
+            os.environ.pop("BENCH_SSIM_KERNEL", None)
+        else:
+            os.environ["BENCH_SSIM_KERNEL"] = saved_env
 
 
 def main() -> None:
@@ -131,14 +144,17 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--synthetic", action="store_true", help="synthetic images even when faces are present")
     p.add_argument("--cpu-time", action="store_true", help="time by this process's CPU time, not the wall clock")
+    p.add_argument("--kernel", choices=("auto", "torch", "numba"), default="auto",
+                   help="float32 implementation: auto (what the metric uses here), torch or numba")
     args = p.parse_args()
     print(f"torch {torch.__version__}, cores visible: {os.cpu_count()}, OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS', '(unset)')}; scikit-image loop is single-threaded")
     for t in [int(v) for v in args.threads.split(",") if v.strip()]:
-        r = measure(args.n, args.size, args.repeats, t, args.synthetic, args.cpu_time)
+        r = measure(args.n, args.size, args.repeats, t, args.synthetic, args.cpu_time, args.kernel)
         print(f"SSIM on {r['n']} pairs of {r['size']}x{r['size']} RGB images, {r['source']}; "
-              f"torch threads {r['torch_threads']}; {r['repeats']} interleaved rounds; clock: {r['clock']}")
-        print(f"  torch float32 : min {r['torch_s'] * 1e3:8.1f} ms   median {r['torch_median_s'] * 1e3:8.1f} ms")
+              f"torch threads {r['torch_threads']}; {r['repeats']} interleaved rounds; clock: {r['clock']}; "
+              f"float32 kernel: {r['kernel']}")
+        print(f"  ours float32  : min {r['torch_s'] * 1e3:8.1f} ms   median {r['torch_median_s'] * 1e3:8.1f} ms")
         print(f"  skimage loop  : min {r['skimage_s'] * 1e3:8.1f} ms   median {r['skimage_median_s'] * 1e3:8.1f} ms")
         print(f"  speed-up      : min {r['speedup_min']:8.1f}x    median {r['speedup_median']:8.1f}x  (target >= 10x)")
         print(f"  max |diff|    : {r['max_abs_diff']:9.2e}  (must be <= 1e-4; mean SSIM {r['mean_ssim']:.4f})")

@@ -31,6 +31,7 @@ Two numeric paths compute the same values:
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import ClassVar
 
@@ -171,6 +172,24 @@ def _banded_rows(tiles: list[tuple[int, int, torch.Tensor]], src: torch.Tensor, 
         torch.mm(band_t, src[s : s + wd + k - 1], out=out[s : s + wd])
 
 
+def ssim_kernel() -> str:
+    """Which implementation the float32 path uses on CPU tensors here: 'numba' (the `fast` extra's fused kernel,
+    `bench.metrics.ssim_numba`) or 'torch' (batched banded products). BENCH_SSIM_KERNEL=torch forces torch; both
+    compute the same formulas and differ only in summation order (rounding, ~1e-7)."""
+    if os.environ.get("BENCH_SSIM_KERNEL", "").strip().lower() == "torch":
+        return "torch"
+    return "torch" if _load_compiled() is None else "numba"
+
+
+@lru_cache(maxsize=1)
+def _load_compiled():
+    try:
+        from bench.metrics.ssim_numba import ssim_sums
+    except Exception:  # numba missing or unusable here (e.g. no cache folder): the torch path gives the same values
+        return None
+    return ssim_sums
+
+
 def ssim_per_image_fast(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -183,6 +202,8 @@ def ssim_per_image_fast(
 
     Same value as `ssim_per_image` (within ~3e-5; see the module docstring for the guard's rule). With
     `return_guard`, also returns the guard statistic G (N,) and the boolean mask of images recomputed in float64.
+    CPU tensors go through the compiled kernel when `ssim_kernel()` is 'numba' (as many slices of images at once
+    as torch has threads), everything else through the torch products.
     """
     k = taps.numel()
     n, c, h, w = x.shape
@@ -190,10 +211,36 @@ def ssim_per_image_fast(
         raise BenchError(f"SSIM needs images of at least {k}×{k} pixels (its window size); got {h}×{w}")
     ho, wo = h - k + 1, w - k + 1
     dev = x.device
-    x = x.to(torch.float32).contiguous()
-    y = y.to(device=dev, dtype=torch.float32).contiguous()
+    x = x.detach().to(torch.float32).contiguous()
+    y = y.detach().to(device=dev, dtype=torch.float32).contiguous()
     c1 = (K1 * data_range) ** 2
     e2 = 2.0 * (K2 * data_range) ** 2 / cov_norm  # 2 C2 / cov_norm, folded into the u^2 map
+    if dev.type == "cpu" and n and ssim_kernel() == "numba":
+        s_np, g_np = _load_compiled()(x.numpy(), y.numpy(), taps.numpy(), c1, e2, _GUARD_ROW_STEP,
+                                      torch.get_num_threads())
+        sums, guard = torch.from_numpy(s_np), torch.from_numpy(g_np)
+    else:
+        sums, guard = _sums_torch(x, y, taps, c1, e2)
+    gr = -(-ho // _GUARD_ROW_STEP)  # rows of windows that the guard statistic samples
+    values = sums.sum(1) / (c * ho * wo)
+    guard = guard.sum(1) / (c * gr * wo)
+    redo = guard > _GUARD_G_MAX
+    if bool(redo.any()):
+        idx = redo.nonzero().flatten()
+        values[idx] = ssim_per_image(
+            x[idx].double(), y[idx].double(), taps, data_range=data_range, cov_norm=cov_norm
+        ).to(dev)
+    return (values, guard, redo) if return_guard else values
+
+
+def _sums_torch(x: torch.Tensor, y: torch.Tensor, taps: torch.Tensor, c1: float, e2: float
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sums, guard) (N, C) float64 of float32 N×C×H×W x, y: per image channel the sum of the SSIM map over the
+    valid windows and of the guard terms over every _GUARD_ROW_STEP-th row of windows (batched banded products)."""
+    k = taps.numel()
+    n, c, h, w = x.shape
+    ho, wo = h - k + 1, w - k + 1
+    dev = x.device
     e2_t = torch.tensor(e2, dtype=torch.float32, device=dev)
     c1x2_t = torch.tensor(2.0 * c1, dtype=torch.float32, device=dev)
     rows = [(s, wd, _band(wd + k - 1, taps, x).t()) for s, wd in _tiles(ho, _F32_TILE_ROWS)]
@@ -268,17 +315,7 @@ def ssim_per_image_fast(
         # per image and channel: rows of windows summed in float32 (ho values), then float64
         torch.sum(smap.sum(1), 0, dtype=torch.float64, out=sums[s0 : s0 + m])
         torch.sum(v["g_rows"], 0, dtype=torch.float64, out=guard[s0 : s0 + m].view(-1))
-    sums = sums.sum(1)
-    guard = guard.sum(1)
-    values = sums / (c * ho * wo)
-    guard /= c * gr * wo
-    redo = guard > _GUARD_G_MAX
-    if bool(redo.any()):
-        idx = redo.nonzero().flatten()
-        values[idx] = ssim_per_image(
-            x[idx].double(), y[idx].double(), taps, data_range=data_range, cov_norm=cov_norm
-        ).to(dev)
-    return (values, guard, redo) if return_guard else values
+    return sums, guard
 
 
 # --------------------------------------------------------------------------------------------- MATLAB ssim.m

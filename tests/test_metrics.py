@@ -1,11 +1,14 @@
 """Pixel metrics (mse, psnr, ssim, ssim-sift-compat) against scikit-image, on random, flat and real images.
 
-ssim and ssim-sift-compat run in float32 with a float64 guard (metrics/ssim.py); these tests pin both paths."""
+ssim and ssim-sift-compat run in float32 with a float64 guard (metrics/ssim.py); these tests pin both paths. The
+float32 path has two implementations on CPU (torch products; the numba kernel of the `fast` extra): the tests that
+take the `kernel` fixture run once with each (numba skipped when it is not installed)."""
 
 from __future__ import annotations
 
 import importlib.util
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +98,16 @@ def random_pair(rng: np.random.Generator, n: int, h: int, w: int) -> tuple[np.nd
     return a, b
 
 
+@pytest.fixture(params=["torch", "numba"])
+def kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The float32 SSIM implementation for one test: 'torch' (forced by BENCH_SSIM_KERNEL) or 'numba'."""
+    if request.param == "numba":
+        pytest.importorskip("numba")
+    monkeypatch.setenv("BENCH_SSIM_KERNEL", request.param)
+    assert ssim_mod.ssim_kernel() == request.param
+    return request.param
+
+
 # ------------------------------------------------------------------------------------------- registry & meta
 def test_registry_lists_metrics_with_metadata() -> None:
     names = registry.metrics.names()
@@ -114,7 +127,7 @@ def test_registry_lists_metrics_with_metadata() -> None:
 
 # ---------------------------------------------------------------------------------------- scikit-image parity
 @pytest.mark.parametrize("shape", [(4, 64, 64), (3, 11, 11), (2, 23, 40), (2, 97, 31)])
-def test_random_pairs_match_skimage(shape: tuple[int, int, int]) -> None:
+def test_random_pairs_match_skimage(shape: tuple[int, int, int], kernel: str) -> None:
     rng = np.random.default_rng(sum(shape))
     check_all(*random_pair(rng, *shape))
 
@@ -124,7 +137,7 @@ def test_uniform_noise_pairs_match_skimage() -> None:
     check_all(rng.random((3, 32, 45, 3)), rng.random((3, 32, 45, 3)))
 
 
-def test_flat_regions_far_from_grey_match_skimage() -> None:
+def test_flat_regions_far_from_grey_match_skimage(kernel: str) -> None:
     """Constant and two-level images: the case where E[x^2] - E[x]^2 cancels badly in low precision."""
     rng = np.random.default_rng(3)
     const_a = np.full((2, 20, 30, 3), 0.3)
@@ -138,7 +151,8 @@ def test_flat_regions_far_from_grey_match_skimage() -> None:
 
 
 def test_tiled_and_chunked_paths_match_skimage(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Force several filter tiles and several image chunks (float32 path and its float64 fallback alike)."""
+    """Force several filter tiles and several image chunks (torch float32 path and its float64 fallback alike)."""
+    monkeypatch.setenv("BENCH_SSIM_KERNEL", "torch")
     monkeypatch.setattr(ssim_mod, "_TILE", 7)
     monkeypatch.setattr(ssim_mod, "_CHUNK_ELEMENTS", 2 * 3 * 40 * 50)
     monkeypatch.setattr(ssim_mod, "_F32_TILE_ROWS", 4)
@@ -166,7 +180,7 @@ def halves(top: float, bottom: float, shape: tuple[int, int, int, int]) -> np.nd
     return out
 
 
-def test_float32_path_on_flat_images_far_from_grey(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_float32_path_on_flat_images_far_from_grey(monkeypatch: pytest.MonkeyPatch, kernel: str) -> None:
     """Adversarial flat images: within 1e-4 of scikit-image, the guard sending the worst ones to float64."""
     rng = np.random.default_rng(21)
     shape = (3, 48, 48, 3)
@@ -191,7 +205,7 @@ def test_float32_path_on_flat_images_far_from_grey(monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.parametrize("size", [64, 256])
-def test_float32_path_on_real_faces_within_1e_5(shared_data: Path, size: int) -> None:
+def test_float32_path_on_real_faces_within_1e_5(shared_data: Path, size: int, kernel: str) -> None:
     faces = _load_faces(shared_data, size)
     rng = np.random.default_rng(size + 1)
     for other in (gaussian_filter(faces, sigma=(0, 1.5, 1.5, 0)),
@@ -239,7 +253,7 @@ def set_value(m, recon: torch.Tensor, ref: torch.Tensor) -> float:
     return m.aggregate(m.embed(recon, ref, batch))
 
 
-def test_identical_images() -> None:
+def test_identical_images(kernel: str) -> None:
     rng = np.random.default_rng(5)
     a = to_torch(rng.random((3, 24, 24, 3)))
     assert torch.allclose(metric("ssim").per_sample(a, a).double(), torch.ones(3, dtype=torch.float64), atol=1e-12)
@@ -272,7 +286,7 @@ BATCH_TOL = {"mse": 2 * _N_TERMS * 2.0**-53, "psnr": 10 / math.log(10) * 2 * _N_
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_batch_equals_single_images(name: str) -> None:
+def test_batch_equals_single_images(name: str, kernel: str) -> None:
     rng = np.random.default_rng(13)
     a, b = random_pair(rng, 5, 30, 26)
     ta, tb = to_torch(a), to_torch(b)
@@ -317,3 +331,8 @@ def test_benchmark_script_runs_small() -> None:
     assert r["torch_s"] > 0 and r["skimage_s"] > 0 and r["clock"] == "wall"
     r = mod.measure(n=6, size=24, repeats=1, cpu_time=True)  # CPU-time clock (for loaded machines)
     assert r["clock"] == "process CPU time" and r["skimage_s"] > 0 and r["max_abs_diff"] <= 1e-4
+    assert r["kernel"] == ssim_mod.ssim_kernel()
+    before = os.environ.get("BENCH_SSIM_KERNEL")
+    r = mod.measure(n=6, size=24, repeats=1, kernel="torch")
+    assert r["kernel"] == "torch" and r["max_abs_diff"] <= 1e-4
+    assert os.environ.get("BENCH_SSIM_KERNEL") == before  # the benchmark leaves the setting as it found it

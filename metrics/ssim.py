@@ -9,7 +9,9 @@ Two numeric paths compute the same values:
 
 * `ssim_per_image_fast` (used by every metric but ssim-matlab): float32 throughout, batched, with separable banded
   products (both passes as tall products per tile of 9 outputs: the column pass takes the row pass's output as a
-  transposed operand, so no transposing copy is made).
+  transposed operand, so no transposing copy is made). On CPU, when numba is installed (the `fast` extra), the same
+  formulas run instead in one compiled pass per image channel (`bench.metrics.ssim_numba`; `ssim_kernel()` says
+  which is used, BENCH_SSIM_KERNEL=torch forces the products): same guard, same fallback, rounding apart.
   float32 window sums cancel badly in E[x^2] - E[x]^2 over flat regions far from mid-grey (~4e-5 error), so:
   (1) the second moments are filtered as u = x + y - c and v = x - y, with c the mean of x + y over each image
   channel (sigma_x^2 + sigma_y^2 = (Var u + Var v) / 2 and 2 sigma_xy = (Var u - Var v) / 2 do not depend on c):

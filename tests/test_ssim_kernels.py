@@ -51,7 +51,8 @@ def _guard_reference(x: np.ndarray, y: np.ndarray, taps: np.ndarray, e2: float, 
     ((4, 3, 40, 50), ("gaussian", 1.5, 3.5), 1.0, False),
     ((3, 3, 11, 11), ("gaussian", 1.5, 3.5), 1.0, False),  # a single window
     ((2, 1, 33, 64), ("uniform", 11), 255.0, True),  # the SIFT papers' convention on 8-bit levels
-    ((2, 3, 97, 31), ("uniform", 7), 1.0, True),
+    ((2, 3, 97, 31), ("uniform", 7), 1.0, True),  # fewer taps than the kernel's unrolled sums (zero-padded)
+    ((2, 3, 45, 40), ("gaussian", 2.5, 3.5), 1.0, False),  # 19 taps: more than the unrolled sums take
 ])
 def test_float32_implementations_match_float64_and_the_guard_definition(
     monkeypatch: pytest.MonkeyPatch, kernel: str, shape: tuple, window: tuple, data_range: float, sample_cov: bool

@@ -6,10 +6,11 @@ cache; this kernel does one image channel at a time with everything in L1/L2: th
 and filtered along the row at once, then each row of windows is filtered down the columns and turned into SSIM
 values and guard terms without being stored. Each filtered value is one unrolled sum of 11 products (windows of
 fewer taps are zero-padded, wider ones loop over their taps) computed 8 columns per AVX2 register, rows padded to a
-multiple of 8 columns; this halved the kernel's time against 11 accumulating passes. It computes the same quantities with the same formulas as the torch
-path (u' = x + y - c, v = x - y, u'^2 + 2 C2 / cn and v^2 filtered; see the docstring of `bench.metrics.ssim`):
-the guard statistic and the float64 fallback keep their meaning. It differs only in summation order (direct 11-tap
-sums instead of BLAS products over zero-padded bands; sums of SSIM values in float64), i.e. by rounding.
+multiple of 8 columns; this halved the kernel's time against 11 accumulating passes. It computes the same
+quantities with the same formulas as the torch path (u' = x + y - c, v = x - y, u'^2 + 2 C2 / cn and v^2 filtered;
+see the docstring of `bench.metrics.ssim`): the guard statistic and the float64 fallback keep their meaning. It
+differs only in summation order (direct sums instead of BLAS products over zero-padded bands; sums of SSIM values
+in float64), i.e. by rounding.
 
 numba compiles on first use and caches the machine code on disk (`cache=True`: beside this file, or in numba's
 user-wide cache when that folder is read-only), so only the first process pays the compile (a few seconds).

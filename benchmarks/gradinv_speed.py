@@ -168,13 +168,17 @@ def main() -> None:
                 _, ws, cs, os_ = _timed(lambda: singles.extend(
                     _run(name, model, [t[k:k + 1] for t in target], (init[0][k:k + 1], init[1][k:k + 1]), its,
                          a.side, a.classes) for k in range(a.n)))
-                diff = max((batched.images[k] - s.images[0]).abs().max().item() for k, s in enumerate(singles))
+                diffs = [(batched.images[k] - s.images[0]).abs().max().item() for k, s in enumerate(singles)]
+                loss_b = batched.loss.median().item()
+                loss_s = torch.cat([s.loss for s in singles]).median().item()
                 scale = its / cpu_its
                 print(f"  {name:>19}: {its} its; CPU batched {cb:.1f} s (opt {1 - ob / cb:.0%}), one-by-one "
                       f"{cs:.1f} s (opt {1 - os_ / cs:.0%}): {cs / cb:.2f}x CPU, {ws / wb:.2f}x wall "
                       f"({wb:.1f} / {ws:.1f} s); images per CPU-minute at cpu ({cpu_its} its): batched "
                       f"{a.n * 60 / cb * scale:.2f}, one-by-one {a.n * 60 / cs * scale:.2f}; "
-                      f"max |batched - one-by-one| {diff:.1e}")
+                      f"|batched - one-by-one| per image: max {max(diffs):.1e}, median "
+                      f"{sorted(diffs)[len(diffs) // 2]:.1e}; median final distance batched {loss_b:.3g}, "
+                      f"one-by-one {loss_s:.3g}")
             for n in (a.n, 1):
                 parts = breakdown(model, x[:n], y[:n])
                 fwd, fb, obj = parts["forward"], parts["forward+backward"], parts["objective gradient"]

@@ -158,3 +158,15 @@ def test_incompatible_pairs_are_refused_in_one_line_before_any_work(args: list[s
     assert res.exit_code != 0 and "Traceback" not in res.output, res.output
     assert words in res.output and len(res.output.strip().splitlines()) == 1, res.output
     assert not list(tmp_path.rglob("*.npz")) and not (tmp_path / "runs").exists()  # nothing extracted or run
+
+
+def test_a_trained_victim_learns_on_cifar100_with_its_100_classes(data: dict[str, Path], results: Path) -> None:
+    """trained=true on CIFAR-100: the victim trains on the train split's fine labels (90..97 here) with a 100-class
+    head, and the config names both the class count and the training."""
+    args = _args("inverting-gradients", "fedsgd-1", "none", "resnet20-4", "cifar100", data["cifar100"])
+    res = CliRunner().invoke(main, [*args, "--extractor-arg", "trained=true", "--results", str(results)])
+    assert res.exit_code == 0, res.output
+    record = next(r for r in (json.loads(p.read_text()) for p in (results / "runs").glob("*/run.json"))
+                  if r["spec"]["extractor"].get("trained") and r["spec"]["dataset"] == "cifar100")
+    assert record["spec"]["extractor"]["num_classes"] == 100 and "training" in record["spec"]["extractor"]
+    assert record["threat_model"]["victim"]["state"]["trained"] is True

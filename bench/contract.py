@@ -454,9 +454,11 @@ def defense_checks(cls: type[Defense]) -> Iterator[Result]:
     if not candidates:
         yield "can protect a registered feature kind", False, f"accepts {cls.accepts}"
         return
-    # The project's default victim first (cheapest), then the others; an extractor whose optional library is
-    # missing (e.g. dlib) is passed over, and if none can run the check says what to install.
-    candidates.sort(key=lambda e: (e.name != "sift", e.name))
+    # The project's default victim first (cheapest), then the others, kinds in the order the defense lists them in
+    # `accepts` (its main release first); an extractor whose optional library is missing (e.g. dlib) is passed
+    # over, and if none can run the check says what to install.
+    rank = {kind: i for i, kind in enumerate(cls.accepts)}
+    candidates.sort(key=lambda e: (e.name != "sift", rank.get(e.obj.produces.kind, len(rank)), e.name))
     data, missing = None, []
     for cand in candidates:
         try:

@@ -162,6 +162,8 @@ class Extractor(Plugin, ABC):
     white_box: ClassVar[bool] = False
     # Set by the runner before `victim()`: the square size this run extracts at (None outside a run).
     extract_size: int | None = None
+    # The victim models a white-box extractor can grant (its choices, shown by `bench list`); () for the others.
+    victim_models: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         self.params = dict(params)
@@ -176,7 +178,8 @@ class Extractor(Plugin, ABC):
 
     @classmethod
     def registry_meta(cls) -> dict[str, Any]:
-        return {**super().registry_meta(), "produces": cls.produces.describe(), "white_box": cls.white_box}
+        return {**super().registry_meta(), "produces": cls.produces.describe(), "white_box": cls.white_box,
+                "victims": list(cls.victim_models)}
 
     def preflight(self) -> None:
         """Raise a BenchError before any work if something the extractor needs is missing (e.g. weights)."""
@@ -430,6 +433,11 @@ class Attack(Plugin, ABC):
 
     def preflight(self) -> None:
         """Raise a BenchError before any work if something the attack needs is missing (e.g. weights)."""
+
+    def check_extractor(self, extractor: Extractor) -> None:
+        """Raise an IncompatibleError (one line) before any work when the attack cannot attack what `extractor`,
+        bound to the run's data, releases (e.g. a label recovery that needs fewer images per release than the
+        victim has classes); the kind of release is checked by the engine from `consumes`."""
 
     @abstractmethod
     def fit(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:

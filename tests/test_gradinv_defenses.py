@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -219,3 +220,53 @@ def test_utility_sources() -> None:
         assert registry.defenses.get(name).obj().utility_source(FeatureSpec("fl-gradients")) == "training"
     assert registry.defenses.get("dp-sgd").meta["client_side"] is True
     assert registry.defenses.get("gradient-noise").meta["client_side"] is False
+
+
+# ------------------------------------------------------------------------------ gradient defenses on FedAvg updates
+def _fedavg_release(images: ImageSet, **params):
+    from bench.attacks.gradinv.extractors import FedAvg
+
+    ext = FedAvg(**params)
+    rel = ext.extract(images)
+    return rel, ClientData(images=images, victim=ext.victim(), profile="smoke", n_train=24)
+
+
+def test_client_defenses_recompute_fedavg_updates_step_by_step() -> None:
+    """On an `fl-updates` release a client-side defense defends every local step: without a transformation it is
+    the extractor's own update; DP-SGD without noise on one image per step equals the local steps written out
+    (each step's gradient clipped, then w -= lr * g); ε composes over the steps an image takes part in."""
+    images = _images(4)
+    rel, client = _fedavg_release(images, batch=2, local_steps=3, local_lr=0.05, local_batch=1)
+    same = ATSAugment(policy="none").protect_client(rel, client, np.random.default_rng(0))
+    assert same.kind == "fl-updates" and same.covers() == rel.covers()
+    np.testing.assert_allclose(same.grads, rel.grads, rtol=1e-4, atol=1e-7)
+    clip = 0.01
+    out = DPSGD(clip=clip, noise_multiplier=0.0).protect_client(rel, client, np.random.default_rng(0))
+    y = torch.as_tensor(images.labels["label"])
+    for r, cover in enumerate(rel.covers()):
+        model = copy.deepcopy(client.victim.model)
+        w0 = [p.detach().clone() for p in model.parameters()]
+        for step in range(3):  # local_batch 1 cycles through the record's 2 images: a, b, a
+            k = cover[step % 2]
+            g = torch.autograd.grad(nn.functional.cross_entropy(model(images.images[k:k + 1]), y[k:k + 1]),
+                                    list(model.parameters()))
+            scale = min(1.0, clip / float(torch.sqrt(sum((t ** 2).sum() for t in g))))
+            with torch.no_grad():
+                for p, t in zip(model.parameters(), g):
+                    p -= 0.05 * scale * t
+        ref = torch.cat([(a - p.detach()).flatten() for a, p in zip(w0, model.parameters())])
+        np.testing.assert_allclose(out.grads[r], ref.numpy(), rtol=1e-3, atol=1.2e-7)  # 2 ulp of |w| <= 0.5
+    meta = DPSGD(noise_multiplier=1.0).protect_client(rel, client, np.random.default_rng(0)).meta["defense"]
+    assert meta["per_release"]["steps"] == 2 and "utility_training" not in meta  # image a: steps 1 and 3
+
+
+def test_release_defenses_keep_the_fedavg_kind_and_claim_no_fedsgd_utility() -> None:
+    from bench.attacks.gradinv.plugins import GradientNoise, GradientPruning
+
+    rel, _ = _fedavg_release(_images(2), batch=2)
+    for defense in (GradientPruning(), GradientNoise(), DPSGD(), ATSAugment()):
+        assert defense.can_protect(rel.spec) and defense.utility_source(rel.spec) is None
+    pruned = GradientPruning(fraction=0.5).protect(rel, np.random.default_rng(0))
+    assert pruned.kind == "fl-updates" and pruned.meta["fedavg"] == rel.meta["fedavg"]
+    assert (pruned.grads == 0).mean() >= 0.5
+    assert GradientNoise(sigma=1e-3).protect(rel, np.random.default_rng(0)).kind == "fl-updates"

@@ -283,17 +283,24 @@ def test_ig_fedavg_attack_moves_towards_the_images() -> None:
     assert ((r.images[:, 0] - x) ** 2).mean() < 0.75 * ((start[0, :, 0] - x) ** 2).mean()
 
 
-def test_fedavg_runs_with_inverting_gradients_and_other_pairs_are_refused(tmp_path: Path) -> None:
+def test_fedavg_runs_with_inverting_gradients_and_the_family_plans_on_it(tmp_path: Path) -> None:
+    """FedAvg updates: inverting-gradients runs; dlg, idlg and every gradient defense plan on them too (each such
+    pair runs in tests/test_gradinv_matrix.py); a defense of another family is refused in one line."""
+    from bench.run.plan import RunRequest, plan
+
     record = _run(tmp_path / "ok", "--attack", "inverting-gradients", "--extractor", "fedavg", "--extractor-arg",
                   "batch=2", "--extractor-arg", "local_steps=2", "--n-test", "4")
     assert record["releases"]["records"] == 2 and record["spec"]["extractor"]["local_steps"] == 2
-    for attack, defense, words in (("dlg", "none", "needs fl-gradients but defense 'none' releases fl-updates"),
-                                   ("idlg", "none", "attacks that can consume it: inverting-gradients"),
-                                   ("inverting-gradients", "gradient-noise", "cannot protect 'fl-updates'")):
-        res = CliRunner().invoke(main, ["run", "--attack", attack, "--defense", defense, "--extractor", "fedavg",
-                                        "--profile", "smoke", "--results", str(tmp_path / "no")])
-        assert res.exit_code != 0 and words in res.output and "Traceback" not in res.output, res.output
-        assert len(res.output.strip().splitlines()) == 1
+    for attack in ("dlg", "idlg"):
+        for defense in ("none", "gradient-pruning", "gradient-noise", "dp-sgd", "ats-augment"):
+            p = plan(RunRequest(attack=attack, defense=defense, extractor="fedavg", profile="smoke", n_train=2,
+                                n_test=2))
+            assert p.released.kind == "fl-updates"
+            assert p.defense.utility_source(p.released) is None  # no fedSGD figure for a FedAvg release
+    res = CliRunner().invoke(main, ["run", "--attack", "dlg", "--defense", "gaussian-noise", "--extractor", "fedavg",
+                                    "--profile", "smoke", "--results", str(tmp_path / "no")])
+    assert res.exit_code != 0 and "cannot protect 'fl-updates'" in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
 
 
 def test_fedavg_release_claims_no_fedsgd_baseline_utility() -> None:
@@ -301,3 +308,68 @@ def test_fedavg_release_claims_no_fedsgd_baseline_utility() -> None:
 
     assert GradientRelease.undefended_utility_source == "training"
     assert UpdateRelease.undefended_utility_source is None
+
+
+def test_dlg_and_idlg_on_a_one_step_fedavg_update_are_dlg_and_idlg() -> None:
+    """One local step on the whole batch releases lr x the gradient; DLG's distance on updates is taken in units of
+    the local lr, so from the same start DLG (and iDLG) on that update follow DLG on the gradient."""
+    from bench.attacks.gradinv import attacks, releases, victims
+
+    model = victims.build_victim("lenet-zhu", image_size=16).double().eval()
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 3, 16, 16, generator=g, dtype=torch.float64)
+    y = torch.tensor([4, 8])
+    lr = 1e-4
+    grad = [torch.stack(t) for t in zip(*[releases.batch_gradient(model, x[i:i + 1], y[i:i + 1])
+                                          for i in range(2)])]
+    update = [torch.stack(t) for t in zip(*[releases.fedavg_update(model, x[i:i + 1], y[i:i + 1], 1, lr)
+                                            for i in range(2)])]
+    start = (torch.rand(2, 1, 3, 16, 16, generator=g, dtype=torch.float64),
+             torch.randn(2, 1, 10, generator=g, dtype=torch.float64))
+    s = attacks.FedAvgSetting(1, lr, None)
+    plain = attacks.dlg(model, grad, (3, 16, 16), iterations=20, init=start)
+    fed = attacks.dlg(model, update, (3, 16, 16), iterations=20, init=start, fedavg=s)
+    torch.testing.assert_close(fed.images, plain.images, rtol=0, atol=1e-6)
+    f = attacks._objective(model, "euclidean", 0.0, True, s)
+    first = [float(f(start[0][k], start[1][k], tuple(t[k] for t in update))) for k in range(2)]
+    assert (fed.loss < 0.5 * torch.tensor(first, dtype=torch.float64)).all(), (fed.loss, first)  # it optimised
+    plain = attacks.idlg(model, grad, (3, 16, 16), iterations=20, init=start[0], true_labels=y)
+    fed = attacks.idlg(model, update, (3, 16, 16), iterations=20, init=start[0], true_labels=y, fedavg=s)
+    assert fed.label_accuracy == plain.label_accuracy == 1.0
+    torch.testing.assert_close(fed.images, plain.images, rtol=0, atol=1e-6)
+
+
+def test_the_victim_has_one_output_per_class_of_the_dataset() -> None:
+    """On CIFAR-100 the victim's head has 100 outputs (labels up to 99 are released); a dataset that names no
+    classes keeps 10, and only a count other than 10 enters the config (10-class run ids unchanged)."""
+    from bench.attacks.gradinv.extractors import FedAvg, FedSGD, dataset_classes
+    from bench.datasets.cifar import Cifar10, Cifar100
+    from bench.plugins import ImageSet, VictimData
+
+    assert dataset_classes(Cifar100()) == 100 and dataset_classes(Cifar10()) == 10
+    assert dataset_classes(registry.datasets.get("synthetic-faces").obj()) == 10
+    ext = FedSGD(victim="convnet", width=2)
+    ext.bind(VictimData(Cifar100(), [], 32, "smoke", 0))
+    assert ext.config()["num_classes"] == 100
+    rel = ext.extract(ImageSet(["a", "b"], torch.rand(2, 3, 32, 32), {"label": np.array([57, 99])}))
+    assert rel.meta["shapes"][-2] == [100, 4 * 2 * 3 * 3] and rel.meta["shapes"][-1] == [100]
+    assert ext.victim().state["num_classes"] == 100
+    ten = FedSGD(victim="convnet", width=2)
+    ten.bind(VictimData(Cifar10(), [], 32, "smoke", 0))
+    assert "num_classes" not in ten.config() and "num_classes" not in ten.victim().state
+    with pytest.raises(BenchError, match="0..9 for the 10-class victim"):
+        ten.extract(ImageSet(["a"], torch.rand(1, 3, 32, 32), {"label": np.array([57])}))
+    fed = FedAvg(victim="resnet20-4", width=1)
+    fed.bind(VictimData(Cifar100(), [], 32, "smoke", 0))
+    assert [m for m in fed.victim().model.modules() if isinstance(m, torch.nn.Linear)][-1].out_features == 100
+
+
+def test_bench_list_shows_the_victims_and_both_cifar_datasets() -> None:
+    res = CliRunner().invoke(main, ["list"])
+    assert res.exit_code == 0, res.output
+    line = next(ln for ln in res.output.splitlines() if ln.strip().startswith("fedsgd "))
+    assert "victims lenet-zhu, convnet, resnet20-4" in line and "produces fl-gradients" in line
+    assert "victims lenet-zhu" in next(ln for ln in res.output.splitlines() if "fedsgd-lenet-zhu" in ln)
+    assert "produces fl-updates" in next(ln for ln in res.output.splitlines() if ln.strip().startswith("fedavg "))
+    for name in ("cifar10 ", "cifar100 ", "dlg ", "idlg ", "inverting-gradients ", "dp-sgd ", "ats-augment "):
+        assert any(ln.strip().startswith(name) for ln in res.output.splitlines()), name

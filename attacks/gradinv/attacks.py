@@ -134,7 +134,9 @@ def _objective(model: nn.Module, distance: str, tv: float, soft: bool, fedavg: F
     """Per-problem objective f(x, y, target) -> scalar: distance between the dummy's release and the target
     (+ tv * TV(x)); y is label logits (soft=True, softmaxed: DLG) or integer labels. The release is the gradient
     (fedSGD), or with `fedavg` the weight change w0 - wT of the simulated local steps (Inverting Gradients' FedAvg
-    attack: the local steps are unrolled and differentiated through)."""
+    attack: the local steps are unrolled and differentiated through). The Euclidean distance between updates is
+    taken in units of the local lr ((w0 - wT) / lr, a constant factor 1 / lr^2 on the objective): gradient units,
+    so that L-BFGS's curvature threshold acts as on fedSGD releases (updates of lr 1e-4 would fall below it)."""
     names = _param_names(model)
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     buffers = {n: b.detach() for n, b in model.named_buffers()}
@@ -159,6 +161,8 @@ def _objective(model: nn.Module, distance: str, tv: float, soft: bool, fedavg: F
             gl = [params[n] - cur[n] for n in names]
         if distance == "euclidean":
             d = sum(((a - b) ** 2).sum() for a, b in zip(gl, target))
+            if fedavg is not None and fedavg.lr > 0:
+                d = d / fedavg.lr ** 2
         else:
             dot = sum((a * b).sum() for a, b in zip(gl, target))
             na = sum(a.pow(2).sum() for a in gl)
@@ -255,12 +259,14 @@ def _init(shape: tuple[int, ...], seeds: Sequence[int], dtype: torch.dtype, prob
 def dlg(model: nn.Module, target: Sequence[torch.Tensor], image_shape: tuple[int, int, int], batch: int = 1,
         num_classes: int = 10, iterations: int = 300, lr: float = 1.0, history: int = 100, seed: int = 0,
         init: tuple[torch.Tensor, torch.Tensor] | None = None, true_labels: torch.Tensor | None = None,
-        fixed_labels: torch.Tensor | None = None) -> Reconstruction:
+        fixed_labels: torch.Tensor | None = None, fedavg: FedAvgSetting | None = None) -> Reconstruction:
     """DLG: L-BFGS on the squared Euclidean gradient distance over dummy images and soft labels jointly.
 
     `target`: release tensors with leading dim N (N independent problems of `batch` images each). `init`: optional
     (images (N, B, C, H, W), label logits (N, B, K)); default N(0, 1) from `seed`. With `fixed_labels` (N, B)
-    the labels are not optimised (iDLG).
+    the labels are not optimised (iDLG). `fedavg`: the target is a FedAvg update made with these local steps; the
+    dummy's update is simulated as Inverting Gradients does it (an extension of DLG, which its paper states for
+    gradients; with one local step on the whole batch the update is lr x the gradient and the attack is DLG's).
     """
     tgt = _check_targets(target, model)
     n = tgt[0].shape[0]
@@ -269,7 +275,7 @@ def dlg(model: nn.Module, target: Sequence[torch.Tensor], image_shape: tuple[int
     x0, y0 = init if init is not None else (_init((n, batch, *image_shape), seeds, dtype),
                                             _init((n, batch, num_classes), [s + 1 for s in seeds], dtype))
     soft = fixed_labels is None
-    f = _objective(model, "euclidean", 0.0, soft)
+    f = _objective(model, "euclidean", 0.0, soft, fedavg)
     nx = x0[0].numel()
     if soft:
         gv = vmap(grad_and_value(f, argnums=(0, 1)))
@@ -293,16 +299,18 @@ def dlg(model: nn.Module, target: Sequence[torch.Tensor], image_shape: tuple[int
 
 def idlg(model: nn.Module, target: Sequence[torch.Tensor], image_shape: tuple[int, int, int], num_classes: int = 10,
          iterations: int = 300, lr: float = 1.0, history: int = 100, seed: int = 0,
-         init: torch.Tensor | None = None, true_labels: torch.Tensor | None = None, batch: int = 1) -> Reconstruction:
+         init: torch.Tensor | None = None, true_labels: torch.Tensor | None = None, batch: int = 1,
+         fedavg: FedAvgSetting | None = None) -> Reconstruction:
     """iDLG: the labels from the logits layer's weight gradient (`batch_labels`: the sign rule at batch 1), then
-    DLG's L-BFGS on the images only."""
+    DLG's L-BFGS on the images only. `fedavg`: as in `dlg` (the labels then come from the update's last layer, whose
+    rows carry the summed local gradients' signs)."""
     labels = batch_labels(target, model, batch)
     tgt = _check_targets(target, model)
     n = tgt[0].shape[0]
     x0 = init if init is not None else _init((n, batch, *image_shape), _problem_seeds(tgt, seed), tgt[0].dtype)
     return dlg(model, target, image_shape, batch, num_classes, iterations, lr, history, seed,
                init=(x0, torch.zeros(n, batch, num_classes, dtype=x0.dtype)), true_labels=true_labels,
-               fixed_labels=labels)
+               fixed_labels=labels, fedavg=fedavg)
 
 
 def inverting_gradients(model: nn.Module, target: Sequence[torch.Tensor], image_shape: tuple[int, int, int],

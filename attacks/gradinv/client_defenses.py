@@ -10,7 +10,8 @@ trains the victim for the utility figure (utility.fl_accuracy).
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -30,12 +31,49 @@ def torch_generator(rng: np.random.Generator) -> torch.Generator:
     return torch.Generator().manual_seed(int(rng.integers(0, 2**63 - 1)))
 
 
+def local_update(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: gu.ClientStep, g: torch.Generator,
+                 fedavg: Mapping[str, Any]) -> list[torch.Tensor]:
+    """A FedAvg client's update under a defense: `local_steps` SGD steps at `lr`, each applying the defended update
+    `step` of one mini-batch (`local_batch` images cycling in order, None: all), from a copy of `model`; returns
+    w0 - wT. With the undefended step it is `releases.fedavg_update` (same steps, same order)."""
+    local = copy.deepcopy(model)
+    params = [p for p in local.parameters() if p.requires_grad]
+    start = [p.detach().clone() for p in params]
+    b = int(fedavg.get("local_batch") or 0) or len(x)
+    n_batches = max(1, (len(x) + b - 1) // b)
+    lr = float(fedavg["lr"])
+    for k in range(int(fedavg["local_steps"])):
+        i = (k % n_batches) * b
+        grads = step(local, x[i:i + b], y[i:i + b], g)
+        with torch.no_grad():
+            for p, gr in zip(params, grads):
+                p -= lr * gr.to(p.dtype).reshape(p.shape)
+    return [s0 - p.detach() for s0, p in zip(start, params)]
+
+
+def participations(covers: list[list[int]], fedavg: Mapping[str, Any] | None) -> int:
+    """The most local steps any one image takes part in: 1 for fedSGD; for FedAvg, mini-batches cycle in a fixed
+    order, so an image of a record split into m mini-batches is used in ceil(local_steps / m) of its steps."""
+    if not fedavg:
+        return 1
+    steps, most = int(fedavg["local_steps"]), 0
+    for c in covers:
+        if c:
+            b = int(fedavg.get("local_batch") or 0) or len(c)
+            most = max(most, -(-steps // max(1, -(-len(c) // b))))
+    return max(most, 1)
+
+
 def client_release(features: FeatureSet, client: ClientData, step: gu.ClientStep, rng: np.random.Generator,
                    name: str, meta: dict[str, Any] | None = None) -> FeatureSet:
-    """Recompute each record of a fedSGD release (its covers, its label field) with the defended update `step`."""
+    """Recompute each record of a fedSGD release (its covers, its label field) with the defended update `step`; of a
+    FedAvg release (`fl-updates`, whose meta names the local steps), with every local step's update defended."""
     fmeta = dict(features.meta or {})
     if fmeta.get("release", "fedsgd") != "fedsgd":
         raise BenchError(f"defense {name!r} acts on fedSGD releases only; this release is {fmeta['release']!r}")
+    fedavg = fmeta.get("fedavg")
+    if features.kind == "fl-updates" and not fedavg:
+        raise BenchError(f"defense {name!r}: the FedAvg release does not name its local steps (meta 'fedavg')")
     field = fmeta.get("label_field", "label")
     if field not in client.images.labels:
         raise BenchError(f"defense {name!r}: the client's images carry no class label {field!r}")
@@ -48,8 +86,11 @@ def client_release(features: FeatureSet, client: ClientData, step: gu.ClientStep
     g = torch_generator(rng)
     covers = features.covers()
     width = sum(int(np.prod(s)) for s in shapes)
+
+    def release(c: list[int]) -> list[torch.Tensor]:
+        return local_update(model, x[c], y[c], step, g, fedavg) if fedavg else step(model, x[c], y[c], g)
     # A record that covers no image releases nothing: an all-zero row, as the extractor would.
-    rows = [torch.cat([t.reshape(-1) for t in step(model, x[c], y[c], g)]).float().numpy() if c
+    rows = [torch.cat([t.reshape(-1) for t in release(c)]).float().numpy() if c
             else np.zeros(width, np.float32) for c in covers]
     grads = np.stack(rows) if rows else np.zeros((0, width), np.float32)
     out_meta = {**fmeta, "defense": {"name": name, **(meta or {})}}
@@ -57,9 +98,10 @@ def client_release(features: FeatureSet, client: ClientData, step: gu.ClientStep
 
 
 class _ClientDefense(Defense):
-    """Shared: fl-gradients only, the release kind unchanged, acts on the client, utility by training under it."""
+    """Shared: fedSGD gradients or FedAvg updates, the release kind unchanged, acts on the client, utility by
+    fedSGD training under it (fedSGD releases only: FedAvg training is not wired, so `fl-updates` get no figure)."""
 
-    accepts = ("fl-gradients",)
+    accepts = ("fl-gradients", "fl-updates")
     client_side = True
 
     def released_spec(self, spec: FeatureSpec) -> FeatureSpec:
@@ -72,14 +114,14 @@ class _ClientDefense(Defense):
     def step(self) -> gu.ClientStep:
         raise NotImplementedError
 
-    def release_meta(self, client: ClientData) -> dict[str, Any]:
+    def release_meta(self, client: ClientData, features: FeatureSet) -> dict[str, Any]:
         return {}
 
     def protect_client(self, features: FeatureSet, client: ClientData, rng: np.random.Generator) -> FeatureSet:
-        return client_release(features, client, self.step(), rng, self.name, self.release_meta(client))
+        return client_release(features, client, self.step(), rng, self.name, self.release_meta(client, features))
 
     def utility_source(self, spec: FeatureSpec) -> str | None:
-        return "training"
+        return "training" if spec.kind == "fl-gradients" else None
 
     def utility(self, ctx: UtilityContext) -> dict[str, float]:
         return gu.fl_accuracy(ctx, self.step())
@@ -109,11 +151,16 @@ class DPSGD(_ClientDefense):
             return gd.dp_sgd(releases.per_sample_gradients(model, x, y), clip, sigma, g)
         return dp_step
 
-    def release_meta(self, client: ClientData) -> dict[str, Any]:
-        """ε of one release (one DP-SGD step on the record's batch, sampling rate 1) and of the utility training
-        (the profile's steps at sampling rate batch / train-split size; the accountant assumes Poisson sampling,
-        the training draws shuffled fixed-size batches)."""
+    def release_meta(self, client: ClientData, features: FeatureSet) -> dict[str, Any]:
+        """ε of one release (one DP-SGD step on the record's batch, sampling rate 1; a FedAvg release: the local
+        steps an image takes part in, each at rate 1, mini-batches being fixed) and of the utility training (the
+        profile's steps at sampling rate batch / train-split size; the accountant assumes Poisson sampling, the
+        training draws shuffled fixed-size batches; fedSGD releases only, FedAvg gets no utility figure)."""
         sigma, delta = float(self.params["noise_multiplier"]), float(self.params["delta"])
+        fedavg = (features.meta or {}).get("fedavg")
+        if fedavg:
+            k = participations(features.covers(), fedavg)
+            return {"per_release": {**_epsilon(sigma, 1.0, k, delta), "steps": k}}
         out: dict[str, Any] = {"per_release": _epsilon(sigma, 1.0, 1, delta)}
         if client.profile in gu.PROFILES and client.n_train:
             q, steps = gu.sample_rate(client.profile, client.n_train), int(gu.budget(client.profile)["steps"])

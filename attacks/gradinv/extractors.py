@@ -21,7 +21,7 @@ from bench.hashing import digest
 from bench.params import Param, resolve_params
 from bench.plugins import Extractor, ImageSet, Victim, VictimData, register_extractor
 
-NUM_CLASSES = 10  # the victims classify 10 classes (CIFAR-10's; labels must lie in 0..9)
+NUM_CLASSES = 10  # the victims' default head: 10 classes (CIFAR-10's; a dataset naming more classes widens it)
 CHUNK = 64  # per-sample gradients are computed this many images at a time (bounded intermediate memory)
 
 _COMMON: dict[str, Param] = {
@@ -32,18 +32,27 @@ _COMMON: dict[str, Param] = {
 }
 
 
+def dataset_classes(dataset: Any) -> int:
+    """The victim's number of classes for `dataset`: the size of its declared `label` class list (CIFAR-100: 100),
+    else NUM_CLASSES (a dataset that names no classes, e.g. the synthetic faces of the contract kit)."""
+    names = (getattr(dataset, "class_names", None) or {}).get("label")
+    return len(names) if names else NUM_CLASSES
+
+
 @register_extractor
 class FedSGD(Extractor):
-    """White-box victim releasing fedSGD gradients: `victim` (width `width`), untrained or `trained`, `batch` images
-    per record.
+    """White-box victim classifier (lenet-zhu, convnet, resnet20-4) releasing the fedSGD gradient of `batch` images.
 
-    The victim has initialisation seed 0 and 10 classes and runs in eval mode (BatchNorm uses its running
-    statistics); a record is the gradient of the mean cross-entropy over its images; images in [0, 1] without
-    normalisation (DLG's setting). A trained victim learns on the attacker/train split (SGD, seeded by the run seed)."""
+    `victim` (width `width`), untrained or `trained`, `batch` images per record. The victim has initialisation
+    seed 0 and one output per class of the run's dataset (10 unless it names more: CIFAR-100's 100) and runs in eval
+    mode (BatchNorm uses its running statistics); a record is the gradient of the mean cross-entropy over its
+    images; images in [0, 1] without normalisation (DLG's setting). A trained victim learns on the attacker/train
+    split (SGD, seeded by the run seed)."""
 
     name = "fedsgd"
     produces = FeatureSpec("fl-gradients")
     white_box = True
+    victim_models = victims.VICTIMS
     fixed_victim: ClassVar[str | None] = None  # set by an alias that names one victim (fedsgd-lenet-zhu)
     params = {"victim": Param(str, "lenet-zhu", "victim classifier", choices=victims.VICTIMS),
               "width": Param(int, 0, "victim width (0: its default; convnet 64, resnet20-4 4; lenet-zhu has none)",
@@ -69,9 +78,16 @@ class FedSGD(Extractor):
         self._weights: dict[str, torch.Tensor] | None = None  # the trained weights (load_victim)
         self._train_info: dict[str, Any] = {}
         self.size: int | None = None
+        self.num_classes = NUM_CLASSES  # the run's dataset's class count (bind); 10 outside a run
+
+    @property
+    def batch_size(self) -> int:
+        """Images per record (the engine's compatibility checks read it)."""
+        return self.batch
 
     # ------------------------------------------------------------------------------------------- training
     def bind(self, data: VictimData) -> None:
+        self.num_classes = dataset_classes(data.dataset)
         if not self.trained:
             return
         hp = victims.training_config(self.victim_name, data.profile)
@@ -86,6 +102,8 @@ class FedSGD(Extractor):
 
     def config(self) -> dict[str, Any]:
         out = super().config()
+        if self.num_classes != NUM_CLASSES:  # only then: 10-class configs (and run ids) are those of before
+            out["num_classes"] = self.num_classes
         if self._training is not None:
             out["training"] = dict(self._training)
         return out
@@ -112,7 +130,7 @@ class FedSGD(Extractor):
 
     # ------------------------------------------------------------------------------------------- the model
     def _build(self, size: int) -> torch.nn.Module:
-        return victims.build_victim(self.victim_name, num_classes=NUM_CLASSES, seed=0, width=self.width,
+        return victims.build_victim(self.victim_name, num_classes=self.num_classes, seed=0, width=self.width,
                                     image_size=size)
 
     def _model(self, size: int) -> torch.nn.Module:
@@ -130,6 +148,8 @@ class FedSGD(Extractor):
                  "victim": self.victim_name, "seed": 0}
         if self.width:
             state["width"] = self.width
+        if self.num_classes != NUM_CLASSES:
+            state["num_classes"] = self.num_classes
         if self.trained:
             state["train_accuracy"] = self._train_info.get("train_accuracy")
         return Victim(model, state)
@@ -159,8 +179,9 @@ class FedSGD(Extractor):
 
     def _labels(self, images: ImageSet, field: str) -> torch.Tensor:
         y = torch.as_tensor(np.asarray(images.labels[field]), dtype=torch.long)
-        if len(y) and (int(y.max()) >= NUM_CLASSES or int(y.min()) < 0):
-            raise BenchError(f"extractor {self.name!r}: labels must lie in 0..9 for the 10-class victim")
+        k = self.num_classes
+        if len(y) and (int(y.max()) >= k or int(y.min()) < 0):
+            raise BenchError(f"extractor {self.name!r}: labels must lie in 0..{k - 1} for the {k}-class victim")
         return y
 
     # ------------------------------------------------------------------------------------------- release
@@ -191,18 +212,21 @@ class FedSGD(Extractor):
 class FedSGDLeNetZhu(FedSGD):
     """White-box victim: DLG's LeNet (fedsgd with victim=lenet-zhu) releasing fedSGD gradients of `batch` images.
 
-    The LeNet has seed 0 and 10 classes; untrained unless `trained`; images in [0, 1] without normalisation
-    (DLG's setting); needs class labels."""
+    The LeNet has seed 0 and one output per class of the run's dataset; untrained unless `trained`; images in
+    [0, 1] without normalisation (DLG's setting); needs class labels."""
 
     name = "fedsgd-lenet-zhu"
     fixed_victim = "lenet-zhu"
+    victim_models = ("lenet-zhu",)
     params = dict(_COMMON)
 
 
 @register_extractor
 class FedAvg(FedSGD):
-    """White-box victim releasing FedAvg updates: w0 - wT after `local_steps` SGD steps at `local_lr` on each
-    record's `batch` images (mini-batches of `local_batch`, 0: all), on `victim` (untrained or `trained`)."""
+    """White-box victim classifier releasing FedAvg updates: w0 - wT after `local_steps` local SGD steps.
+
+    The steps run at `local_lr` on each record's `batch` images (mini-batches of `local_batch`, 0: all), on `victim`
+    (untrained or `trained`)."""
 
     name = "fedavg"
     produces = FeatureSpec("fl-updates")

@@ -16,7 +16,7 @@ from bench.attacks.gradinv import releases
 from bench.attacks.gradinv import utility as gu
 from bench.attacks.gradinv.extractors import FedSGD, FedSGDLeNetZhu  # noqa: F401  (re-exported)
 from bench.attacks.gradinv.release_kind import GradientRelease
-from bench.errors import BenchError
+from bench.errors import BenchError, IncompatibleError
 from bench.features import FeatureSet, FeatureSpec, Requirement
 from bench import hyper
 from bench.images import resize
@@ -29,7 +29,9 @@ class _GradInvAttack(Attack):
     one batch size as one batched problem (in float64), return one image and one predicted class label per covered
     image at the run's image size; the runner pairs each record's images with its originals on `matching`."""
 
-    consumes = Requirement("fl-gradients")
+    # fedSGD gradients, or FedAvg updates (the attack then simulates the client's local steps, as Inverting
+    # Gradients' FedAvg attack does; the meta of an `fl-updates` release names them)
+    consumes = Requirement(("fl-gradients", "fl-updates"))
     default_extractor = "fedsgd-lenet-zhu"
     needs_victim = True
     uses_features = True
@@ -97,9 +99,32 @@ class _GradInvAttack(Attack):
         out = resize(out, self.image_size) if side != self.image_size else out
         return out, {"label": torch.cat(labels).long().numpy()}
 
+    def _classes(self) -> int:
+        """The victim's number of classes (its logits layer's outputs: 10, or 100 on CIFAR-100)."""
+        return [m for m in self.victim.model.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
+
+    def _fedavg(self) -> gi.FedAvgSetting | None:
+        """The client's local steps named by an `fl-updates` release's meta; None for a fedSGD release."""
+        s = getattr(self, "_release_meta", {}).get("fedavg")
+        if s is None:
+            return None
+        return gi.FedAvgSetting(int(s["local_steps"]), float(s["lr"]),
+                                int(s["local_batch"]) if s.get("local_batch") else None)
+
+    # Recovers one distinct label per image from a release (idlg, inverting-gradients): a release of more images than
+    # the victim has classes is refused before any work (check_extractor) and again when attacked (_distinct_labels).
+    distinct_labels: bool = False
+
+    def check_extractor(self, extractor: Any) -> None:
+        batch, classes = getattr(extractor, "batch_size", None), getattr(extractor, "num_classes", None)
+        if self.distinct_labels and batch is not None and classes is not None and batch > classes:
+            raise IncompatibleError(f"attack {self.name!r} recovers one distinct label per image, but extractor "
+                                    f"{extractor.name!r} releases {batch} images per record of a {classes}-class "
+                                    f"victim: use dlg, or --extractor-arg batch<={classes}")
+
     def _distinct_labels(self, batch: int) -> None:
         """Label recovery at batch > 1 finds distinct classes: a release of more images than classes is refused."""
-        classes = [m for m in self.victim.model.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
+        classes = self._classes()
         if batch > classes:
             raise BenchError(f"attack {self.name!r} recovers one distinct label per image, but this release covers "
                              f"{batch} images of a {classes}-class victim: use dlg, or --extractor-arg batch<={classes}")
@@ -120,8 +145,8 @@ class DLG(_GradInvAttack):
     params = hyper.declare(gi.PROFILES["dlg"], help=gi.HELP)
 
     def _attack(self, model, target, shape, hp, batch):
-        return gi.dlg(model, target, shape, batch=batch, iterations=hp["iterations"], lr=hp["lr"],
-                      history=hp["history"], seed=self.seed)
+        return gi.dlg(model, target, shape, batch=batch, num_classes=self._classes(), iterations=hp["iterations"],
+                      lr=hp["lr"], history=hp["history"], seed=self.seed, fedavg=self._fedavg())
 
 
 @register_attack
@@ -130,12 +155,13 @@ class IDLG(_GradInvAttack):
 
     name = "idlg"
     paper = "Zhao et al., iDLG: Improved Deep Leakage from Gradients, 2020"
+    distinct_labels = True
     params = hyper.declare(gi.PROFILES["idlg"], help=gi.HELP)
 
     def _attack(self, model, target, shape, hp, batch):
         self._distinct_labels(batch)
-        return gi.idlg(model, target, shape, iterations=hp["iterations"], lr=hp["lr"], history=hp["history"],
-                       seed=self.seed, batch=batch)
+        return gi.idlg(model, target, shape, num_classes=self._classes(), iterations=hp["iterations"], lr=hp["lr"],
+                       history=hp["history"], seed=self.seed, batch=batch, fedavg=self._fedavg())
 
 
 @register_attack
@@ -144,22 +170,20 @@ class InvertingGradients(_GradInvAttack):
 
     name = "inverting-gradients"
     paper = "Geiping et al., Inverting Gradients, NeurIPS 2020"
+    distinct_labels = True
     params = hyper.declare(gi.PROFILES["inverting-gradients"], help=gi.HELP)
-    # fedSGD gradients, or FedAvg updates (the attack then simulates the client's local steps, IG's FedAvg attack)
-    consumes = Requirement(("fl-gradients", "fl-updates"))
-
-    def _fedavg(self) -> gi.FedAvgSetting | None:
-        s = getattr(self, "_release_meta", {}).get("fedavg")
-        if s is None:
-            return None
-        return gi.FedAvgSetting(int(s["local_steps"]), float(s["lr"]),
-                                int(s["local_batch"]) if s.get("local_batch") else None)
 
     def _attack(self, model, target, shape, hp, batch):
         self._distinct_labels(batch)
         return gi.inverting_gradients(model, target, shape, batch=batch, iterations=hp["iterations"], lr=hp["lr"],
                                       tv=hp["tv"], restarts=hp["restarts"], labels=hp["labels"], seed=self.seed,
                                       fedavg=self._fedavg())
+
+
+def _fedsgd_training(spec: FeatureSpec) -> str | None:
+    """A gradient defense's utility source: fedSGD training under it for `fl-gradients`; none for `fl-updates`
+    (FedAvg training is not wired, as for `none`: no figure rather than one of another protocol)."""
+    return "training" if spec.kind == "fl-gradients" else None
 
 
 def _split(release: GradientRelease, name: str) -> tuple[list[list[int]], np.ndarray]:
@@ -183,7 +207,7 @@ class GradientPruning(Defense):
     """Zeroes the `fraction` smallest-magnitude gradient entries of every record (SemSim's prune_70 at 0.7)."""
 
     name = "gradient-pruning"
-    accepts = ("fl-gradients",)
+    accepts = ("fl-gradients", "fl-updates")
     params = {"fraction": Param(float, 0.7, "share of entries zeroed", low=0.0, high=1.0),
               "scope": Param(str, "layer", "rank within each parameter tensor, or over the whole record",
                              choices=("layer", "global"))}
@@ -196,10 +220,10 @@ class GradientPruning(Defense):
         out = np.stack([torch.cat(gd.gradient_pruning(_rows(g, shapes), self.params["fraction"],
                                                       self.params["scope"])).numpy() for g in grads]) \
             if len(grads) else grads.copy()
-        return GradientRelease(out, features.covers(), features.flags, features.meta)
+        return type(features)(out, features.covers(), features.flags, features.meta)
 
     def utility_source(self, spec: FeatureSpec) -> str | None:
-        return "training"
+        return _fedsgd_training(spec)
 
     def utility(self, ctx: UtilityContext) -> dict[str, float]:
         """``fl-accuracy``: the victim trained by fedSGD with every step's gradient pruned (utility.fl_accuracy)."""
@@ -213,7 +237,7 @@ class GradientNoise(Defense):
     """Adds Gaussian noise of std `sigma` to every gradient entry (SemSim's gaussian setting: 1e-3)."""
 
     name = "gradient-noise"
-    accepts = ("fl-gradients",)
+    accepts = ("fl-gradients", "fl-updates")
     params = {"sigma": Param(float, 1e-3, "noise std in gradient units", low=0.0)}
 
     def released_spec(self, spec: FeatureSpec) -> FeatureSpec:
@@ -222,10 +246,10 @@ class GradientNoise(Defense):
     def protect(self, features: FeatureSet, rng: np.random.Generator) -> FeatureSet:
         grads = np.asarray(features.grads, dtype=np.float32)
         noisy = grads + np.float32(self.params["sigma"]) * rng.standard_normal(grads.shape, dtype=np.float32)
-        return GradientRelease(noisy, features.covers(), features.flags, features.meta)
+        return type(features)(noisy, features.covers(), features.flags, features.meta)
 
     def utility_source(self, spec: FeatureSpec) -> str | None:
-        return "training"
+        return _fedsgd_training(spec)
 
     def utility(self, ctx: UtilityContext) -> dict[str, float]:
         """``fl-accuracy``: the victim trained by fedSGD with Gaussian noise on every step's gradient."""

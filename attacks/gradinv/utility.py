@@ -83,7 +83,8 @@ def fl_accuracy(ctx: UtilityContext, step: ClientStep) -> dict[str, float]:
         raise BenchError(f"gradient-defense utility: the images carry no class label {field!r}")
     state = ctx.training.victim.state
     size = int(train.images.shape[-1])
-    model = victims.build_victim(str(state.get("victim", "lenet-zhu")), num_classes=10, seed=0,
+    model = victims.build_victim(str(state.get("victim", "lenet-zhu")), num_classes=int(state.get("num_classes", 10)),
+                                 seed=0,
                                  width=state.get("width") or None, image_size=size)
     hp = budget(ctx.training.profile)
     y_train = torch.as_tensor(np.asarray(train.labels[field]), dtype=torch.long)

@@ -24,6 +24,10 @@ def _extra(kind: str, name: str, meta: dict[str, Any]) -> str:
         return f"  [{'higher' if meta['higher_is_better'] else 'lower'} is better{'; ' + mark if mark else ''}]"
     if kind == "datasets" and meta.get("note"):
         return f"  [{meta['note']}]"
+    if kind == "extractors" and meta.get("produces"):
+        white = f"; white-box, victims {', '.join(meta['victims'])}" if meta.get("victims") else \
+            ("; white-box" if meta.get("white_box") else "")
+        return f"  [produces {meta['produces']}{white}]"
     return ""
 
 

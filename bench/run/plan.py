@@ -222,6 +222,7 @@ def plan(req: RunRequest) -> Plan:
     # A trained victim learns from the attacker/train split (never a private image); the extractor's config, in the
     # spec, then names that training (an untrained victim's config, and run id, are unchanged).
     extractor.bind(VictimData(aux, list(train_ids), resolution.extract_size, profile.name, req.seed))
+    attack.check_extractor(extractor)  # attack-specific limits of what it can attack, before any work
     spec = RunSpec(
         attack=req.attack, defense=req.defense, dataset=req.dataset,
         data_root=str(Path(req.data_root).resolve()) if req.data_root else None,

@@ -71,6 +71,26 @@ def run_id(spec: dict[str, Any]) -> str:
     return digest(_hashed(spec))
 
 
+# What the run seed alone determines, inside a spec's parts: a trained victim records the seed of its training and
+# the digest of the seed-drawn attacker split it trained on. Both are hashed into the run id, never into the
+# configuration id, so the seeds of one configuration share a leaderboard row.
+SEED_DERIVED: dict[str, dict[str, tuple[str, ...]]] = {"extractor": {"training": ("seed", "data")}}
+
+
+def _without_seed(spec: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in _hashed(spec).items() if k != "seed"}
+    for part, nested in SEED_DERIVED.items():
+        if not isinstance(out.get(part), dict):
+            continue
+        section = dict(out[part])
+        for key, fields in nested.items():
+            if isinstance(section.get(key), dict):
+                section[key] = {k: v for k, v in section[key].items() if k not in fields}
+        out[part] = section
+    return out
+
+
 def config_id(spec: dict[str, Any]) -> str:
-    """Configuration id of a spec dict (everything but the seed and the folder paths)."""
-    return digest({k: v for k, v in _hashed(spec).items() if k != "seed"})
+    """Configuration id of a spec dict: everything but the seed, what the seed alone determines (SEED_DERIVED) and
+    the folder paths."""
+    return digest(_without_seed(spec))

@@ -69,3 +69,21 @@ def test_code_versions_are_in_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(SiftExtractor, "version", "999")
     fixed_extractor = plan(RunRequest(attack="mean-image", profile="smoke", n_train=6, n_test=4)).spec.run_id
     assert len({before, fixed_attack, fixed_extractor}) == 3
+
+
+def test_seed_derived_fields_stay_out_of_the_configuration() -> None:
+    """A trained victim's training seed and seed-drawn split digest are the seed's: the two seeds of one
+    configuration share its id (one leaderboard row), while every declared training setting still splits it."""
+    from bench.spec import config_id, run_id
+
+    def spec(seed: int, data: str, steps: int = 100) -> dict:
+        return {"attack": "inverting-gradients", "seed": seed, "data_root": None,
+                "extractor": {"name": "fedsgd", "trained": True,
+                              "training": {"seed": seed, "data": data, "steps": steps, "lr": 0.01}}}
+
+    s0, s1 = spec(0, "44c5dd0c"), spec(1, "25929a86")
+    assert run_id(s0) != run_id(s1)
+    assert config_id(s0) == config_id(s1)
+    assert config_id(spec(0, "44c5dd0c", steps=300)) != config_id(s0)
+    # the seed-derived fields are dropped from the configuration only, not from the spec itself
+    assert s0["extractor"]["training"]["seed"] == 0 and s0["extractor"]["training"]["data"] == "44c5dd0c"

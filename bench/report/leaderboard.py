@@ -38,11 +38,13 @@ def _spec(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def _config_id(run: dict[str, Any], spec: dict[str, Any]) -> str:
-    if run.get("config_id"):
-        return str(run["config_id"])
+    """The configuration id computed from the run's spec (the stored one where no spec is kept): runs stored before
+    SEED_DERIVED existed then group by today's rule."""
     from bench.spec import config_id
 
-    return config_id(spec)
+    if spec:
+        return config_id(spec)
+    return str(run.get("config_id") or "")
 
 
 def _params(config: Any) -> dict[str, Any]:

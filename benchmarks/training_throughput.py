@@ -5,8 +5,8 @@ shared trainer's speed-ups off ("before") and on ("after"), at 1 and 2 threads.
                                              [--steps 8] [--repeats 3] [--n-train 48] [--json FILE] [--quiet]
 
 Every measurement is a fresh fit of the attack at the cpu profile (its network sizes and batch size; the step
-counts of its stages set on the instance to warm-up + `--steps`, CFGAN's and INV's batch-norm re-estimation cut to
-one batch since it is not a step) on real inputs: `--n-train` images of the synthetic demo faces at the cpu
+counts of its stages set on the instance to warm-up + `--steps`; CFGAN's and INV's batch-norm re-estimation cut to
+one batch and sli-l's descriptor classifier to 10 steps, since neither is a stage's step) on real inputs: `--n-train` images of the synthetic demo faces at the cpu
 profile's sizes with their OpenCV SIFT features, or, for the attacks that decode a face descriptor (face-cnn,
 feature-decoder, feature-gan), seeded random 128-d vectors standing in for dlib's (which needs the `faces` extra;
 a step's cost does not depend on the values). Each step of a stage is timed (wall clock, and this process's CPU
@@ -140,6 +140,8 @@ def one_fit(name: str, data: dict[str, Any], steps: int, warmup: int | None, see
     if "bn_batches" in hp:
         hp["bn_batches"] = 1  # batch-norm re-estimation is not a training step
     attack.hp = hp
+    if hasattr(attack, "chp"):  # sli-l's descriptor classifier: trained before the stages, not timed
+        attack.chp = {**attack.chp, "steps": 10}
     ctx = FitContext(defense=registry.defenses.get("none").obj(), seed=seed, device=torch.device("cpu"),
                      progress=False, ids=list(data["ids"]))
     with training.speedups(speedups), StepClock() as clock:

@@ -1,5 +1,6 @@
 """The shared trainer of learned attacks: one copy of the machinery every trained attack needs.
 
+- `speedups`: exact training speed-ups on (the default) or off (`BENCH_TRAINING_SPEEDUPS=0`; benchmarks compare);
 - `seeded_batches`: endless epochs of a seeded permutation, in batches (the last partial batch dropped);
 - `adam`, `schedules`, `optimise`: the optimiser from a profile's `lr`/`betas`, its learning-rate schedule
   (`none`, `cosine` over the stage's steps, or a `step` decay) and one zero-grad/backward/step;
@@ -24,7 +25,9 @@ after the stage. One process: all of it is a no-op.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from abc import abstractmethod
 from dataclasses import dataclass
@@ -42,12 +45,42 @@ from bench.nn import distributed
 from bench.nn.losses import bce_with_target, ragan_d_loss, ragan_g_loss
 from bench.nn.measure import flops_and_macs
 from bench.plugins import Attack
+from bench.record_cache import SparseRecordCache
 
 Batches = Iterator[np.ndarray]
+
+# ------------------------------------------------------------------------------------------------ speed-ups
+# Exact speed-ups of training (docs/speed.md, "Training throughput"): Adam's multi-tensor (foreach) update, one
+# discriminator forward shared by the generator's adversarial term and the discriminator's step, per-record inputs
+# (SIFT maps, fixed targets' features) built once instead of every step. They change no number beyond float noise
+# (the tests check the trained weights against the plain path); off, the trainer runs the plain per-step path.
+_speedups = os.environ.get("BENCH_TRAINING_SPEEDUPS", "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+def speedups_enabled() -> bool:
+    """Whether the exact training speed-ups are on (default; `BENCH_TRAINING_SPEEDUPS=0` turns them off)."""
+    return _speedups
+
+
+@contextlib.contextmanager
+def speedups(enabled: bool) -> Iterator[None]:
+    """Turn the training speed-ups on or off inside a `with` block (benchmarks time both paths in one process)."""
+    global _speedups
+    before, _speedups = _speedups, bool(enabled)
+    try:
+        yield
+    finally:
+        _speedups = before
 
 
 class TrainingDiverged(RuntimeError):
     """A training loss that is not finite (NaN or infinite): the run stops instead of storing a broken attack."""
+
+
+def record_inputs(build: Callable[[np.ndarray], torch.Tensor], n: int) -> Callable[[np.ndarray], torch.Tensor]:
+    """`build(indices)` of per-record, mostly-zero training inputs (SIFT maps) of `n` records: with the speed-ups,
+    each record's is built once and kept as its non-zero cells (`SparseRecordCache`, the same values); else `build`."""
+    return SparseRecordCache(build, n) if _speedups else build
 
 
 # ------------------------------------------------------------------------------------------------ batches
@@ -67,8 +100,11 @@ def seeded_batches(n: int, batch: int, seed: int | torch.Generator) -> Batches:
 
 # ------------------------------------------------------------------------------------- optimiser, schedule
 def adam(params: Iterable[nn.Parameter], hp: Mapping[str, Any]) -> torch.optim.Adam:
-    """Adam at the profile's `lr` and `betas` (torch's default (0.9, 0.999) when the profile gives none)."""
-    return torch.optim.Adam(params, lr=hp["lr"], betas=tuple(hp.get("betas", (0.9, 0.999))))  # type: ignore[arg-type]
+    """Adam at the profile's `lr` and `betas` (torch's default (0.9, 0.999) when the profile gives none); with the
+    speed-ups, torch's multi-tensor (foreach) update: the same arithmetic, bit for bit, in fewer Python calls."""
+    foreach = True if _speedups else None  # None: torch's own choice (the per-tensor loop on the CPU)
+    return torch.optim.Adam(params, lr=hp["lr"], betas=tuple(hp.get("betas", (0.9, 0.999))),  # type: ignore[arg-type]
+                            foreach=foreach)
 
 
 def schedules(optimisers: Sequence[torch.optim.Optimizer], kind: str, steps: int, *, step_size: int = 1,
@@ -85,36 +121,56 @@ def schedules(optimisers: Sequence[torch.optim.Optimizer], kind: str, steps: int
     raise BenchError(f"unknown learning-rate schedule {kind!r}; schedules: none, cosine, step")
 
 
-def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    """One optimisation step on `loss`: gradients cleared (set to None), back-propagated, applied."""
+def optimise(opt: torch.optim.Optimizer, loss: torch.Tensor, *, keep_graph: bool = False) -> None:
+    """One optimisation step on `loss`: gradients cleared (set to None), back-propagated, applied. `keep_graph`:
+    only the optimiser's parameters get gradients and the graph is kept for a second backward pass (the
+    discriminator's, through the same forward: `Adversary.train_step`)."""
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    if keep_graph:
+        loss.backward(inputs=_trainable(opt), retain_graph=True)
+    else:
+        loss.backward()
     if distributed.sharding():  # data-parallel: the gradient of the global batch's mean loss
         distributed.average_gradients(p for group in opt.param_groups for p in group["params"])
     opt.step()
 
 
+def _trainable(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for group in opt.param_groups for p in group["params"] if p.requires_grad]
+
+
 # ------------------------------------------------------------------------------------------- adversarial
+Logits = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 @dataclass(frozen=True)
 class GANLoss:
-    """A GAN objective: `g(disc, real, fake)` the generator's term (the discriminator is frozen while it runs) and
-    `d(disc, real, fake)` the discriminator's loss (`fake` already detached)."""
+    """A GAN objective on the discriminator's logits of a real and a fake batch: `g_logits(real, fake)` the
+    generator's term (real logits carry no gradient), `d_logits(real, fake)` the discriminator's loss.
+    `uses_real_in_g`: whether the generator's term reads the real logits at all."""
 
     name: str
-    g: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
-    d: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+    g_logits: Logits
+    d_logits: Logits
+    uses_real_in_g: bool = True
 
+    def g(self, disc: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """The generator's term, the discriminator run on both batches (real first, without gradients)."""
+        real_logits = None
+        if self.uses_real_in_g:
+            with torch.no_grad():
+                real_logits = disc(real)
+        return self.g_logits(real_logits, disc(fake))  # type: ignore[arg-type]
 
-def _ragan_g(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        real_logits = disc(real)
-    return ragan_g_loss(real_logits, disc(fake))
+    def d(self, disc: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """The discriminator's loss (`fake` already detached)."""
+        return self.d_logits(disc(real), disc(fake))
 
 
 # Relativistic-average GAN (ESRGAN's; CFGAN, SLI) and the standard non-saturating GAN with logits (INV).
-RAGAN = GANLoss("ragan", _ragan_g, lambda disc, real, fake: ragan_d_loss(disc(real), disc(fake)))
-BCE = GANLoss("bce", lambda disc, real, fake: bce_with_target(disc(fake), 1.0),
-              lambda disc, real, fake: bce_with_target(disc(real), 1.0) + bce_with_target(disc(fake), 0.0))
+RAGAN = GANLoss("ragan", ragan_g_loss, ragan_d_loss)
+BCE = GANLoss("bce", lambda real, fake: bce_with_target(fake, 1.0),
+              lambda real, fake: bce_with_target(real, 1.0) + bce_with_target(fake, 0.0), uses_real_in_g=False)
 
 
 class Adversary:
@@ -136,6 +192,28 @@ class Adversary:
         d_loss = self.loss.d(self.disc, real, fake.detach())
         optimise(self.opt, d_loss)
         return float(d_loss.detach())
+
+    def train_step(self, opt_g: torch.optim.Optimizer, loss: torch.Tensor, weight: float, real: torch.Tensor,
+                   fake: torch.Tensor) -> torch.Tensor:
+        """The generator's step on `loss + weight · adversarial term`, then the discriminator's step; returns the
+        generator's total loss.
+
+        Plain path: `generator_term`, `optimise`, `step` (four discriminator forwards). With the speed-ups, the
+        discriminator runs once on each batch and both steps back-propagate through those forwards: the values
+        are the same (its weights do not change between the two steps and batch norm in training mode normalises
+        each call by its own batch), only its running statistics are updated twice per step instead of four times
+        (a discriminator's are never used)."""
+        if not _speedups:
+            total = loss + weight * self.generator_term(real, fake)
+            optimise(opt_g, total)
+            self.step(real, fake)
+            return total
+        real_logits = self.disc(real)
+        fake_logits = self.disc(fake)
+        total = loss + weight * self.loss.g_logits(real_logits.detach(), fake_logits)
+        optimise(opt_g, total, keep_graph=True)  # gradients into the generator only; the graph stays
+        optimise(self.opt, self.loss.d_logits(real_logits, fake_logits), keep_graph=True)  # into the disc only
+        return total
 
 
 # ---------------------------------------------------------------------------------------------- the loop

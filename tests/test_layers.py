@@ -21,7 +21,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("errors",),
     # foundations: pure helpers and the declarations everything else is keyed by
     ("hashing", "params", "profiles", "registry", "threads", "images", "weights", "install_hint", "metric_value",
-     "logistic_regression", "run_files", "paper_parity", "matching", "locks", "devices", "__version__"),
+     "logistic_regression", "run_files", "paper_parity", "matching", "locks", "devices", "__version__",
+     "record_cache"),
     ("spec", "hyper", "features", "nn"),  # the run spec and hyper-parameters; feature containers; network blocks
     ("plugins",),  # plugin base classes and their registries
     # shared embedders; old plugin APIs; loading a SemSim checkpoint; the table of metric conventions (it registers

@@ -21,8 +21,9 @@ from bench.hyper import declare, stage_steps
 from bench.nn.losses import PerceptualLoss
 from bench.nn.measure import count_parameters
 from bench.plugins import FitContext, register_attack
+from bench.record_cache import DenseRecordCache
 from bench.training import (RAGAN, Adversary, LearnedAttack, adam, flop_figures, optimise, recalibrate_bn,
-                            schedules, seeded_batches)
+                            record_inputs, schedules, seeded_batches, speedups_enabled)
 
 # Per-profile hyper-parameters, the one place they are set.
 # - smoke: seconds, for tests (tiny widths, a few steps).
@@ -135,12 +136,14 @@ class CFGAN(LearnedAttack):
     def networks(self) -> dict[str, nn.Module | None]:
         return {"coarse": self.coarse, "fine": self.fine}
 
-    def _maps(self, features: FeatureSet, indices: np.ndarray) -> torch.Tensor:
+    def _cpu_maps(self, features: FeatureSet, indices: np.ndarray) -> torch.Tensor:
         from bench.attacks.sift_inversion.maps import sift_maps
 
-        m = sift_maps(features, indices, self.hp["map_size"], compress=True, seed=self.seed,  # type: ignore[arg-type]
-                      channels_last=True)
-        return m.to(self.device, memory_format=CL, non_blocking=True)
+        return sift_maps(features, indices, self.hp["map_size"], compress=True, seed=self.seed,  # type: ignore[arg-type]
+                         channels_last=True)
+
+    def _maps(self, features: FeatureSet, indices: np.ndarray) -> torch.Tensor:
+        return self._cpu_maps(features, indices).to(self.device, memory_format=CL, non_blocking=True)
 
     # ---------------------------------------------------------------------------------------------- training
     def fit(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:
@@ -156,16 +159,40 @@ class CFGAN(LearnedAttack):
         losses = self._losses()
         gen = torch.Generator().manual_seed(self.seed)  # shared by both stages' batches
         coarse, fine = self.coarse, self.fine
+        cpu_maps = record_inputs(lambda idx: self._cpu_maps(features, idx), len(features))  # kept per record
+
+        def maps(idx: np.ndarray) -> torch.Tensor:
+            return cpu_maps(idx).to(self.device, memory_format=CL, non_blocking=True)
+
+        targets = self._target_inputs(images, losses)
         self._train_stage("coarse", coarse, Discriminator(self.net_cfg).to(self.device, memory_format=CL), None,
-                          features, images, losses, gen, ctx.progress)
-        self._recalibrate_bn(coarse, lambda m: coarse(m), features)
+                          maps, targets, len(features), losses, gen, ctx.progress)
+        self._recalibrate_bn(coarse, lambda m: coarse(m), maps, len(features))
         coarse.eval().requires_grad_(False)
         if self.hp["fine_from_coarse"]:
             self._init_fine_from_coarse()
         self._train_stage("fine", fine, Discriminator(self.net_cfg).to(self.device, memory_format=CL), coarse,
-                          features, images, losses, gen, ctx.progress)
-        self._recalibrate_bn(fine, lambda m: fine(m, coarse(m)), features)
+                          maps, targets, len(features), losses, gen, ctx.progress)
+        self._recalibrate_bn(fine, lambda m: fine(m, coarse(m)), maps, len(features))
         fine.eval()
+
+    def _target_inputs(self, images: torch.Tensor, losses: Mapping[str, nn.Module]) -> Any:
+        """`targets(idx) -> (images, their SIFT-loss descriptors or None)`. The descriptors of a fixed image never
+        change: with the speed-ups they are computed once per image (kept within 512 MiB), else every step."""
+        sift = losses.get("sift")
+
+        def target_images(idx: np.ndarray) -> torch.Tensor:
+            return images[torch.from_numpy(np.asarray(idx))].to(self.device, torch.float32, memory_format=CL)
+
+        kept = None
+        if sift is not None and speedups_enabled():
+            kept = DenseRecordCache(lambda idx: sift.target_descriptors(target_images(idx)),  # type: ignore[operator]
+                                    images.shape[0])
+
+        def targets(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+            return target_images(idx), (kept(idx) if kept is not None else None)
+
+        return targets
 
     def _departures(self) -> list[str]:
         """What this profile's training does differently from the paper profile (for the run notes)."""
@@ -195,10 +222,11 @@ class CFGAN(LearnedAttack):
         return out
 
     def _train_stage(self, stage: str, net: nn.Module, disc: Discriminator, coarse: CoarseNet | None,
-                     features: FeatureSet, images: torch.Tensor, losses: Mapping[str, nn.Module],
+                     maps: Any, targets: Any, n_records: int, losses: Mapping[str, nn.Module],
                      gen: torch.Generator, progress: bool) -> None:
         """λ_pix·L1 (+ λ_sift·SIFT, + λ_per·perceptual) + λ_adv·RaGAN against `disc`; `coarse` (frozen) feeds the
-        fine net its rough image."""
+        fine net its rough image. `maps(idx)`: the batch's SIFT maps; `targets(idx)`: its images and their SIFT-loss
+        descriptors (None: computed here)."""
         hp = self.hp
         steps = int(hp[f"{stage}_steps"])
         opt_g = adam(net.parameters(), hp)
@@ -208,27 +236,26 @@ class CFGAN(LearnedAttack):
         disc.train()
 
         def step(idx: np.ndarray) -> float:
-            maps = self._maps(features, idx)
-            target = images[torch.from_numpy(idx)].to(self.device, torch.float32, memory_format=CL)
+            m = maps(idx)
+            target, target_desc = targets(idx)
             if coarse is not None:
                 with torch.no_grad():
-                    rough = coarse(maps)
-                fake = net(maps, rough)
+                    rough = coarse(m)
+                fake = net(m, rough)
             else:
-                fake = net(maps)
+                fake = net(m)
             loss = hp["lambda_pix"] * F.l1_loss(fake, target)
             if "sift" in losses:
-                loss = loss + hp["lambda_sift"] * losses["sift"](fake, target)
+                loss = loss + hp["lambda_sift"] * losses["sift"](fake, target, target_desc)
             if "per" in losses:
                 loss = loss + hp["lambda_per"] * losses["per"](fake, target)
             if hp["adversarial"]:
-                loss = loss + hp["lambda_adv"] * adversary.generator_term(target, fake)
-            optimise(opt_g, loss)
-            if hp["adversarial"]:
-                adversary.step(target, fake)
+                loss = adversary.train_step(opt_g, loss, hp["lambda_adv"], target, fake)
+            else:
+                optimise(opt_g, loss)
             return float(loss.detach())
 
-        batches = seeded_batches(images.shape[0], hp["batch_size"], gen)
+        batches = seeded_batches(n_records, hp["batch_size"], gen)
         self.run_stage(stage, steps, batches, step, schedulers=scheds, progress=progress)
 
     def _init_fine_from_coarse(self) -> None:
@@ -241,10 +268,11 @@ class CFGAN(LearnedAttack):
         self.fine.sift_encoder.load_state_dict(self.coarse.encoder.state_dict())
         self.fine.decoder.load_state_dict(self.coarse.decoder.state_dict())
 
-    def _recalibrate_bn(self, net: nn.Module, forward: Any, features: FeatureSet) -> None:
-        """BN running statistics of the trained `net` re-estimated over `bn_batches` batches (bench.training).
-        Off (0) in the paper profile, whose long training makes it unnecessary."""
-        recalibrate_bn(net, lambda idx: forward(self._maps(features, idx)), len(features), int(self.hp["batch_size"]),
+    def _recalibrate_bn(self, net: nn.Module, forward: Any, maps: Any, n: int) -> None:
+        """BN running statistics of the trained `net` re-estimated over `bn_batches` batches of `maps(idx)` of the
+        `n` training records (bench.training). Off (0) in the paper profile, whose long training makes it
+        unnecessary."""
+        recalibrate_bn(net, lambda idx: forward(maps(idx)), n, int(self.hp["batch_size"]),
                        int(self.hp.get("bn_batches", 0)), self.seed + 1)
 
     # ------------------------------------------------------------------------------------------ reconstruction

@@ -30,7 +30,7 @@ from bench.features.sift import SiftSet
 from bench.nn.measure import count_parameters
 from bench.plugins import FitContext, register_attack
 from bench.training import (BCE, Adversary, Batches, LearnedAttack, adam, flop_figures, optimise, recalibrate_bn,
-                            schedules, seeded_batches)
+                            record_inputs, schedules, seeded_batches)
 
 CL = torch.channels_last
 
@@ -116,10 +116,12 @@ class INV(LearnedAttack):
     def networks(self) -> dict[str, nn.Module | None]:
         return {"coarse": self.coarse, "refine": self.refine}
 
-    def _maps(self, features: SiftSet, idx: np.ndarray) -> torch.Tensor:
+    def _cpu_maps(self, features: SiftSet, idx: np.ndarray) -> torch.Tensor:
         extras = ("presence",) if self.hp["mask_channel"] else ()
-        m = keypoint_maps(features, idx, self.hp["map_size"], seed=self.seed, extras=extras)
-        return m.to(self.device, memory_format=CL)
+        return keypoint_maps(features, idx, self.hp["map_size"], seed=self.seed, extras=extras)
+
+    def _maps(self, features: SiftSet, idx: np.ndarray) -> torch.Tensor:
+        return self._cpu_maps(features, idx).to(self.device, memory_format=CL)
 
     # ---------------------------------------------------------------------------------------------- training
     def fit(self, features: FeatureSet, images: torch.Tensor, ctx: FitContext) -> None:
@@ -148,8 +150,13 @@ class INV(LearnedAttack):
             per = PerceptualLoss(weights.load_state_dict("vgg19")).to(self.device)
         batches = seeded_batches(images.shape[0], hp["batch_size"], self.seed)  # one stream for both stages
         coarse, refine = self.coarse, self.refine
-        self._train_stage("coarse", coarse, lambda m: coarse(m), sift, images, batches, per, False, ctx.progress)
-        self._recalibrate_bn(coarse, lambda m: coarse(m), sift)
+        cpu_maps = record_inputs(lambda idx: self._cpu_maps(sift, idx), len(sift))  # kept per record (speed-ups)
+
+        def maps(idx: np.ndarray) -> torch.Tensor:
+            return cpu_maps(idx).to(self.device, memory_format=CL)
+
+        self._train_stage("coarse", coarse, lambda m: coarse(m), maps, images, batches, per, False, ctx.progress)
+        self._recalibrate_bn(coarse, lambda m: coarse(m), maps, len(sift))
         coarse.eval().requires_grad_(False)
 
         def refine_fwd(m: torch.Tensor) -> torch.Tensor:
@@ -157,15 +164,16 @@ class INV(LearnedAttack):
                 rough = coarse(m)
             return refine(m, rough)
 
-        self._train_stage("refine", refine, refine_fwd, sift, images, batches, per, bool(hp["adversarial"]),
+        self._train_stage("refine", refine, refine_fwd, maps, images, batches, per, bool(hp["adversarial"]),
                           ctx.progress)
-        self._recalibrate_bn(refine, refine_fwd, sift)
+        self._recalibrate_bn(refine, refine_fwd, maps, len(sift))
         refine.eval()
 
     def _train_stage(self, stage: str, net: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
-                     sift: SiftSet, images: torch.Tensor, batches: Batches, per: nn.Module | None, adversarial: bool,
-                     progress: bool) -> None:
-        """λ_pix·L1 (+ λ_per·perceptual) (+ λ_adv·BCE GAN against a discriminator built here when `adversarial`)."""
+                     maps: Callable[[np.ndarray], torch.Tensor], images: torch.Tensor, batches: Batches,
+                     per: nn.Module | None, adversarial: bool, progress: bool) -> None:
+        """λ_pix·L1 (+ λ_per·perceptual) (+ λ_adv·BCE GAN against a discriminator built here when `adversarial`) on
+        the batches' maps `maps(idx)`."""
         hp = self.hp
         steps = int(hp[f"{stage}_steps"])
         opt = adam(net.parameters(), hp)
@@ -177,25 +185,24 @@ class INV(LearnedAttack):
         net.train()
 
         def step(idx: np.ndarray) -> float:
-            maps = self._maps(sift, idx)
             target = images[torch.from_numpy(idx)].to(self.device, torch.float32, memory_format=CL)
-            fake = forward(maps)
+            fake = forward(maps(idx))
             loss = hp["lambda_pix"] * F.l1_loss(fake, target)
             if per is not None:
                 loss = loss + hp["lambda_per"] * per(fake, target)
             if adversary is not None:
-                loss = loss + hp["lambda_adv"] * adversary.generator_term(target, fake)
-            optimise(opt, loss)
-            if adversary is not None:
-                adversary.step(target, fake)
+                loss = adversary.train_step(opt, loss, hp["lambda_adv"], target, fake)
+            else:
+                optimise(opt, loss)
             return float(loss.detach())
 
         self.run_stage(stage, steps, batches, step, schedulers=scheds, progress=progress)
 
     def _recalibrate_bn(self, net: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
-                        sift: SiftSet) -> None:
-        """Running BN statistics of the trained `net` re-estimated as plain averages over `bn_batches` batches."""
-        recalibrate_bn(net, lambda idx: forward(self._maps(sift, idx)), len(sift), int(self.hp["batch_size"]),
+                        maps: Callable[[np.ndarray], torch.Tensor], n: int) -> None:
+        """Running BN statistics of the trained `net` re-estimated as plain averages over `bn_batches` batches of
+        the `n` training records' maps `maps(idx)`."""
+        recalibrate_bn(net, lambda idx: forward(maps(idx)), n, int(self.hp["batch_size"]),
                        int(self.hp["bn_batches"]), self.seed + 1)
 
     # ------------------------------------------------------------------------------------------ reconstruction

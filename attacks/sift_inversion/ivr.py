@@ -29,7 +29,7 @@ from bench.hyper import declare
 from bench.features.sift import DESCRIPTOR_DIM, SiftSet
 from bench.nn.measure import count_parameters
 from bench.plugins import FitContext, register_attack
-from bench.training import LearnedAttack, adam, flop_figures, optimise, schedules, seeded_batches
+from bench.training import LearnedAttack, adam, flop_figures, optimise, record_inputs, schedules, seeded_batches
 
 CL = torch.channels_last
 LEAKY = 0.2
@@ -250,9 +250,10 @@ class IVR(LearnedAttack):
         steps = int(hp["steps"])
         opt = adam(net.parameters(), hp)
         net.train()
+        cpu_maps = record_inputs(lambda idx: keypoint_maps(sift, idx, hp["map_size"], seed=self.seed), len(sift))
 
         def step(idx: np.ndarray) -> float:
-            maps = self._maps(sift, idx)
+            maps = cpu_maps(idx).to(self.device, memory_format=CL)
             target = images[torch.from_numpy(idx)].to(self.device, torch.float32, memory_format=CL)
             loss = F.mse_loss(net(maps), target)
             optimise(opt, loss)

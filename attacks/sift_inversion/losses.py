@@ -28,9 +28,15 @@ class SiftLoss(nn.Module):
         super().__init__()
         self.dsift = KF.DenseSIFTDescriptor(stride=int(stride)).requires_grad_(False)  # fixed kernels
 
-    def forward(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Scalar loss; gradients flow into `recon` only."""
-        d_r = self.dsift(to_grey(recon))
+    def target_descriptors(self, target: torch.Tensor) -> torch.Tensor:
+        """The dense descriptors of the grey `target` images (N×128×h×w, no gradients): fixed for a fixed image,
+        so a trainer may compute them once per image and pass them to `forward`."""
         with torch.no_grad():
-            d_t = self.dsift(to_grey(target))
+            return self.dsift(to_grey(target))
+
+    def forward(self, recon: torch.Tensor, target: torch.Tensor,
+                target_descriptors: torch.Tensor | None = None) -> torch.Tensor:
+        """Scalar loss; gradients flow into `recon` only. `target_descriptors`: those of `target`, if known."""
+        d_r = self.dsift(to_grey(recon))
+        d_t = self.target_descriptors(target) if target_descriptors is None else target_descriptors
         return (d_r - d_t).abs().sum(dim=1).mean()

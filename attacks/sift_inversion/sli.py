@@ -33,7 +33,8 @@ from bench.features.sift import DESCRIPTOR_DIM, SiftSet
 from bench.nn.losses import PerceptualLoss
 from bench.nn.measure import count_parameters
 from bench.plugins import FitContext, ImageSet, register_attack
-from bench.training import RAGAN, Adversary, LearnedAttack, adam, flop_figures, optimise, schedules, seeded_batches
+from bench.training import (RAGAN, Adversary, LearnedAttack, adam, flop_figures, optimise, record_inputs, schedules,
+                            seeded_batches)
 
 PAPER = ("Wu, Zhou: Privacy leakage of SIFT features via deep generative model based image reconstruction, "
          "IEEE TIFS 16, 2021, doi:10.1109/TIFS.2021.3070427")
@@ -173,14 +174,17 @@ class SLI(LearnedAttack):
         assert isinstance(features, SiftSet), f"{self.name} needs SIFT features, got {features.kind!r}"
         return features.subset(indices)
 
-    def _maps(self, features: FeatureSet, indices: np.ndarray) -> torch.Tensor:
+    def _cpu_maps(self, features: FeatureSet, indices: np.ndarray) -> torch.Tensor:
         """B×C×S×S SIFT maps of records `indices`: keypoints scaled to the S-grid, the first on a cell keeps it."""
         from bench.attacks.sift_inversion.maps import sift_maps
 
         sub = self._released(features, np.asarray(indices, dtype=np.int64))
-        m = sift_maps(sub, np.arange(len(sub)), self.image_size, compress=False, seed=self.seed,
-                      binary=self.map_channels == 1)
-        return m.to(self.device)
+        return sift_maps(sub, np.arange(len(sub)), self.image_size, compress=False, seed=self.seed,
+                         binary=self.map_channels == 1)
+
+    def _maps(self, features: FeatureSet, indices: np.ndarray) -> torch.Tensor:
+        """`_cpu_maps` on the attack's device."""
+        return self._cpu_maps(features, indices).to(self.device)
 
     def _net_input(self, maps: torch.Tensor) -> torch.Tensor:
         """What the image net sees: the map and, for SLI, the LBP net's predicted LBP image."""
@@ -208,11 +212,17 @@ class SLI(LearnedAttack):
         assert self.image_net is not None
         gen = torch.Generator().manual_seed(self.seed)  # shared by both stages' batches
         images = images.float()
+        # Each record's map (its released keypoints placed, for sli-r/sli-l) is built once with the speed-ups.
+        cpu_maps = record_inputs(lambda idx: self._cpu_maps(features, idx), len(features))
+
+        def maps(idx: np.ndarray) -> torch.Tensor:
+            return cpu_maps(idx).to(self.device)
+
         if self.uses_lbp:
             assert self.lbp_net is not None
-            self._train_stage("lbp", self.lbp_net, features, lbp_image(images), gen, ctx.progress)
+            self._train_stage("lbp", self.lbp_net, maps, lbp_image(images), gen, ctx.progress)
             self.lbp_net.eval().requires_grad_(False)
-        self._train_stage("image", self.image_net, features, images, gen, ctx.progress)
+        self._train_stage("image", self.image_net, maps, images, gen, ctx.progress)
         self.image_net.eval()
 
     def _departures(self) -> list[str]:
@@ -232,9 +242,10 @@ class SLI(LearnedAttack):
             out.append("no adversarial loss")
         return out
 
-    def _train_stage(self, stage: str, net: UNet, features: FeatureSet, targets: torch.Tensor,
-                     gen: torch.Generator, progress: bool) -> None:
-        """One network's training: RaGAN + λ_l1·L1 (+ perceptual and style for the image net, when on).
+    def _train_stage(self, stage: str, net: UNet, maps: Any, targets: torch.Tensor, gen: torch.Generator,
+                     progress: bool) -> None:
+        """One network's training on the batches' SIFT maps `maps(idx)`: RaGAN + λ_l1·L1 (+ perceptual and style
+        for the image net, when on).
 
         The LBP net's outputs and targets live in [-1, 1]; the image net's tanh output is mapped to [0, 1] for the
         L1 and VGG losses and both real and fake images are fed to the discriminator in [-1, 1].
@@ -256,8 +267,8 @@ class SLI(LearnedAttack):
         disc.train()
 
         def step(idx: np.ndarray) -> float:
-            maps = self._maps(features, idx)
-            x = self._net_input(maps) if is_image else maps
+            m = maps(idx)
+            x = self._net_input(m) if is_image else m
             target = targets[torch.from_numpy(idx)].to(self.device, torch.float32)
             out = net(x)
             fake = (out + 1.0) * 0.5 if is_image else out
@@ -267,10 +278,9 @@ class SLI(LearnedAttack):
                 loss = loss + hp["lambda_per"] * per + hp["lambda_style"] * style
             real_d = target * 2.0 - 1.0 if is_image else target
             if hp["adversarial"]:  # the discriminator sees both in [-1, 1]: `out` already is
-                loss = loss + hp["lambda_adv"] * adversary.generator_term(real_d, out)
-            optimise(opt_g, loss)
-            if hp["adversarial"]:
-                adversary.step(real_d, out)
+                loss = adversary.train_step(opt_g, loss, hp["lambda_adv"], real_d, out)
+            else:
+                optimise(opt_g, loss)
             return float(loss.detach())
 
         self.run_stage(stage, steps, seeded_batches(targets.shape[0], hp["batch_size"], gen), step,

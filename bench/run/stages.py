@@ -24,6 +24,7 @@ from bench.plugins import Dataset, Extractor, FitContext, ImageSet, UtilityConte
 from bench.run.cache import StageCache
 from bench.run.plan import Plan, fault_point
 from bench.hashing import digest
+from bench.training import speedups_enabled
 
 
 @dataclass
@@ -197,10 +198,12 @@ def trained_attack(cache: StageCache, p: Plan, aux: FeatureSet, aux_images: torc
     def build(tmp: Path) -> None:
         ctx = FitContext(defense=p.defense, seed=p.spec.seed, device=p.attack.device, progress=progress,
                          labels=dict(aux_split.labels), ids=list(aux_split.ids), victim=victim)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         p.attack.fit(aux, aux_images, ctx)
         fault_point("during-train")  # a kill here leaves a partial temporary entry that the next writer sweeps
+        # CPU time of the whole process (all its threads) while training: steadier than wall time on a busy machine
         provenance = {"device": str(p.attack.device), "train_s": round(time.perf_counter() - t0, 3),
+                      "train_cpu_s": round(time.process_time() - c0, 3), "training_speedups": speedups_enabled(),
                       "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **environment}
         if not distributed.is_main():  # every rank trains; rank 0 alone keeps the checkpoint
             return

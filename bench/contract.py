@@ -61,6 +61,21 @@ def check_plugin(name: str, kind: str | None = None) -> list[Result]:
 
 
 # ------------------------------------------------------------------------------------------------- test data
+_EXTRACTED: dict[tuple[Any, ...], FeatureSet] = {}
+
+
+def _extract_once(ext: Any, imgs: ImageSet, size: int) -> FeatureSet:
+    """`ext.extract(imgs)`, computed once per process for a deterministic (not white-box) extractor and handed out as
+    a deep copy: checking several plugins (`bench plugin check A B C`, the test suite) extracts the smoke images once
+    (dlib-face takes seconds for them), and a plugin that changes its input cannot reach the next plugin's data."""
+    if type(ext).white_box:
+        return ext.extract(imgs, progress=False)
+    key = (type(ext), ext.name, tuple(imgs.ids), size)
+    if key not in _EXTRACTED:
+        _EXTRACTED[key] = ext.extract(imgs, progress=False)
+    return copy.deepcopy(_EXTRACTED[key])
+
+
 def smoke_data(n_train: int = 12, n_test: int = 4, extractor: str = "sift", defense: str = "none",
                seed: int = 0) -> dict[str, Any]:
     """Tiny auxiliary and private splits of the synthetic set at the smoke profile, with released features.
@@ -73,7 +88,7 @@ def smoke_data(n_train: int = 12, n_test: int = 4, extractor: str = "sift", defe
     ids = ds.item_ids()[: n_train + n_test]
     imgs = ds.load(ids, prof.extract_size)
     ext = registry.extractors.get(extractor).obj()
-    feats = ext.extract(imgs, progress=False)
+    feats = _extract_once(ext, imgs, prof.extract_size)
     dfn = registry.defenses.get(defense).obj()
     tr, te = list(range(n_train)), list(range(n_train, n_train + n_test))
     targets = resize(imgs.images, prof.image_size)

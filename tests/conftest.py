@@ -49,6 +49,32 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def builtin_contract():
+    """`check_plugin(name, kind)` for a plugin shipped with bench, computed once per session and shared.
+
+    The contract kit on a built-in is deterministic (seeded smoke data, seed 0), and several files assert on the same
+    plugin's results (tests/test_contract_builtins.py for every plugin, the family files for theirs), so one run of
+    the kit serves them all instead of fitting the same smoke attack two or three times. The key holds the plugin's
+    class and BENCH_HOME (what the kit can load depends on the weights cache); a class from outside bench (a toy
+    registered by a test) is checked afresh every time.
+    """
+    from bench.contract import check_plugin, find_plugin
+
+    done: dict[tuple, list] = {}
+
+    def run(name: str, kind: str | None = None) -> list[tuple[str, bool, str]]:
+        found_kind, cls = find_plugin(name, kind)
+        if not cls.__module__.startswith("bench."):
+            return check_plugin(name, found_kind)
+        key = (found_kind, name, cls, os.environ.get("BENCH_HOME"))
+        if key not in done:
+            done[key] = check_plugin(name, found_kind)
+        return list(done[key])
+
+    return run
+
+
 @pytest.fixture()
 def bench_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty BENCH_HOME (weights cache) for one test."""

@@ -20,7 +20,7 @@ from bench.attacks.sift_inversion.ivr import IVR, keypoint_maps
 from bench.attacks.sift_inversion.maps import sift_maps
 from bench.attacks.sift_inversion.nearest import NO_MATCH, NearestNeighbour
 from bench.cli import main
-from bench.contract import check_plugin, smoke_data
+from bench.contract import smoke_data
 from bench.features.sift import SiftSet
 from bench.plugins import FitContext
 
@@ -37,8 +37,8 @@ def data() -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("name", BASELINES)
-def test_contract_kit(name: str) -> None:
-    results = check_plugin(name)
+def test_contract_kit(name: str, builtin_contract) -> None:
+    results = builtin_contract(name)
     assert all(ok for _, ok, _ in results), [r for r in results if not r[1]]
 
 

@@ -279,7 +279,9 @@ def test_digest_cache_shared_by_concurrent_processes(tmp_path: Path, bench_home:
     root = tmp_path / "faces"
     _images(root, 40, seed=12)
     ids = sorted(p.name for p in root.iterdir())
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
+    # fork where there is one: a spawned child imports this module, i.e. torch and bench, again (~4 s of CPU each)
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with multiprocessing.get_context(method).Pool(2) as pool:
         results = pool.starmap(_digests_in_child, [(str(root), ids, str(bench_home))] * 4)
     assert all(r == results[0] for r in results) and len(results[0]) == 40
     assert folder_digests(root, ids).computed == 0  # every entry was written once and is valid

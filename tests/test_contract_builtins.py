@@ -12,8 +12,8 @@ PLUGINS = [(k, e.name) for k in ("attacks", "defenses", "metrics") for e in regi
 
 
 @pytest.mark.parametrize("kind, name", PLUGINS, ids=[f"{k}:{n}" for k, n in PLUGINS])
-def test_builtin_plugin_passes_contract(kind: str, name: str) -> None:
-    results = check_plugin(name, kind)
+def test_builtin_plugin_passes_contract(kind: str, name: str, builtin_contract) -> None:
+    results = builtin_contract(name, kind)
     failed = [(check, detail) for check, ok, detail in results if not ok]
     if failed and all(extra_install_command("faces") in detail for _, detail in failed):
         pytest.skip(f"{name}: its smoke data needs the optional face extractor: {failed[0][1]}")

@@ -16,7 +16,6 @@ import torch
 from click.testing import CliRunner
 
 from bench import registry
-from bench.contract import check_plugin
 from bench.errors import BenchError
 from bench.features import FeatureSet, FeatureSpec, Requirement
 from bench.features.embeddings import BitPatternSet, EmbeddingSet
@@ -255,8 +254,8 @@ def test_utility_without_identity_pairs_is_empty() -> None:
 # ------------------------------------------------------------------------------------ contract kit, dlib, LFW
 @needs_faces
 @pytest.mark.parametrize("name", ["pe-miu", "shufflebits", "gaussian-noise", "quantize"])
-def test_contract_kit(name: str) -> None:
-    results = check_plugin(name, "defenses")
+def test_contract_kit(name: str, builtin_contract) -> None:
+    results = builtin_contract(name, "defenses")
     failed = [(check, detail) for check, ok, detail in results if not ok]
     assert results and not failed, failed
 

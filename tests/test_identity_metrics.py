@@ -272,11 +272,9 @@ def test_end_to_end_run(utkface: Path, tmp_path: Path) -> None:
 
 
 @needs_faces
-def test_contract_kit_passes() -> None:
-    from bench.contract import check_plugin
-
+def test_contract_kit_passes(builtin_contract) -> None:
     for name in METRICS:
-        results = check_plugin(name, "metrics")
+        results = builtin_contract(name, "metrics")
         failed = [(check, detail) for check, ok, detail in results if not ok]
         assert results and not failed, (name, failed)
         if name == "gender-accuracy":  # synthetic faces have no gender labels: reported unavailable, a pass

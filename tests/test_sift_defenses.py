@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from bench import registry
 from bench.cli import main
-from bench.contract import check_plugin, smoke_data
+from bench.contract import smoke_data
 from bench.defenses.sift_utility import ratio_test
 from bench.errors import BenchError
 from bench.features.sift import SiftSet
@@ -80,8 +80,8 @@ def test_keys_come_from_the_rng(sift: SiftSet, name: str, params: dict[str, Any]
 
 
 @pytest.mark.parametrize("name", NEW)
-def test_contract_kit_passes(name: str) -> None:
-    results = check_plugin(name, "defenses")
+def test_contract_kit_passes(name: str, builtin_contract) -> None:
+    results = builtin_contract(name, "defenses")
     failed = [(check, detail) for check, ok, detail in results if not ok]
     assert results and not failed, failed
     assert any(check.startswith("utility") and "match-rate" in detail for check, _, detail in results)

@@ -20,7 +20,7 @@ from bench.attacks.sift_inversion.lbp import NEIGHBOURS, lbp_codes, lbp_image
 from bench.attacks.sift_inversion.sli import PROFILES, SLI, SLIB, SLIR
 from bench.attacks.sift_inversion.sli_nets import UNet, UNetConfig
 from bench.cli import main
-from bench.contract import check_plugin, smoke_data
+from bench.contract import smoke_data
 from bench.errors import WeightsMissingError
 from bench.features.sift import SiftSet
 from bench.plugins import FitContext
@@ -53,8 +53,8 @@ def ctx(seed: int = 0, ids: list[str] | None = None) -> FitContext:
 
 # --------------------------------------------------------------------------------------------- registration
 @pytest.mark.parametrize("name", ["sli", "sli-b", "sli-r"])
-def test_contract_kit_passes(name: str) -> None:
-    results = check_plugin(name)
+def test_contract_kit_passes(name: str, builtin_contract) -> None:
+    results = builtin_contract(name)
     assert all(ok for _, ok, _ in results), [r for r in results if not r[1]]
 
 

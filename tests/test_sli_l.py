@@ -19,7 +19,7 @@ from bench.attacks.sift_inversion.sli import SLI
 from bench.attacks.sift_inversion.sli_l import (CLASS_NAMES, GROUPS, JITTER, LABEL_RADIUS, REFERENCE_SIZE,
                                                 DescriptorClassifier, SLIL, keypoint_groups)
 from bench.cli import main
-from bench.contract import check_plugin, smoke_data
+from bench.contract import smoke_data
 from bench.embedders import dlib_face
 from bench.errors import BenchError
 from bench.install_hint import extra_install_command
@@ -36,8 +36,8 @@ SMOKE = ["--profile", "smoke", "--n-train", "12", "--n-test", "4", "--quiet"]
 
 
 @needs_faces
-def test_contract_kit_passes() -> None:
-    results = check_plugin("sli-l")
+def test_contract_kit_passes(builtin_contract) -> None:
+    results = builtin_contract("sli-l")
     assert all(ok for _, ok, _ in results), [r for r in results if not r[1]]
 
 

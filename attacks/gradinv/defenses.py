@@ -11,7 +11,6 @@ import math
 from typing import Any, Sequence
 
 import torch
-import torchvision.transforms.functional as TF
 
 Release = list[torch.Tensor]
 
@@ -107,6 +106,10 @@ ATS_TRANSFORMS: tuple[tuple[str, int], ...] = (
 def _apply(op: str, level: int, x: torch.Tensor) -> torch.Tensor:
     """One AutoAugment operation at magnitude level 0-9 on images in [0, 1] (B, C, H, W); AutoAugment's ranges:
     shear 0.3, translate 150/331 of the side, rotate 30 deg, enhance factors 0.1-1.9, posterize 4-8 bits."""
+    # imported here, not at the top: torchvision's import pulls in torch._dynamo (about 2.5 s of CPU), and this
+    # module is imported whenever the registry loads, i.e. by every `bench` command
+    import torchvision.transforms.functional as TF
+
     m = level / 9.0
     side = x.shape[-1]
     if op == "invert":

@@ -38,6 +38,15 @@ def escape(text: object) -> str:
     return out
 
 
+def prose(text: object) -> str:
+    """Escaped text for a caption or a note: a line may also break after a comma, an opening parenthesis or `=`
+    inside a long unspaced token such as `fedsgd(train_steps=100,trained=true,...)`, which LaTeX cannot hyphenate."""
+    out = escape(text)
+    for sign in (",", "(", "="):
+        out = out.replace(sign, sign + r"\allowbreak{}")
+    return out
+
+
 def _comment(text: str) -> str:
     return "% " + " ".join(str(text).split())
 
@@ -190,11 +199,11 @@ def render(board: Board, command: str, text_width_pt: float = TEXT_WIDTH_PT) -> 
         label = label if label not in labels else f"{label}-{k}"
         labels.append(label)
         seeds = sorted({int(v) for v in sub.frame["seeds"]}) if len(sub.frame) else []
-        caption = f"{escape(board.dataset)}, defense {escape(defense)}"
+        caption = f"{prose(board.dataset)}, defense {prose(defense)}"
         if len(seeds) == 1:
             caption += f" ({seeds[0]} seed{'s' if seeds[0] != 1 else ''} per row)"
         if n.samples and not shared_samples:
-            caption += f"; {escape(n.samples)}"
+            caption += f"; {prose(n.samples)}"
         out += table(sub, caption + ".", label, text_width_pt)
         out += [_comment(f"row {lab}: config_id {cid}; run_ids {runs}") for lab, cid, runs in n.provenance]
         out.append("")
@@ -211,23 +220,23 @@ def render(board: Board, command: str, text_width_pt: float = TEXT_WIDTH_PT) -> 
         out += [_comment("No finished runs."), ""]
         return "\n".join(out)
     items = [f"Cells: mean $\\pm$ sample standard deviation over the seeds of a row (one seed: no $\\pm$); "
-             f"$\\uparrow$ higher / $\\downarrow$ lower is better; {escape(BEST_RULE)}."]
+             f"$\\uparrow$ higher / $\\downarrow$ lower is better; {prose(BEST_RULE)}."]
     if shared_samples:
-        items.append(f"Every row: {escape(shared_samples)}.")
-    items += [f"{escape(p)}." for p in _once([str(v) for v in board.frame.get("profile_note", [])
+        items.append(f"Every row: {prose(shared_samples)}.")
+    items += [f"{prose(p)}." for p in _once([str(v) for v in board.frame.get("profile_note", [])
                                                        if str(v) not in ("", "nan")])]
-    items += [f"Data: {escape(d)}." for d in _once([n.dataset_note for n in all_notes])]
-    items += [escape(EXTRA_MEANING[c]) + "." for c in _once(extra_cols)]
+    items += [f"Data: {prose(d)}." for d in _once([n.dataset_note for n in all_notes])]
+    items += [prose(EXTRA_MEANING[c]) + "." for c in _once(extra_cols)]
     if used_dash:
         items.append(f"{NOT_COMPUTED}: no run of that row computed the metric.")
-    items += [f"$^\\dagger${escape(lab)}: imported from a submitted bundle ({escape(s)})."
+    items += [f"$^\\dagger${prose(lab)}: imported from a submitted bundle ({prose(s)})."
               for lab, s in dict.fromkeys((lab, s) for n in all_notes for lab, s in n.sources)]
-    items += [f"Missing {escape(m)}: {escape(merge_parts(d))}." for m, d in missing.items()]
-    items += [f"Caveat on {escape(m)} (a--b: the range over the rows): {escape(merge_parts(d))}." if "–" in
-              merge_parts(d) else f"Caveat on {escape(m)}: {escape(merge_parts(d))}." for m, d in caveats.items()]
+    items += [f"Missing {prose(m)}: {prose(merge_parts(d))}." for m, d in missing.items()]
+    items += [f"Caveat on {prose(m)} (a--b: the range over the rows): {prose(merge_parts(d))}." if "–" in
+              merge_parts(d) else f"Caveat on {prose(m)}: {prose(merge_parts(d))}." for m, d in caveats.items()]
     if board.origin_note:
-        items.append(escape(board.origin_note[0].upper() + board.origin_note[1:]) + ".")
-    items += [f"{escape(m)}: {escape(' | '.join(_once(c)))}." for m, c in conventions.items()]
+        items.append(prose(board.origin_note[0].upper() + board.origin_note[1:]) + ".")
+    items += [f"{prose(m)}: {prose(' | '.join(_once(c)))}." for m, c in conventions.items()]
     ref = (rf"Table~\ref{{{labels[0]}}}" if len(labels) == 1
            else rf"Tables~\ref{{{labels[0]}}}--\ref{{{labels[-1]}}}")
     out += [_comment("Notes on every table above (once per file): keep them under the tables or move them to an "

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
@@ -319,3 +320,25 @@ def test_request_command_parses_back_to_the_same_request(req: RunRequest) -> Non
 
 def test_default_request_is_the_shortest_command() -> None:
     assert request_command(RunRequest(attack="cfgan")) == "bench run --attack cfgan"
+
+
+def test_leaderboard_of_a_grid_file_holds_only_its_runs(local_grid: tuple[Path, Any], tmp_path: Path) -> None:
+    """`bench leaderboard --grid-file F`: the table of one grid from a results folder that holds other runs too."""
+    from bench.cli.leaderboard import leaderboard_cmd
+    from bench.report.publish import planned_run_ids
+
+    results, _ = local_grid
+    (tmp_path / "g.toml").write_text('attacks = ["mean-image"]\ndefenses = ["none"]\nseeds = [0, 1]\n'
+                                     'profile = "smoke"\nn_train = 8\nn_test = 4\n')
+    planned = planned_run_ids(tmp_path / "g.toml")
+    runs, _, _ = store_dump(results)
+    assert len(planned) == 2 and planned < set(runs)  # a strict subset of the store's six runs
+    for grid_file, n_rows in ((None, 3), (tmp_path / "g.toml", 1)):
+        out = tmp_path / ("all" if grid_file is None else "grid")
+        args = ["--results", str(results), "--out", str(out), "--format", "csv,md"]
+        res = CliRunner().invoke(leaderboard_cmd, args + (["--grid-file", str(grid_file)] if grid_file else []))
+        assert res.exit_code == 0, res.output
+        table = pd.read_csv(next(out.glob("*.csv")))
+        assert len(table) == n_rows
+    assert set(table["run_ids"].iloc[0].split()) == planned and table["seeds"].iloc[0] == 2
+    assert "--grid-file" in (out / f"{next(out.glob('*.csv')).stem}.md").read_text()  # the regenerate command

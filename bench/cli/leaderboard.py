@@ -45,11 +45,14 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.option("--from-csv", "from_csv", type=click.Path(path_type=Path), default=None,
               help="Render this CSV leaderboard as md/tex/html [md,tex] (and --figures) without the store (e.g. a "
                    "committed one); files go beside it as <CSV stem>.<format> unless --out; --dataset names it.")
+@click.option("--grid-file", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="Only the runs this grid file plans (as `bench grid --grid-file F --dry-run` lists them), so a "
+                   "table holds one grid's rows even when its results folder holds other runs.")
 @click.pass_context
 @user_errors
 def leaderboard_cmd(ctx: click.Context, results: Path, out_dir: Path | None, formats: tuple[str, ...], datasets: tuple[str, ...],
                     defenses: tuple[str, ...], metrics: tuple[str, ...], figures: bool, figure_metric: str,
-                    tex_width: str, from_csv: Path | None) -> None:
+                    tex_width: str, from_csv: Path | None, grid_file: Path | None) -> None:
     """Regenerate leaderboard tables and figures from the results store (CSV by default, one file per dataset);
     `import BUNDLE` adds a verified submission."""
     if ctx.invoked_subcommand is not None:
@@ -58,6 +61,8 @@ def leaderboard_cmd(ctx: click.Context, results: Path, out_dir: Path | None, for
 
     chosen_defenses = list(dict.fromkeys(d.strip() for d in defenses if d.strip()))
     if from_csv is not None:
+        if grid_file is not None:
+            raise click.UsageError("--grid-file selects runs of the store; --from-csv reads no store")
         if len(_split(datasets)) > 1:
             raise click.UsageError("--from-csv renders one CSV's tables and figures: at most one --dataset")
         for path in publish_from_csv(from_csv, out_dir, _split(formats) or ["md", "tex"],
@@ -66,7 +71,7 @@ def leaderboard_cmd(ctx: click.Context, results: Path, out_dir: Path | None, for
             click.echo(str(path))
         return
     paths = publish(results, out_dir, _split(formats) or ["csv"], _split(datasets), chosen_defenses, _split(metrics),
-                    figures, figure_metric, tex_width)
+                    figures, figure_metric, tex_width, grid_file)
     if not paths:
         click.echo("no finished runs in the store yet")
     for path in paths:

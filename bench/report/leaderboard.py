@@ -17,7 +17,7 @@ import math
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import pandas as pd
 
@@ -78,13 +78,15 @@ def _profile_caveat(name: Any) -> str:
     return prof.caveat if prof is not None else ""
 
 
-def config_frame(store: Store, dataset: str) -> pd.DataFrame:
+def config_frame(store: Store, dataset: str, run_ids: Collection[str] | None = None) -> pd.DataFrame:
     """One row per configuration with finished runs on `dataset`: its identity and provenance columns (FIRST_COLUMNS,
     LAST_COLUMNS), sorted; `run_ids` lists its runs in seed order. The Board (bench/report/tables.py) adds the
-    metrics, aggregated over these runs once for every format."""
+    metrics, aggregated over these runs once for every format. The argument `run_ids`, when given, keeps only those runs."""
     # Runs imported from a submission bundle form rows of their own, marked with their source (empty: computed here).
     groups: dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
     for run in store.runs(status="done", dataset=dataset):
+        if run_ids is not None and run["run_id"] not in run_ids:  # e.g. only the runs a grid file plans
+            continue
         spec = _spec(run)
         groups.setdefault((_config_id(run, spec), run.get("source") or ""), []).append((run, spec))
 

@@ -45,7 +45,8 @@ def _render(fmt: str, board: Board, command: str, tex_width: str) -> str:
 
 def regenerate_command(results: Path, out_dir: Path | None, formats: Sequence[str], dataset: str,
                        defenses: Sequence[str], metrics: Sequence[str], figures: bool = False,
-                       figure_metric: str | None = None, tex_width: str = latex.TEXT_WIDTH) -> str:
+                       figure_metric: str | None = None, tex_width: str = latex.TEXT_WIDTH,
+                       grid_file: Path | None = None) -> str:
     """The `bench leaderboard` line that writes this dataset's files again from the same store."""
     args = ["bench", "leaderboard", "--results", _shown(results)]
     if out_dir is not None:
@@ -61,7 +62,21 @@ def regenerate_command(results: Path, out_dir: Path | None, formats: Sequence[st
             args += ["--figure-metric", figure_metric]
     if tex_width != latex.TEXT_WIDTH and "tex" in formats:
         args += ["--tex-width", tex_width]
+    if grid_file is not None:
+        args += ["--grid-file", _shown(grid_file)]
     return shlex.join(args)
+
+
+def planned_run_ids(grid_file: Path) -> set[str]:
+    """The run ids that `grid_file` plans (as `bench grid --grid-file F --dry-run` lists them)."""
+    from bench.run.grid_plan import plan_grid
+    from bench.run.grid_spec import GridSpec, load_grid_file
+
+    fields = load_grid_file(Path(grid_file))
+    if not fields.get("attacks"):
+        raise BenchError(f"grid file {grid_file} has no `attacks`: it plans no runs")
+    planned, _ = plan_grid(GridSpec(**fields))
+    return {p.run_id for p in planned}
 
 
 def _write_text(text: str, path: Path) -> None:
@@ -76,8 +91,10 @@ def _write_text(text: str, path: Path) -> None:
 
 def publish(results: Path, out_dir: Path | None = None, formats: Sequence[str] = ("csv",),
             datasets: Sequence[str] = (), defenses: Sequence[str] = (), metrics: Sequence[str] = (),
-            figures: bool = False, figure_metric: str = "ssim", tex_width: str = latex.TEXT_WIDTH) -> list[Path]:
-    """Write <out>/<dataset>.<format> for every chosen format and dataset (and the figures); return the paths."""
+            figures: bool = False, figure_metric: str = "ssim", tex_width: str = latex.TEXT_WIDTH,
+            grid_file: Path | None = None) -> list[Path]:
+    """Write <out>/<dataset>.<format> for every chosen format and dataset (and the figures); return the paths.
+    `grid_file`: only the runs that grid file plans (a committed table holds its grid's rows, not the whole store)."""
     from bench.report.figures import check_metric, write_figures
 
     results = Path(results)
@@ -90,17 +107,19 @@ def publish(results: Path, out_dir: Path | None = None, formats: Sequence[str] =
     db = results / "bench.sqlite"
     if not db.is_file():
         raise BenchError(f"no results store at {db}; run `bench run` first or pass --results DIR")
+    planned = planned_run_ids(grid_file) if grid_file is not None else None
     out = ensure_out_dir(Path(out_dir) if out_dir is not None else results / "leaderboards")
     paths: list[Path] = []
     with Store(db) as store:
-        have = sorted({r["dataset"] for r in store.runs(status="done")})
+        have = sorted({r["dataset"] for r in store.runs(status="done")
+                       if planned is None or r["run_id"] in planned})
         unknown = [d for d in datasets if d not in have]
         if unknown:
             raise BenchError(f"no finished runs on dataset {', '.join(unknown)}; the store has "
                              f"{', '.join(have) or 'none'}")
         boards = []
         for d in list(datasets) or have:
-            board = load_board(store, d, results / "runs")
+            board = load_board(store, d, results / "runs", planned)
             if defenses and not datasets:  # over every dataset: skip those without the chosen defenses
                 if not any(x == k or x == defense_name(k) for x in defenses for k in set(board.frame["defense"])):
                     continue
@@ -112,7 +131,7 @@ def publish(results: Path, out_dir: Path | None = None, formats: Sequence[str] =
                 check_metric(board, figure_metric)
         for board in boards:
             command = regenerate_command(results, out_dir, formats, board.dataset, defenses, metrics, figures,
-                                         figure_metric if figures else None, tex_width)
+                                         figure_metric if figures else None, tex_width, grid_file)
             for fmt in formats:
                 path = out / f"{board.dataset}.{fmt}"
                 if fmt == "csv":  # the same board as the other formats, so the same rows and numbers

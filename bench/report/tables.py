@@ -19,7 +19,7 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Collection, Iterable, Sequence
 
 import pandas as pd
 
@@ -168,10 +168,12 @@ def _differences(rows: list[dict[str, Any]], specs: list[dict[str, Any]]) -> Non
             rows[i]["differs"] = ", ".join(f"{n}={flat[i].get(k, '-')}" for k, n in zip(keys, names))
 
 
-def load_board(store: Store, dataset: str, runs_dir: Path | None = None) -> Board:
+def load_board(store: Store, dataset: str, runs_dir: Path | None = None,
+               run_ids: Collection[str] | None = None) -> Board:
     """The board of `dataset` from the store; `runs_dir` (RESULTS/runs) locates each run's grid.png. Every format
-    (CSV, Markdown, LaTeX, HTML, figures) renders this one board: each metric is aggregated over seeds here, once."""
-    base = config_frame(store, dataset)
+    (CSV, Markdown, LaTeX, HTML, figures) renders this one board: each metric is aggregated over seeds here, once.
+    `run_ids`, when given, keeps only those runs (`bench leaderboard --grid-file`: the runs a grid file plans)."""
+    base = config_frame(store, dataset, run_ids)
     keep = [c for c in base.columns if c in FIRST_COLUMNS or c in LAST_COLUMNS or c == "source"]
     rows: list[dict[str, Any]] = []
     specs: list[dict[str, Any]] = []

@@ -164,6 +164,10 @@ class Extractor(Plugin, ABC):
     extract_size: int | None = None
     # The victim models a white-box extractor can grant (its choices, shown by `bench list`); () for the others.
     victim_models: ClassVar[tuple[str, ...]] = ()
+    # Fields of `config()` that the run seed alone determines, as dotted paths (e.g. "training.seed"): hashed into
+    # the run id, kept out of the configuration id, so that the seeds of one configuration share a leaderboard row
+    # (bench.spec.config_id reads them through the registry).
+    seed_derived: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any) -> None:
         self.params = dict(params)

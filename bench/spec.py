@@ -71,26 +71,42 @@ def run_id(spec: dict[str, Any]) -> str:
     return digest(_hashed(spec))
 
 
-# What the run seed alone determines, inside a spec's parts: a trained victim records the seed of its training and
-# the digest of the seed-drawn attacker split it trained on. Both are hashed into the run id, never into the
-# configuration id, so the seeds of one configuration share a leaderboard row.
-SEED_DERIVED: dict[str, dict[str, tuple[str, ...]]] = {"extractor": {"training": ("seed", "data")}}
+def seed_derived_fields(extractor: str) -> tuple[str, ...]:
+    """The dotted config paths that extractor `extractor` declares seed-derived (`Extractor.seed_derived`: e.g. a
+    trained victim's training seed), read through the registry; () for an extractor that is not registered."""
+    from bench import registry
+    from bench.errors import UnknownNameError
+
+    try:
+        entry = registry.extractors.get(extractor)
+    except UnknownNameError:
+        return ()
+    return tuple(getattr(entry.obj, "seed_derived", ()))
+
+
+def _drop(section: dict[str, Any], path: list[str]) -> dict[str, Any]:
+    """A copy of `section` without the field at `path` (sections along the way copied, never modified)."""
+    head, rest = path[0], path[1:]
+    if not rest:
+        return {k: v for k, v in section.items() if k != head}
+    if not isinstance(section.get(head), dict):
+        return section
+    return {**section, head: _drop(section[head], rest)}
 
 
 def _without_seed(spec: dict[str, Any]) -> dict[str, Any]:
+    """The hashed form of a configuration: no seed, no folder path, none of the extractor's seed-derived fields
+    (hashed into the run id, never into the configuration id, so the seeds of one configuration share a row)."""
     out = {k: v for k, v in _hashed(spec).items() if k != "seed"}
-    for part, nested in SEED_DERIVED.items():
-        if not isinstance(out.get(part), dict):
-            continue
-        section = dict(out[part])
-        for key, fields in nested.items():
-            if isinstance(section.get(key), dict):
-                section[key] = {k: v for k, v in section[key].items() if k not in fields}
-        out[part] = section
+    extractor = out.get("extractor")
+    if isinstance(extractor, dict):
+        for path in seed_derived_fields(str(extractor.get("name", ""))):
+            extractor = _drop(extractor, path.split("."))
+        out["extractor"] = extractor
     return out
 
 
 def config_id(spec: dict[str, Any]) -> str:
-    """Configuration id of a spec dict: everything but the seed, what the seed alone determines (SEED_DERIVED) and
-    the folder paths."""
+    """Configuration id of a spec dict: everything but the seed, what the seed alone determines (the extractor's
+    declared `seed_derived` fields) and the folder paths."""
     return digest(_without_seed(spec))

@@ -33,24 +33,16 @@ import torch
 import torch.nn.functional as F
 
 from bench.attacks.sift_inversion.cfgan import CFGAN
-from bench.features.sift import SiftSet
+from bench.features.sift import SiftSet, random_siftset
 from bench.plugins import FitContext
 
 
 def synthetic_data(n: int, image_size: int, seed: int = 0) -> tuple[SiftSet, torch.Tensor]:
     """n random SIFT records (40-200 keypoints each, extracted at image_size) and n smooth random RGB images."""
-    rng = np.random.default_rng(seed)
-    counts = rng.integers(40, 200, size=n)
-    m = int(counts.sum())
-    kp = np.zeros((m, 6), np.float32)
-    kp[:, :2] = rng.uniform(0, image_size, size=(m, 2))
-    kp[:, 2] = rng.uniform(1.5, 12, size=m)
-    kp[:, 3] = rng.uniform(0, 360, size=m)
-    desc = rng.integers(0, 256, size=(m, 128), dtype=np.uint8)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    feats = random_siftset(n, image_size, np.random.default_rng(seed), counts=(40, 200), scales=(1.5, 12))
     low = torch.rand(n, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
     images = F.interpolate(low, size=(image_size, image_size), mode="bilinear", align_corners=False).clamp(0, 1)
-    return SiftSet(kp, desc, offsets, meta={"image_size": image_size}), images
+    return feats, images
 
 
 ARGS_ENV = "BENCH_DEVICE_CHECK_ARGS"  # this script's arguments, for its ranks under torchrun

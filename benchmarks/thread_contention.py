@@ -75,20 +75,11 @@ def _train_times(repeats: int, steps: int) -> tuple[float, list[float]]:
     import torch.nn.functional as F
 
     from bench.attacks.sift_inversion.cfgan import CFGAN
-    from bench.features.sift import SiftSet
+    from bench.features.sift import random_siftset
     from bench.plugins import FitContext
 
     n, size = 16, 64
-    rng = np.random.default_rng(0)
-    counts = rng.integers(40, 120, size=n)
-    m = int(counts.sum())
-    kp = np.zeros((m, 6), np.float32)
-    kp[:, :2] = rng.uniform(0, size, size=(m, 2))
-    kp[:, 2] = rng.uniform(1.5, 6, size=m)
-    kp[:, 3] = rng.uniform(0, 360, size=m)
-    desc = rng.integers(0, 256, size=(m, 128), dtype=np.uint8)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    feats = SiftSet(kp, desc, offsets, meta={"image_size": size})
+    feats = random_siftset(n, size, np.random.default_rng(0), counts=(40, 120))
     low = torch.rand(n, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     images = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
     per_step = []

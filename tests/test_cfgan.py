@@ -18,25 +18,15 @@ from bench.nn.measure import count_flops, count_parameters
 from bench.errors import BenchError, WeightsMissingError
 from bench.plugins import FitContext
 from bench.profiles import PROFILES as RUN_PROFILES
-from bench.features.sift import SiftSet
+from bench.features.sift import SiftSet, random_siftset
 
 EXTRACT = 64  # smoke profile's extraction size
 
 
 def tiny_sift(n: int, seed: int = 0, empty: int | None = 1) -> SiftSet:
     """A SiftSet of n images with random keypoints (image `empty` has none) extracted at 64×64."""
-    rng = np.random.default_rng(seed)
-    counts = rng.integers(10, 40, size=n)
-    if empty is not None and empty < n:
-        counts[empty] = 0
-    m = int(counts.sum())
-    kp = np.zeros((m, 6), np.float32)
-    kp[:, :2] = rng.uniform(0, EXTRACT, size=(m, 2))
-    kp[:, 2] = rng.uniform(1.5, 6, size=m)
-    kp[:, 3] = rng.uniform(0, 360, size=m)
-    desc = rng.integers(0, 256, size=(m, 128), dtype=np.uint8)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return SiftSet(kp, desc, offsets, meta={"image_size": EXTRACT})
+    return random_siftset(n, EXTRACT, np.random.default_rng(seed), counts=(10, 40),
+                          empty=(empty,) if empty is not None and empty < n else ())
 
 
 def smooth_images(n: int, size: int, seed: int = 0) -> torch.Tensor:

@@ -178,19 +178,11 @@ out, store, attack_name, repo, overrides = sys.argv[1], sys.argv[2], sys.argv[3]
 torch.set_num_threads(1)
 d.init("gloo", f"file://{store}")
 from bench import registry
-from bench.features.sift import SiftSet
+from bench.features.sift import random_siftset
 from bench.plugins import FitContext
 
 size, n = 32, 12
-rng = np.random.default_rng(5)
-counts = rng.integers(30, 80, size=n)
-m = int(counts.sum())
-kp = np.zeros((m, 6), np.float32)
-kp[:, :2] = rng.uniform(0, size, size=(m, 2))
-kp[:, 2] = rng.uniform(1.5, 6, size=m)
-kp[:, 3] = rng.uniform(0, 360, size=m)
-desc = rng.integers(0, 256, size=(m, 128), dtype=np.uint8)
-feats = SiftSet(kp, desc, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), meta={"image_size": size})
+feats = random_siftset(n, size, np.random.default_rng(5), counts=(30, 80))
 low = torch.rand(n, 3, 4, 4, generator=torch.Generator().manual_seed(6))
 images = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
 result = {"world": list(d.world())}

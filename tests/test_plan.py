@@ -87,3 +87,37 @@ def test_seed_derived_fields_stay_out_of_the_configuration() -> None:
     assert config_id(spec(0, "44c5dd0c", steps=300)) != config_id(s0)
     # the seed-derived fields are dropped from the configuration only, not from the spec itself
     assert s0["extractor"]["training"]["seed"] == 0 and s0["extractor"]["training"]["data"] == "44c5dd0c"
+
+
+def test_an_extractor_declares_its_seed_derived_fields_through_the_registry() -> None:
+    """config_id asks the extractor's registry entry which config fields the seed determines: a toy extractor's
+    declared path leaves the configuration id, an undeclared field of the same shape stays in it."""
+    from bench import registry
+    from bench.attacks.gradinv.extractors import FedAvg, FedSGD, FedSGDLeNetZhu
+    from bench.plugins import Extractor
+    from bench.spec import config_id, run_id, seed_derived_fields
+
+    assert FedSGD.seed_derived == FedSGDLeNetZhu.seed_derived == FedAvg.seed_derived == ("training.seed",
+                                                                                         "training.data")
+    assert seed_derived_fields("fedavg") == ("training.seed", "training.data")
+    assert seed_derived_fields("sift") == () and seed_derived_fields("no-such-extractor") == ()
+
+    class Toy(Extractor):
+        name = "toy-seeded-extractor"
+        seed_derived = ("noise.draw",)
+
+    def spec(name: str, seed: int) -> dict:
+        return {"seed": seed, "extractor": {"name": name, "noise": {"draw": 1000 + seed, "sigma": 0.1},
+                                            "training": {"seed": seed}}}
+
+    registry.extractors.register(Toy.name, Toy)
+    try:
+        a, b = spec(Toy.name, 0), spec(Toy.name, 1)
+        assert run_id(a) != run_id(b)
+        # noise.draw is declared; training.seed is not (it is fedsgd's, not this extractor's): it splits the id
+        assert config_id(a) != config_id(b)
+        b["extractor"]["training"]["seed"] = 0
+        assert config_id(a) == config_id(b) and run_id(a) != run_id(b)
+        assert a["extractor"]["noise"]["draw"] == 1000  # the spec itself keeps the field
+    finally:
+        registry.extractors.unregister(Toy.name)

@@ -123,6 +123,9 @@ def test_attributes_and_utility(tmp_path: Path) -> None:
         rows = s.attributes("r1")
         assert [(r["sample_index"], r["attribute"], r["value"]) for r in rows] == [
             (0, "age", "30"), (0, "gender", "0"), (1, "gender", "0")]
+        # with ids: only sample ids[i] at index i (index 1 now names another sample: its row is left out)
+        assert [(r["sample_index"], r["attribute"]) for r in s.attributes("r1", ["a", "c"])] == [(0, "age"),
+                                                                                                (0, "gender")]
         s.set_utility("r1", "retrieval_map", 0.75, "top-10")
         s.set_utility("r1", "bytes", float("nan"))
         assert s.utility("r1") == {"retrieval_map": {"value": 0.75, "detail": "top-10"},

@@ -53,6 +53,8 @@ class FedSGD(Extractor):
     produces = FeatureSpec("fl-gradients")
     white_box = True
     victim_models = victims.VICTIMS
+    # A trained victim records the seed of its training and the digest of the seed-drawn split it trained on.
+    seed_derived = ("training.seed", "training.data")
     fixed_victim: ClassVar[str | None] = None  # set by an alias that names one victim (fedsgd-lenet-zhu)
     params = {"victim": Param(str, "lenet-zhu", "victim classifier", choices=victims.VICTIMS),
               "width": Param(int, 0, "victim width (0: its default; convnet 64, resnet20-4 4; lenet-zhu has none)",

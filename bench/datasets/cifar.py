@@ -86,6 +86,7 @@ class _Cifar(FolderDataset):
         self._records: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # split -> (labels, records per file)
         self._maps: dict[str, list[np.ndarray]] = {}  # split -> each file's memory-mapped images
         self._record_digests: dict[str, str] = {}  # binary release: id -> sha256 of its pixel bytes
+        self._binary_fingerprint: dict[str, Any] | None = None
 
     # -------------------------------------------------------------------------------------------- layout
     def _binary_dir(self) -> Path | None:
@@ -218,13 +219,16 @@ class _Cifar(FolderDataset):
         self.item_ids()
         if self._binary is None:
             return {**super().fingerprint(), "layout": "folder", "split": "official"}
-        ids = list(self._ids or [])
-        h = hashlib.sha256()
-        labels = self.labels_for(ids)
-        for k, (item, key) in enumerate(zip(ids, self.content_keys(ids))):
-            h.update(f"{item}\0{','.join(str(int(v[k])) for _, v in sorted(labels.items()))}\0{key}\n".encode())
-        return {"name": self.name, "version": self.version, "files": len(ids), "content": h.hexdigest(),
-                "keys": "sha256", "layout": "binary", "split": "official"}
+        if self._binary_fingerprint is None:  # computed once per instance (a grid's plans share the instance)
+            ids = list(self._ids or [])
+            h = hashlib.sha256()
+            labels = self.labels_for(ids)
+            for k, (item, key) in enumerate(zip(ids, self.content_keys(ids))):
+                h.update(f"{item}\0{','.join(str(int(v[k])) for _, v in sorted(labels.items()))}\0{key}\n".encode())
+            self._binary_fingerprint = {"name": self.name, "version": self.version, "files": len(ids),
+                                        "content": h.hexdigest(), "keys": "sha256", "layout": "binary",
+                                        "split": "official"}
+        return dict(self._binary_fingerprint)
 
 
 @register_dataset

@@ -73,6 +73,7 @@ class FolderDataset(Dataset):
         self._known: frozenset[str] = frozenset()
         self._digests: dict[str, str] = {}
         self.listing_skipped: list[tuple[str, str]] = []  # (file, reason) of listed files that cannot be read
+        self._fingerprint: dict[str, Any] | None = None  # of the listing kept above (a grid's plans share it)
 
     def _checked_root(self) -> Path:
         hint = f"dataset {self.name!r} needs --data-root PATH (a folder of images)"
@@ -143,12 +144,14 @@ class FolderDataset(Dataset):
         keys, run and configuration ids), while a picture replaced under the same name, or a renamed file (names
         carry labels and are the sample ids), is a different one. `keys: sha256` marks content-keyed splits.
         """
-        ids = self.item_ids()
-        h = hashlib.sha256()
-        for item in ids:
-            h.update(f"{item}\0{self._digests[item]}\n".encode())
-        return {"name": self.name, "version": self.version, "files": len(ids), "content": h.hexdigest(),
-                "keys": "sha256"}
+        if self._fingerprint is None:
+            ids = self.item_ids()
+            h = hashlib.sha256()
+            for item in ids:
+                h.update(f"{item}\0{self._digests[item]}\n".encode())
+            self._fingerprint = {"name": self.name, "version": self.version, "files": len(ids),
+                                 "content": h.hexdigest(), "keys": "sha256"}
+        return dict(self._fingerprint)
 
 
 @register_dataset

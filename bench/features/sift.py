@@ -156,3 +156,33 @@ class SiftSet(FeatureSet):
             return pictures.with_caption(pictures.matrix(self.descriptors_of(index), body, size), size, lines)
         return pictures.message(size, ["nothing drawable", "released" if len(kp) == 0 else "(no coordinates,",
                                        "" if len(kp) == 0 else "no descriptors)"])
+
+
+def random_siftset(
+    n: int,
+    image_size: int,
+    rng: np.random.Generator | int,
+    *,
+    counts: tuple[int, int] = (10, 40),
+    scales: tuple[float, float] = (1.5, 6.0),
+    empty: Sequence[int] = (),
+) -> "SiftSet":
+    """n records of random keypoints and descriptors "extracted" at `image_size`, for tests and benchmarks that
+    need SIFT-shaped input without running SIFT.
+
+    Draws from `rng` (a Generator, or a seed for one) in a fixed order that callers' numbers depend on: per-record
+    counts (integers in [counts[0], counts[1])), then x/y (uniform in [0, image_size)), sizes (uniform in `scales`),
+    angles (uniform in [0, 360)) and uint8 descriptors. Records at `empty` get no keypoint (set after the counts are
+    drawn, so the other records' draws are unchanged). Response and octave are 0."""
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    per_record = rng.integers(counts[0], counts[1], size=n)
+    for i in empty:
+        per_record[i] = 0
+    m = int(per_record.sum())
+    kp = np.zeros((m, len(KEYPOINT_FIELDS)), np.float32)
+    kp[:, :2] = rng.uniform(0, image_size, size=(m, 2))
+    kp[:, 2] = rng.uniform(scales[0], scales[1], size=m)
+    kp[:, 3] = rng.uniform(0, 360, size=m)
+    desc = rng.integers(0, 256, size=(m, DESCRIPTOR_DIM), dtype=np.uint8)
+    offsets = np.concatenate([[0], np.cumsum(per_record)]).astype(np.int64)
+    return SiftSet(kp, desc, offsets, meta={"image_size": image_size})

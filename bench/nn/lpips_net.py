@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
+from bench.nn.vgg import vgg_stack
 
 # v0.1 scaling layer: the inputs in [-1, 1] are shifted and scaled per channel (ImageNet statistics mapped to [-1, 1]).
 SHIFT = (-0.030, -0.088, -0.188)
@@ -51,15 +52,8 @@ def _alexnet() -> nn.Sequential:
 
 
 def _vgg16() -> nn.Sequential:
-    layers: list[nn.Module] = []
-    cin = 3
-    for v in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512):
-        if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(cin, int(v), 3, padding=1), nn.ReLU(inplace=True)]
-            cin = int(v)
-    return nn.Sequential(*layers)
+    # torchvision's vgg16 `features` up to relu5_3 (LPIPS taps nothing after it)
+    return vgg_stack((64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512), inplace=True)
 
 
 def _squeezenet1_1() -> nn.Sequential:

@@ -23,16 +23,22 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _features() -> nn.Sequential:
+def vgg_stack(cfg: tuple[int | str, ...], inplace: bool = False) -> nn.Sequential:
+    """A VGG convolutional stack in torchvision's `features` numbering (its state-dict keys): per width a 3×3 conv
+    and a ReLU (`inplace` ReLUs where no activation is kept for later), "M" a 2×2 max pooling; RGB in."""
     layers: list[nn.Module] = []
     cin = 3
-    for v in _CFG:
+    for v in cfg:
         if v == "M":
             layers.append(nn.MaxPool2d(2, 2))
         else:
-            layers += [nn.Conv2d(cin, int(v), 3, padding=1), nn.ReLU(inplace=False)]
+            layers += [nn.Conv2d(cin, int(v), 3, padding=1), nn.ReLU(inplace=inplace)]
             cin = int(v)
     return nn.Sequential(*layers)
+
+
+def _features() -> nn.Sequential:
+    return vgg_stack(_CFG, inplace=False)
 
 
 class VGG19Features(nn.Module):

@@ -39,7 +39,7 @@ def _spec(run: dict[str, Any]) -> dict[str, Any]:
 
 def _config_id(run: dict[str, Any], spec: dict[str, Any]) -> str:
     """The configuration id computed from the run's spec (the stored one where no spec is kept): runs stored before
-    SEED_DERIVED existed then group by today's rule."""
+    extractors declared `seed_derived` fields then group by today's rule."""
     from bench.spec import config_id
 
     if spec:

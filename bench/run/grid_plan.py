@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 from bench.errors import BenchError, IncompatibleError
 from bench.run.grid_spec import GridSpec, split_item_params
-from bench.run.plan import RunRequest, plan
+from bench.run.plan import DatasetCache, RunRequest, plan
 
 
 @dataclass
@@ -62,17 +62,18 @@ def _requests(grid: GridSpec, threads: int | None) -> Iterable[tuple[tuple[int, 
 def plan_grid(grid: GridSpec, threads: int | None = None) -> tuple[list[PlannedRun], list[Skipped]]:
     """Plan every run of the grid: incompatible pairings are skipped (once per combination, all its seeds); any
     other mistake (unknown name, bad parameter, missing folder) is one BenchError before any work. `threads`
-    (default: the grid's) goes into every request."""
+    (default: the grid's) goes into every request. Each dataset folder is listed once for all the grid's plans."""
     runs: list[PlannedRun] = []
     skipped: dict[tuple[int, int, int], Skipped] = {}
     seen: set[str] = set()
+    datasets: DatasetCache = {}  # each dataset (name, root) is opened and listed once for the whole grid
     for combo, req in _requests(grid, threads):
         attack, defense, ds = grid.attacks[combo[0]], grid.defenses[combo[1]], grid.datasets[combo[2]]
         if combo in skipped:
             skipped[combo].seeds.append(req.seed)
             continue
         try:
-            p = plan(req)
+            p = plan(req, datasets)
         except IncompatibleError as exc:
             skipped[combo] = Skipped(attack.label, defense.label, ds.name, [req.seed], str(exc))
             continue

@@ -98,13 +98,24 @@ def default_extractor(attack_cls: type[Attack]) -> str:
                      f"consumes; pass --extractor NAME ({', '.join(fits) or 'none'})")
 
 
-def _dataset(name: str, root: Path | None, option: str = "--data-root") -> Dataset:
+# Datasets already opened by earlier plans of one batch (a grid), keyed by name and resolved root: a dataset
+# instance lists its folder once and keeps the listing, so a grid of many runs on one large folder lists it once.
+DatasetCache = dict[tuple[str, str | None], Dataset]
+
+
+def _dataset(name: str, root: Path | None, option: str = "--data-root",
+             cache: DatasetCache | None = None) -> Dataset:
     cls = registry.datasets.get(name).obj
     if cls.needs_root and root is None:
         raise BenchError(f"dataset {name!r} needs {option} PATH (a folder of its images)")
     if root is not None and not Path(root).is_dir():
         raise BenchError(f"{option} {root}: not a folder")
-    return cls(root=Path(root) if root is not None else None)
+    if cache is None:
+        return cls(root=Path(root) if root is not None else None)
+    key = (name, str(Path(root).resolve()) if root is not None else None)
+    if key not in cache:
+        cache[key] = cls(root=Path(root) if root is not None else None)
+    return cache[key]
 
 
 def _check_sizes(req: RunRequest, n_train: int, n_test: int) -> None:
@@ -137,8 +148,11 @@ def _key_of(ds: Dataset, ids: Sequence[str]) -> Callable[[str], str]:
     return dict(zip(ids, ds.content_keys(ids))).__getitem__
 
 
-def plan(req: RunRequest) -> Plan:
-    """Resolve names, check that the attack can consume what the defense releases, fix the spec and splits."""
+def plan(req: RunRequest, datasets: DatasetCache | None = None) -> Plan:
+    """Resolve names, check that the attack can consume what the defense releases, fix the spec and splits.
+
+    `datasets`: a cache shared by the plans of one batch (bench.run.grid_plan): a dataset named with the same root
+    is opened, and its folder listed, once for all of them; None opens it afresh."""
     profile = get_profile(req.profile)
     attack_cls = registry.attacks.get(req.attack).obj
     defense_cls = registry.defenses.get(req.defense).obj
@@ -187,13 +201,13 @@ def plan(req: RunRequest) -> Plan:
     attack.preflight()
     extractor.preflight()
 
-    dataset = _dataset(req.dataset, req.data_root)
+    dataset = _dataset(req.dataset, req.data_root, cache=datasets)
     if req.aux_dataset:
         aux_cls = registry.datasets.get(req.aux_dataset).obj
         if aux_cls.needs_root and req.aux_data_root is None:
             raise BenchError(f"--aux-dataset {req.aux_dataset} needs --aux-data-root PATH (the attacker's images; "
                              "it never falls back to --data-root)")
-        aux = _dataset(req.aux_dataset, req.aux_data_root, "--aux-data-root")
+        aux = _dataset(req.aux_dataset, req.aux_data_root, "--aux-data-root", cache=datasets)
         private_ids = dataset.item_ids()
         aux_ids = aux.item_ids()
         # The attacker must never train on a private image: the private split is drawn first and every auxiliary

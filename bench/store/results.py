@@ -73,12 +73,14 @@ class ResultTables(StoreConnection):
         With `ids`, only the rows of sample `ids[i]` at index i < len(ids): rows left by a larger earlier split, or
         by a different sample at the same index, never feed a mean.
         """
-        rows = self._query(
+        return self._sample_rows(
             "SELECT sample_index, sample_id, metric, value, status, version FROM sample_metrics WHERE run_id = ?"
-            " ORDER BY sample_index, metric",
-            (run_id,),
-        )
-        out = [dict(r) for r in rows]
+            " ORDER BY sample_index, metric", run_id, ids)
+
+    def _sample_rows(self, sql: str, run_id: str, ids: Sequence[str] | None) -> list[dict[str, Any]]:
+        """The rows `sql` selects for `run_id` (one `?`) as dicts; with `ids`, only those of sample `ids[i]` at
+        index i (`matches`)."""
+        out = [dict(r) for r in self._query(sql, (run_id,))]
         if ids is not None:
             out = [r for r in out if matches(int(r["sample_index"]), r["sample_id"], ids)]
         return out
@@ -132,15 +134,11 @@ class ResultTables(StoreConnection):
             )
 
     def attributes(self, run_id: str, ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        rows = self._query(
+        """Per-sample attribute rows (sample_index, sample_id, attribute, value), by index then attribute; `ids` as
+        in `sample_metrics`."""
+        return self._sample_rows(
             "SELECT sample_index, sample_id, attribute, value FROM attributes WHERE run_id = ?"
-            " ORDER BY sample_index, attribute",
-            (run_id,),
-        )
-        out = [dict(r) for r in rows]
-        if ids is not None:
-            out = [r for r in out if matches(int(r["sample_index"]), r["sample_id"], ids)]
-        return out
+            " ORDER BY sample_index, attribute", run_id, ids)
 
     def set_utility(self, run_id: str, name: str, value: float | None, detail: str | None = None) -> None:
         """One utility figure of the run's defense (shown beside leakage)."""

@@ -325,7 +325,7 @@ def test_default_request_is_the_shortest_command() -> None:
 def test_leaderboard_of_a_grid_file_holds_only_its_runs(local_grid: tuple[Path, Any], tmp_path: Path) -> None:
     """`bench leaderboard --grid-file F`: the table of one grid from a results folder that holds other runs too."""
     from bench.cli.leaderboard import leaderboard_cmd
-    from bench.report.publish import planned_run_ids
+    from bench.run.grid_plan import planned_run_ids
 
     results, _ = local_grid
     (tmp_path / "g.toml").write_text('attacks = ["mean-image"]\ndefenses = ["none"]\nseeds = [0, 1]\n'

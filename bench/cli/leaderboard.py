@@ -70,8 +70,11 @@ def leaderboard_cmd(ctx: click.Context, results: Path, out_dir: Path | None, for
                                      figures, figure_metric):
             click.echo(str(path))
         return
+    from bench.run.grid_plan import planned_run_ids
+
+    run_ids = planned_run_ids(grid_file) if grid_file is not None else None
     paths = publish(results, out_dir, _split(formats) or ["csv"], _split(datasets), chosen_defenses, _split(metrics),
-                    figures, figure_metric, tex_width, grid_file)
+                    figures, figure_metric, tex_width, run_ids, grid_file)
     if not paths:
         click.echo("no finished runs in the store yet")
     for path in paths:

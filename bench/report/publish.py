@@ -10,7 +10,7 @@ import os
 import secrets
 import shlex
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 
 from bench.errors import BenchError
@@ -67,17 +67,6 @@ def regenerate_command(results: Path, out_dir: Path | None, formats: Sequence[st
     return shlex.join(args)
 
 
-def planned_run_ids(grid_file: Path) -> set[str]:
-    """The run ids that `grid_file` plans (as `bench grid --grid-file F --dry-run` lists them)."""
-    from bench.run.grid_plan import plan_grid
-    from bench.run.grid_spec import GridSpec, load_grid_file
-
-    fields = load_grid_file(Path(grid_file))
-    if not fields.get("attacks"):
-        raise BenchError(f"grid file {grid_file} has no `attacks`: it plans no runs")
-    planned, _ = plan_grid(GridSpec(**fields))
-    return {p.run_id for p in planned}
-
 
 def _write_text(text: str, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -92,9 +81,10 @@ def _write_text(text: str, path: Path) -> None:
 def publish(results: Path, out_dir: Path | None = None, formats: Sequence[str] = ("csv",),
             datasets: Sequence[str] = (), defenses: Sequence[str] = (), metrics: Sequence[str] = (),
             figures: bool = False, figure_metric: str = "ssim", tex_width: str = latex.TEXT_WIDTH,
-            grid_file: Path | None = None) -> list[Path]:
+            run_ids: Collection[str] | None = None, grid_file: Path | None = None) -> list[Path]:
     """Write <out>/<dataset>.<format> for every chosen format and dataset (and the figures); return the paths.
-    `grid_file`: only the runs that grid file plans (a committed table holds its grid's rows, not the whole store)."""
+    `run_ids`: only these runs (`bench leaderboard --grid-file`: a committed table holds its grid's rows, not the
+    whole store); `grid_file`, the grid file they were planned from, goes into the regenerate command."""
     from bench.report.figures import check_metric, write_figures
 
     results = Path(results)
@@ -107,7 +97,7 @@ def publish(results: Path, out_dir: Path | None = None, formats: Sequence[str] =
     db = results / "bench.sqlite"
     if not db.is_file():
         raise BenchError(f"no results store at {db}; run `bench run` first or pass --results DIR")
-    planned = planned_run_ids(grid_file) if grid_file is not None else None
+    planned = set(run_ids) if run_ids is not None else None
     out = ensure_out_dir(Path(out_dir) if out_dir is not None else results / "leaderboards")
     paths: list[Path] = []
     with Store(db) as store:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from bench.errors import BenchError, IncompatibleError
-from bench.run.grid_spec import GridSpec, split_item_params
+from bench.run.grid_spec import GridSpec, load_grid_file, split_item_params
 from bench.run.plan import DatasetCache, RunRequest, plan
 
 
@@ -94,3 +94,12 @@ def expand(grid: GridSpec, threads: int | None = None) -> tuple[list[RunRequest]
     """The grid's cross product as RunRequests (planned and checked), and the skipped incompatible pairings."""
     runs, skipped = plan_grid(grid, threads)
     return [r.request for r in runs], skipped
+
+
+def planned_run_ids(grid_file: Path) -> set[str]:
+    """The run ids that `grid_file` plans (as `bench grid --grid-file F --dry-run` lists them)."""
+    fields = load_grid_file(Path(grid_file))
+    if not fields.get("attacks"):
+        raise BenchError(f"grid file {grid_file} has no `attacks`: it plans no runs")
+    planned, _ = plan_grid(GridSpec(**fields))
+    return {p.run_id for p in planned}

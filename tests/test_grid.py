@@ -142,10 +142,14 @@ def test_local_grid_runs_every_compatible_pair(local_grid: tuple[Path, Any]) -> 
 def test_dask_grid_equals_local_grid_row_for_row(local_grid: tuple[Path, Any], tmp_path: Path) -> None:
     pytest.importorskip("dask.distributed")
     results, local = local_grid
-    report = run_grid(small_grid(tmp_path), executor="dask", workers=2, progress=False)
-    assert (report.done, report.failed, report.n_skipped) == (6, 0, 2)
-    assert [r.run_id for r in report.runs] == [r.run_id for r in local.runs]
+    # One seed of the local grid's two: every compatible (attack, defense) pair, cfgan's training included, at
+    # half the CPU (the second seed repeated the same code paths; ~46 s of CPU for the whole grid on Dask).
+    report = run_grid(small_grid(tmp_path, seeds=[1]), executor="dask", workers=2, progress=False)
+    assert (report.done, report.failed, report.n_skipped) == (3, 0, 1)
+    same_seed = [r for r in local.runs if r.seed == 1]
+    assert [r.run_id for r in report.runs] == [r.run_id for r in same_seed] and len(same_seed) == 3
     a, b = store_dump(results), store_dump(tmp_path)
+    a = tuple({k: v for k, v in d.items() if k in b[0]} for d in a)  # the local rows of the runs Dask ran
     # Exact equality is the promise for one thread count: both executors run every task with threads=1 and
     # the same batches (small_grid); across thread counts training would amplify reordering: no tolerance holds.
     assert a[0] == b[0]  # run ids and statuses

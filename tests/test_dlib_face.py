@@ -49,23 +49,12 @@ def test_missing_packages_make_fd_dlib_unavailable(monkeypatch: pytest.MonkeyPat
 
 
 @pytest.fixture(scope="module")
-def lfw(shared_data: Path) -> dict[str, np.ndarray]:
-    """Descriptors of LFW photos: `first`/`second` photo of N_PEOPLE people, and `others` (N_PEOPLE more people)."""
-    if not _faces_installed():
-        pytest.skip("dlib-bin / face-recognition-models not installed (pip install leakbench[faces])")
-    root = shared_data / "faces" / "lfw_pairs"
-    if not root.is_dir():
-        pytest.skip(f"no LFW pairs at {root}")
-    people = sorted(p for p in root.iterdir() if p.is_dir() and len(list(p.glob("*.jpg"))) >= 2)
-    if len(people) < 2 * N_PEOPLE:
-        pytest.skip(f"need {2 * N_PEOPLE} people with two photos in {root}, found {len(people)}")
-    photos = [sorted(p.glob("*.jpg")) for p in people[: 2 * N_PEOPLE]]
-    files = [ph[0] for ph in photos[:N_PEOPLE]] + [ph[1] for ph in photos[:N_PEOPLE]] + \
-            [ph[0] for ph in photos[N_PEOPLE:]]
-    out = get_embedder("dlib-face").embed(torch.stack([read_image(f) for f in files]))
-    f, miss = out["features"], out["detector_miss"]
+def lfw(lfw_dlib: dict) -> dict[str, np.ndarray]:
+    """Descriptors of LFW photos: `first`/`second` photo of N_PEOPLE people, and `others` (N_PEOPLE more people);
+    embedded once per session by the conftest fixture `lfw_dlib` (tests/test_identity_metrics.py uses them too)."""
+    f = lfw_dlib["features"]
     assert f.shape == (3 * N_PEOPLE, 128) and f.dtype == np.float32 and np.isfinite(f).all()
-    return {"first": f[:N_PEOPLE], "second": f[N_PEOPLE:2 * N_PEOPLE], "others": f[2 * N_PEOPLE:], "miss": miss}
+    return lfw_dlib
 
 
 def test_genuine_pairs_are_closer_than_impostor_pairs(lfw: dict[str, np.ndarray]) -> None:

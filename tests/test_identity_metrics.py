@@ -250,7 +250,7 @@ def test_end_to_end_run(utkface: Path, tmp_path: Path) -> None:
 
     result = CliRunner().invoke(main, [
         "run", "--attack", "mean-image", "--dataset", "utkface", "--data-root", str(utkface), "--profile", "smoke",
-        "--n-train", "40", "--n-test", "16", "--metrics", "id-cosine,rsr@fmr=1%,gender-accuracy,psnr", "--quiet",
+        "--n-train", "24", "--n-test", "16", "--metrics", "id-cosine,rsr@fmr=1%,gender-accuracy,psnr", "--quiet",
         "--results", str(tmp_path)])
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}

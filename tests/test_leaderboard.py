@@ -191,7 +191,8 @@ def _refresh_many(results: str, start: "mp.synchronize.Event") -> None:
 def test_two_processes_refresh_at_once(tmp_path: Path) -> None:
     with Store(tmp_path / "bench.sqlite") as s:
         _finish(s, _spec(), {"psnr": 1.0})
-    ctx = mp.get_context("spawn")
+    # fork where there is one: a spawned child imports this module, i.e. bench and torch, again (~5 s of CPU each)
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     start = ctx.Event()
     procs = [ctx.Process(target=_refresh_many, args=(str(tmp_path), start)) for _ in range(2)]
     for p in procs:

@@ -46,7 +46,7 @@ def test_caveat_is_not_in_the_run_spec(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 def test_run_json_summary_and_leaderboard_carry_it(smoke_with_caveat: None, tmp_path: Path) -> None:
     out = CliRunner().invoke(main, ["run", "--attack", "mean-image", "--profile", "smoke", "--quiet",
-                                    "--results", str(tmp_path)])
+                                    "--metrics", "mse", "--results", str(tmp_path)])
     assert out.exit_code == 0, out.output
     assert f"note: {CAVEAT}" in out.output
     (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
@@ -58,14 +58,14 @@ def test_run_json_summary_and_leaderboard_carry_it(smoke_with_caveat: None, tmp_
 
 def test_grid_summary_carries_it(smoke_with_caveat: None, tmp_path: Path) -> None:
     out = CliRunner().invoke(main, ["grid", "--attacks", "mean-image", "--profile", "smoke", "--quiet",
-                                    "--results", str(tmp_path)])
+                                    "--metrics", "mse", "--results", str(tmp_path)])
     assert out.exit_code == 0, out.output
     assert out.output.rstrip().splitlines()[-1] == f"note: {CAVEAT}"
 
 
 def test_no_caveat_no_note(tmp_path: Path) -> None:
     out = CliRunner().invoke(main, ["run", "--attack", "mean-image", "--profile", "smoke", "--quiet",
-                                    "--results", str(tmp_path)])
+                                    "--metrics", "mse", "--results", str(tmp_path)])
     assert out.exit_code == 0, out.output
     (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
     assert not any("under-state" in n for n in json.loads((run_dir / "run.json").read_text())["notes"])

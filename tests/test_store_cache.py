@@ -317,7 +317,8 @@ def _write_rows(path: str, worker: int, start: "mp.synchronize.Event") -> None:
 
 def test_two_processes_write_one_store_at_once(tmp_path: Path) -> None:
     path = tmp_path / "bench.sqlite"
-    ctx = mp.get_context("spawn")
+    # fork where there is one: a spawned child imports this module, i.e. bench and torch, again
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     start = ctx.Event()
     procs = [ctx.Process(target=_write_rows, args=(str(path), w, start)) for w in range(2)]
     for p in procs:

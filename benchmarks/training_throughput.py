@@ -15,7 +15,8 @@ more, so the per-record caches of the speed-ups are full: these are steady-state
 record's input once, during its first epoch). Repeats, thread counts, attacks and modes are interleaved
 (repeat → threads → attack → mode) in one process, so "before" and "after" see the same machine load; the table
 shows, per stage, the min and median over repeats of each repeat's steps per second (the mean over its timed
-steps), and after/before of the medians. `--modes before` alone times the plain trainer
+steps), after/before of the medians, the number of repeats and the median 1-minute load average while they ran
+(the machine load; the header gives the thread settings: torch threads, OMP_NUM_THREADS, OMP_WAIT_POLICY, cores). `--modes before` alone times the plain trainer
 (`BENCH_TRAINING_SPEEDUPS=0` does the same for `bench run`).
 """
 
@@ -171,11 +172,23 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 vals = [r[f"{clock}_steps_per_s"] for r in rs]
                 entry[f"{mode}_{clock}_min"] = min(vals)
                 entry[f"{mode}_{clock}_median"] = statistics.median(vals)
+        loads = [_load1(r.get("load_average", "")) for rs in modes.values() for r in rs]
+        loads = [x for x in loads if x is not None]
+        entry["load_median"] = statistics.median(loads) if loads else float("nan")
+        entry["repeats"] = min(len(rs) for rs in modes.values())
         for clock in ("wall", "cpu"):
             if f"before_{clock}_median" in entry and f"after_{clock}_median" in entry:
                 entry[f"speedup_{clock}"] = entry[f"after_{clock}_median"] / entry[f"before_{clock}_median"]
         table.append(entry)
     return table
+
+
+def _load1(text: str) -> float | None:
+    """The 1-minute figure of a `load_average()` string (None when it was not available)."""
+    try:
+        return float(text.split()[0])
+    except (IndexError, ValueError):
+        return None
 
 
 def print_table(table: list[dict[str, Any]], modes: list[str]) -> None:
@@ -184,6 +197,7 @@ def print_table(table: list[dict[str, Any]], modes: list[str]) -> None:
         head += [f"{mode} cpu min/med", f"{mode} wall min/med"]
     if len(modes) == 2:
         head += ["after/before cpu", "after/before wall"]
+    head += ["repeats", "load (1-min, median)"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for e in table:
@@ -193,6 +207,7 @@ def print_table(table: list[dict[str, Any]], modes: list[str]) -> None:
                 cells.append(f"{e[f'{mode}_{clock}_min']:.2f} / {e[f'{mode}_{clock}_median']:.2f}")
         if len(modes) == 2:
             cells += [f"{e.get('speedup_cpu', float('nan')):.2f}x", f"{e.get('speedup_wall', float('nan')):.2f}x"]
+        cells += [str(e["repeats"]), f"{e['load_median']:.1f}"]
         print("| " + " | ".join(cells) + " |")
 
 

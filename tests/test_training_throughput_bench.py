@@ -51,3 +51,18 @@ def test_summary_gives_min_median_ratio_repeats_and_load(tp: ModuleType, capsys:
 def test_load_of_an_unavailable_average_is_none(tp: ModuleType) -> None:
     assert tp._load1("n/a") is None and tp._load1("") is None
     assert math.isclose(tp._load1("0.25 1 2"), 0.25)
+
+
+@pytest.mark.slow
+def test_training_profile_names_the_convolutions_of_a_real_fit() -> None:
+    """benchmarks/training_profile.py on feature-decoder (a conv decoder): its profiled steps contain the
+    convolutions' forward and backward, each stage's operators have positive times."""
+    spec = importlib.util.spec_from_file_location("training_profile", REPO / "benchmarks" / "training_profile.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.profile_fit("feature-decoder", n_train=32, warmup=1, steps=1)
+    assert list(res) == ["train"]
+    ops = res["train"]
+    assert "aten::convolution_backward" in ops and sum(ops.values()) > 0
+    assert all(v >= 0 for v in ops.values())

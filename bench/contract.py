@@ -519,7 +519,7 @@ def defense_checks(cls: type[Defense]) -> Iterator[Result]:
         if source == "training":  # mechanics only: trains at the smoke budget on the smoke images
             training = UtilityTraining(images=data["image_set"], profile="smoke", victim=data["victim"])
         ctx = UtilityContext(images=data["image_set"], features=feats, extractor=data["extractor"], seed=0,
-                             training=training)
+                             training=training, evaluation=data["image_set"] if training is not None else None)
         figures = cls().utility(ctx)
         assert isinstance(figures, dict), f"utility returned {type(figures).__name__}, not a dict"
         for k, v in figures.items():

@@ -235,6 +235,9 @@ class UtilityContext:
     extractor: Extractor
     seed: int
     training: "UtilityTraining | None" = None  # set when the defense's `utility_source` is "training"
+    # The utility evaluation split's images (test split, disjoint from the private ones; bench/run/utility_split.py):
+    # set with `training`, what a trained victim's accuracy is measured on
+    evaluation: "ImageSet | None" = None
 
     def rng(self, stream: str) -> np.random.Generator:
         return seeded_rng(self.seed, stream)

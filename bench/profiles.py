@@ -31,6 +31,16 @@ class RunProfile:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def caveat_at(self, image_size: int | None) -> str:
+        """The caveat as true of a run scored at `image_size` px (a CIFAR run keeps its native 32 px: the profile's
+        own size is then not what the run used); the profile's caveat as is when the size is unknown or its own."""
+        own = f"{self.image_size}x{self.image_size} images"
+        if not self.caveat or image_size is None or int(image_size) == self.image_size or own not in self.caveat:
+            return self.caveat
+        n = int(image_size)
+        return self.caveat.replace(own, f"{n}x{n} images (the dataset's native size; the profile's own is "
+                                        f"{self.image_size}x{self.image_size})", 1)
+
 
 PROFILES: dict[str, RunProfile] = {
     "smoke": RunProfile("smoke", extract_size=64, image_size=32, n_train=24, n_test=8, eval_batch=8,

@@ -48,7 +48,8 @@ def main() -> None:
     for name, params in SETTINGS:
         d = registry.defenses.get(name).obj(**params)
         ctx = UtilityContext(images=test, features=feats, extractor=ext, seed=0,
-                             training=UtilityTraining(images=train, profile=args.profile, victim=victim))
+                             training=UtilityTraining(images=train, profile=args.profile, victim=victim),
+                             evaluation=test)
         t0 = time.perf_counter()
         acc = d.utility(ctx)["fl-accuracy"]
         print(f"{name:17s} {str(params):55s} fl-accuracy {acc:.3f}  ({time.perf_counter() - t0:.1f} s)", flush=True)

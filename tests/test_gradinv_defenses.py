@@ -140,7 +140,7 @@ def test_training_under_a_defense_learns_and_fl_accuracy_is_deterministic() -> N
     ext = FedSGDLeNetZhu()
     feats = ext.extract(ImageSet(imgs.ids[:1], x[:1], {"label": y.numpy()[:1]}))
     ctx = UtilityContext(images=imgs, features=feats, extractor=ext, seed=0,
-                         training=UtilityTraining(images=imgs, profile="cpu", victim=ext.victim()))
+                         training=UtilityTraining(images=imgs, profile="cpu", victim=ext.victim()), evaluation=imgs)
     gu.PROFILES["test"] = {"steps": 60, "batch": 16, "lr": 0.05}
     try:
         ctx.training.profile = "test"

@@ -93,7 +93,9 @@ def test_victims_run_at_smoke(victim: str, trained: str, tmp_path: Path) -> None
     v = record["threat_model"]["victim"]
     assert v["state"]["victim"] == victim and v["state"]["trained"] is (trained == "true")
     acc = v["accuracy"]
-    assert acc["n"] == 2 and 0.0 <= acc["test_accuracy"] <= 1.0
+    # measured on the smoke profile's 16-image utility evaluation split, not on the 2 private images
+    assert acc["n"] == 16 and 0.0 <= acc["test_accuracy"] <= 1.0 and acc["on"].startswith("utility-eval/1")
+    assert record["utility_evaluation"]["n"] == 16
     assert record["utility"]["victim-accuracy"] == acc["test_accuracy"]
     if trained == "true":
         assert v["training"]["steps"] == 2 and v["training"]["n_train_images"] == 6  # smoke: 2 steps

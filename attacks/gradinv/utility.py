@@ -5,8 +5,10 @@ exactly as the client would release it under the defense (`ClientStep`: pruned, 
 or on ATSPrivacy-transformed images) and applies it with SGD (momentum 0.9, cosine-decayed learning rate). The
 victim starts from its own initialisation (seed 0, as the untrained extractor) and stays in eval mode, as when it
 computes a release: BatchNorm layers use their running statistics, which training does not update (per-example
-gradients, which DP-SGD needs, are undefined under batch statistics). The figure is its top-1 accuracy on the
-private images (drawn from the dataset's test split), ``fl-accuracy``.
+gradients, which DP-SGD needs, are undefined under batch statistics). The figure is its top-1 accuracy on the run's
+utility evaluation split (`ctx.evaluation`: images of the dataset's test split disjoint from the private, scored
+ones; size per profile, bench/run/utility_split.py), ``fl-accuracy``. Never on the private images: a run has a
+handful of them, and an accuracy on 4 images says nothing.
 """
 
 from __future__ import annotations
@@ -72,13 +74,16 @@ def train_under_defense(model: nn.Module, images: torch.Tensor, labels: torch.Te
 
 
 def fl_accuracy(ctx: UtilityContext, step: ClientStep) -> dict[str, float]:
-    """``fl-accuracy``: test accuracy on the private images of the victim trained under `step` at the profile's
-    budget on the train split (`ctx.training`)."""
+    """``fl-accuracy``: accuracy on the utility evaluation split (`ctx.evaluation`) of the victim trained under
+    `step` at the profile's budget on the train split (`ctx.training`)."""
     if ctx.training is None:
         raise BenchError("gradient-defense utility needs the train split (utility_source 'training')")
+    if ctx.evaluation is None:
+        raise BenchError("gradient-defense utility needs the utility evaluation split (ctx.evaluation); it is never "
+                         "measured on the private images instead")
     meta = ctx.features.meta or {}
     field = meta.get("label_field", "label")
-    train, test = ctx.training.images, ctx.images
+    train, test = ctx.training.images, ctx.evaluation
     if field not in train.labels or field not in test.labels:
         raise BenchError(f"gradient-defense utility: the images carry no class label {field!r}")
     state = ctx.training.victim.state

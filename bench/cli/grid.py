@@ -68,7 +68,8 @@ def print_report(report: Any) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--dry-run", is_flag=True,
               help="Plan only: validate every item, print the runs the grid holds (run id, attack, defense, dataset, "
-                   "seed) and the skipped pairings, and run nothing.")
+                   "seed, and whether the results store holds it done or a start would compute it) and the skipped "
+                   "pairings, and run nothing.")
 @user_errors
 def grid_cmd(attacks: str | None, defenses: str | None, datasets: str | None, seeds: str | None,
              attack_args: tuple[str, ...], profile: str | None, n_train: int | None, n_test: int | None,
@@ -126,11 +127,14 @@ def grid_cmd(attacks: str | None, defenses: str | None, datasets: str | None, se
     if dry_run:
         from bench.run.grid_plan import plan_grid
 
+        from bench.run.grid import dry_run_states
+
         planned, skips = plan_grid(grid)
         for s in skips:
             skipped(s)
+        states = dry_run_states(grid, planned)
         for p in planned:
-            click.echo(f"{p.run_id}  {p.attack} vs {p.defense} on {p.dataset}, seed {p.seed}")
+            click.echo(f"{p.run_id}  {p.attack} vs {p.defense} on {p.dataset}, seed {p.seed}: {states[p.run_id]}")
         click.echo(f"{len(planned)} runs planned, {len(skips)} pairings skipped (dry run: nothing was run)")
         return
     report = run_grid(grid, executor=executor, workers=workers, scheduler=scheduler, progress=not quiet,

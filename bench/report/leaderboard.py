@@ -6,8 +6,8 @@ parameters, profile) are separate rows and never overwrite each other; the finis
 counted. The metrics are aggregated over them once, in the Board (bench/report/tables.py), and the CSV is one more
 renderer of that Board (bench/report/csv_table.py: each metric's mean and sample standard deviation, the status and
 detail of a value that is not 'ok' instead of a gap, a `<metric>_note` column for caveats of ok values).
-`profile_note` holds the profile's caveat (bench/profiles.py): a cpu-profile row says that it under-states what the
-paper profile reaches.
+`profile_note` holds the profile's caveat (bench/profiles.py) at the image size the row's runs used: a cpu-profile row
+says that it under-states what the paper profile reaches.
 """
 
 from __future__ import annotations
@@ -70,12 +70,19 @@ def _extractor_label(extractor: Any) -> str:
     return label(name, {k: v for k, v in extractor.items() if k in declared})
 
 
-def _profile_caveat(name: Any) -> str:
-    """The caveat of profile `name` (bench.profiles, e.g. the cpu profile under-states the paper's), or ''."""
+def _profile_caveat(name: Any, image_size: Any = None) -> str:
+    """The caveat of profile `name` (bench.profiles, e.g. the cpu profile under-states the paper's) as true of runs
+    scored at `image_size` px (the spec's: CIFAR keeps its native 32 px under the cpu profile's 64), or ''."""
     from bench.profiles import PROFILES
 
     prof = PROFILES.get(str(name))
-    return prof.caveat if prof is not None else ""
+    if prof is None:
+        return ""
+    try:
+        size = int(image_size) if image_size is not None else None
+    except (TypeError, ValueError):
+        size = None
+    return prof.caveat_at(size)
 
 
 def config_frame(store: Store, dataset: str, run_ids: Collection[str] | None = None) -> pd.DataFrame:
@@ -116,7 +123,7 @@ def config_frame(store: Store, dataset: str, run_ids: Collection[str] | None = N
         row["source"] = source
         row["config_id"] = cid
         row["run_ids"] = " ".join(m[0]["run_id"] for m in members)
-        row["profile_note"] = _profile_caveat(row["profile"])
+        row["profile_note"] = _profile_caveat(row["profile"], spec.get("image_size"))
         row["dataset_note"] = "; ".join(notes)
         rows.append(row)
 

@@ -9,7 +9,8 @@ recorded as failed with its error and the grid goes on. Runs already done with e
 again, so a killed grid started again resumes; the others resume from the stage cache. A stored value of another
 version than the metric would record now (`Metric.expected_version`: a fixed metric, or semsim once a checkpoint
 is trained for the results folder) makes its run count as not done: it is scored again from its saved
-reconstructions.
+reconstructions. So does an accuracy utility stored under an older convention than bench/run/utility_split.py's
+(e.g. measured on the private images): the run is computed again, only its utility stage doing new work.
 
 Here: the coordinator and its report. The grid file and its fields: grid_spec.py; expanding and planning the runs:
 grid_plan.py; the executors: grid_executors.py.
@@ -81,7 +82,41 @@ def _already_complete(store: Any, run: PlannedRun) -> bool:
     stored = store.set_metrics(run.run_id)
     if not set(run.metrics) <= set(stored):
         return False
-    return all(stored[n].get("version") == v for n, v in run.versions.items() if n in stored)
+    if not all(stored[n].get("version") == v for n, v in run.versions.items() if n in stored):
+        return False
+    return _utility_current(store, run)
+
+
+def _utility_current(store: Any, run: PlannedRun) -> bool:
+    """Whether the run's accuracy utilities were measured under the current convention (bench/run/utility_split.py):
+    a run done before it (measured on its private images, no detail stored) counts as not done, and is computed
+    again from its caches and saved reconstructions, so only the utility stage does new work."""
+    if run.utility_tag is None:
+        return True
+    stored = store.utility(run.run_id)
+    return bool(stored) and all(str(u.get("detail") or "").startswith(run.utility_tag) for u in stored.values())
+
+
+def dry_run_states(grid: GridSpec, planned: list[PlannedRun]) -> dict[str, str]:
+    """Per planned run, what a start of the grid would do with it (`bench grid --dry-run`): "done" (not sent
+    again), "to compute", or "done, to re-score" when it finished but a metric or the utility is out of date."""
+    from bench.store import Store
+
+    db = Path(grid.results) / "bench.sqlite"
+    if not db.is_file():
+        return {r.run_id: "to compute" for r in planned}
+    out: dict[str, str] = {}
+    with Store(db) as store:
+        for run in planned:
+            row = store.run(run.run_id)
+            if _already_complete(store, run):
+                out[run.run_id] = "done"
+            elif row and row.get("status") == "done":
+                why = "utility" if not _utility_current(store, run) else "metrics"
+                out[run.run_id] = f"done, to re-score ({why})"
+            else:
+                out[run.run_id] = "to compute"
+    return out
 
 
 class _Progress:

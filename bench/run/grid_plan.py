@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from bench.errors import BenchError, IncompatibleError
+from bench.run import utility_split
 from bench.run.grid_spec import GridSpec, load_grid_file, split_item_params
 from bench.run.plan import DatasetCache, RunRequest, plan
+from bench.run.stages import needs_evaluation_split
 
 
 @dataclass
@@ -40,6 +42,9 @@ class PlannedRun:
     # metric name -> the version a run would record now (Metric.expected_version): a stored value of another
     # version (a fixed metric, or semsim after a new checkpoint was trained for the folder) is computed again
     versions: dict[str, str] = field(default_factory=dict)
+    # the utility convention tag (bench/run/utility_split.TAG) that the run's accuracy utilities must carry, None
+    # when it measures none: a finished run whose stored utilities carry another (or none) has them measured again
+    utility_tag: str | None = None
 
 
 def _requests(grid: GridSpec, threads: int | None) -> Iterable[tuple[tuple[int, int, int], RunRequest]]:
@@ -84,8 +89,9 @@ def plan_grid(grid: GridSpec, threads: int | None = None) -> tuple[list[PlannedR
             continue
         seen.add(p.spec.run_id)
         versions = {n: m.expected_version(Path(req.results)) for n, m in p.metrics.items()}
+        tag = utility_split.TAG if needs_evaluation_split(p) else None
         runs.append(PlannedRun(req, p.spec.run_id, p.spec.config_id, p.spec.to_dict(), attack.label, defense.label,
-                               ds.name, req.seed, tuple(p.metrics), versions))
+                               ds.name, req.seed, tuple(p.metrics), versions, tag))
         del p
     return runs, list(skipped.values())
 

@@ -128,7 +128,7 @@ def run_record(p: Plan, req: RunRequest, timings: dict[str, float], trained: Tra
                    "originals resized (bilinear, antialiased) to the scoring resolution",
         "set_metrics": {k: v.row() for k, v in ev.set_values.items()},
         "utility": utility,
-        "notes": ([p.profile.caveat] if p.profile.caveat else []) + list(trained.notes),
+        "notes": ([p.profile.caveat_at(p.spec.image_size)] if p.profile.caveat else []) + list(trained.notes),
         "attack_description": {"paper": type(p.attack).paper, "consumes": type(p.attack).consumes.describe(),
                                "outputs": type(p.attack).outputs},
         "training": {"from_cache": trained.cache_hit, **trained.provenance},

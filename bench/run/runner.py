@@ -34,7 +34,8 @@ from bench.nn import distributed
 from bench.run.plan import Plan, RunRequest, fault_point, plan
 from bench.hashing import digest
 from bench.run.stages import (check_learnable, unused_split, defense_utility, granted_victim, load_split, split_features,
-                              trained_attack, trained_victim, victim_accuracy)
+                              needs_evaluation_split, trained_attack, trained_victim, victim_accuracy)
+from bench.run.utility_split import evaluation_split
 from bench.store import Store
 from bench.threads import apply_threads, thread_record
 
@@ -50,6 +51,8 @@ class RunOutcome:
     run_dir: Path
     evaluation: Evaluation
     utility: dict[str, float] = field(default_factory=dict)
+    # utility name -> what it was measured on (the store's detail; bench/run/utility_split.py's convention)
+    utility_details: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -152,10 +155,18 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
         # images before the release (bench.run.defend).
         released, aux_released = defended_releases(p, private, aux)
     with timer("utility"):
-        utility = defense_utility(cache, p, private)
-        accuracy = victim_accuracy(cache, p, private)
+        # Accuracies (a gradient defense's fl-accuracy, victim-accuracy) are measured on the utility evaluation
+        # split: test images disjoint from the private ones (bench/run/utility_split.py), never on the private split.
+        evaluated = needs_evaluation_split(p)
+        evaluation = evaluation_split(p) if evaluated else None
+        utility = defense_utility(cache, p, private, evaluation)
+        details: dict[str, str] = {}
+        if evaluation is not None and p.defense.utility_source(p.extractor.produces) == "training":
+            details = {k: evaluation.convention for k in utility}
+        accuracy = victim_accuracy(cache, p, evaluation) if evaluation is not None else {}
         if "test_accuracy" in accuracy:  # the victim classifier's utility, a leaderboard column like any utility
             utility = {**utility, "victim-accuracy": float(accuracy["test_accuracy"])}
+            details["victim-accuracy"] = str(accuracy.get("on", ""))
     with timer("load"):
         aux_images = (resize(load_split(p.aux_dataset, aux.ids, p.spec.extract_size, "auxiliary").images,
                              p.spec.image_size) if uses_aux
@@ -189,10 +200,12 @@ def _compute_locked(req: RunRequest, p: Plan, cache: StageCache, run_dir: Path,
                "eval_batches_reused": ev.batches_reused, "eval_batches": ev.batches},
     )
     record["distributed"] = parallel_record()  # this run's processes (a reused checkpoint's: under training)
+    if evaluation is not None:  # what the accuracies among the utilities were measured on
+        record["utility_evaluation"] = {**evaluation.record(), "figures": sorted(details)}
     outputs.write_run_files(run_dir, record, p, private.ids, released, ev)
     fault_point("before-finish")
     return RunOutcome(run_id=p.spec.run_id, config_id=p.spec.config_id, spec=p.spec.to_dict(), record=record,
-                      run_dir=run_dir, evaluation=ev, utility=utility)
+                      run_dir=run_dir, evaluation=ev, utility=utility, utility_details=details)
 
 
 def _listing_skipped(p: Plan) -> list[tuple[str, str]]:
@@ -215,7 +228,7 @@ def write(store: Store, outcome: RunOutcome) -> None:
     if ev.attributes:
         store.add_attributes(outcome.run_id, ev.attributes)
     for name, value in outcome.utility.items():
-        store.set_utility(outcome.run_id, name, value)
+        store.set_utility(outcome.run_id, name, value, detail=outcome.utility_details.get(name))
     store.finish_run(outcome.run_id, outcome.record)
 
 

@@ -23,6 +23,7 @@ from bench.nn import distributed
 from bench.plugins import Dataset, Extractor, FitContext, ImageSet, UtilityContext, UtilityTraining, Victim
 from bench.run.cache import StageCache
 from bench.run.plan import Plan, fault_point
+from bench.run.utility_split import EvaluationSplit
 from bench.hashing import digest
 from bench.training import speedups_enabled
 
@@ -113,23 +114,33 @@ def trained_victim(cache: StageCache, p: Plan, progress: bool) -> dict[str, Any]
     return {**info, "from_cache": hit}
 
 
-def victim_accuracy(cache: StageCache, p: Plan, private: SplitFeatures) -> dict[str, Any]:
-    """The white-box victim's classification accuracy on the private images (drawn from the test split), cached by
-    the extractor's config and the private split; {} for extractors without a classifier to report on."""
+def victim_accuracy(cache: StageCache, p: Plan, evaluation: EvaluationSplit) -> dict[str, Any]:
+    """The white-box victim's classification accuracy on the run's utility evaluation split (images of the test
+    split disjoint from the private ones, bench/run/utility_split.py), cached by the extractor's config and that
+    split; {} for extractors without a classifier to report on."""
     if not type(p.extractor).white_box or type(p.extractor).victim_accuracy is Extractor.victim_accuracy:
         return {}
-    inputs = {"dataset": p.dataset.fingerprint(), "ids": digest(private.ids, 32), "size": int(p.spec.extract_size),
-              "extractor": p.extractor.config()}
+    inputs = {"dataset": p.dataset.fingerprint(), "ids": digest(evaluation.ids, 32),
+              "size": int(p.spec.extract_size), "extractor": p.extractor.config(), "on": "evaluation"}
     key = cache.key(inputs)
 
     def build(tmp: Path) -> None:
-        images = load_split(p.dataset, private.ids, p.spec.extract_size, "private")
-        report = p.extractor.victim_accuracy(images)
+        images = load_split(p.dataset, evaluation.ids, p.spec.extract_size, "utility evaluation")
+        report = dict(p.extractor.victim_accuracy(images))
+        if report:
+            report.update({"n": len(images), "on": evaluation.convention})
         (tmp / "accuracy.json").write_text(json.dumps(report, sort_keys=True))
 
     report, _ = cache.load_or_create("victim-accuracy", key, inputs, build,
                                      lambda folder: dict(json.loads((folder / "accuracy.json").read_text())))
     return report
+
+
+def needs_evaluation_split(p: Plan) -> bool:
+    """Whether the run measures an accuracy among its utilities: ``victim-accuracy`` (a white-box extractor with a
+    classifier) or a defense utility that trains the victim (`utility_source` "training")."""
+    victim = type(p.extractor).white_box and type(p.extractor).victim_accuracy is not Extractor.victim_accuracy
+    return victim or p.defense.utility_source(p.extractor.produces) == "training"
 
 
 def check_learnable(feats: FeatureSet, what: str, uses_features: bool = True) -> None:
@@ -143,28 +154,35 @@ def check_learnable(feats: FeatureSet, what: str, uses_features: bool = True) ->
                          "(blank, tiny or featureless images?); the attack would have nothing to learn from")
 
 
-def defense_utility(cache: StageCache, p: Plan, private: SplitFeatures) -> dict[str, float]:
+def defense_utility(cache: StageCache, p: Plan, private: SplitFeatures,
+                    evaluation: EvaluationSplit | None = None) -> dict[str, float]:
     """The defense's utility figures, once per (data, extractor, defense parameters, seed); a utility that trains
-    the victim under the defense (`utility_source` "training") is also keyed by the train split and the profile."""
+    the victim under the defense (`utility_source` "training") is also keyed by the train split, the profile and
+    the evaluation split it is measured on (`evaluation`, required then: never the private images instead)."""
     source = p.defense.utility_source(p.extractor.produces)
     if source is None:  # the defense reports no utility figure for this release
         return {}
     inputs = {"dataset": p.dataset.fingerprint(), "ids": digest(private.ids, 32), "size": p.spec.extract_size,
               "extractor": p.extractor.config(), "defense": p.defense.config(), "seed": p.spec.seed}
     if source == "training":
+        if evaluation is None:
+            raise BenchError("a utility that trains the victim is measured on the utility evaluation split; none given")
         inputs["training"] = {"dataset": p.aux_dataset.fingerprint(), "ids": digest(p.train_ids, 32),
                               "profile": p.profile.name}
+        inputs["evaluation"] = digest(evaluation.ids, 32)
     key = cache.key(inputs)
 
     def build(tmp: Path) -> None:
         images = load_split(p.dataset, private.ids, p.spec.extract_size, "private")
-        training = None
+        training = evaluated = None
         if source == "training":
+            assert evaluation is not None
+            evaluated = load_split(p.dataset, evaluation.ids, p.spec.extract_size, "utility evaluation")
             from bench.run.defend import client_victim  # (defend imports this module)
             training = UtilityTraining(images=load_split(p.aux_dataset, p.train_ids, p.spec.extract_size, "train"),
                                        profile=p.profile.name, victim=client_victim(p))
         ctx = UtilityContext(images=images, features=private.features, extractor=p.extractor, seed=p.spec.seed,
-                             training=training)
+                             training=training, evaluation=evaluated)
         figures = {str(k): float(v) for k, v in p.defense.utility(ctx).items()}
         (tmp / "utility.json").write_text(json.dumps(figures, sort_keys=True))
 

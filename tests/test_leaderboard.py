@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import multiprocessing as mp
 import os
 from pathlib import Path
@@ -153,6 +154,20 @@ def test_utility_column_is_the_mean_over_seeds(tmp_path: Path) -> None:
         _finish(s, _spec(seed=1), {"psnr": 1.0}, {"retrieval_map": 0.6})
         row = leaderboard_frame(s, "d").iloc[0]
     assert row["utility:retrieval_map"] == pytest.approx(0.7)
+
+
+def test_utilities_of_different_conventions_are_not_averaged(tmp_path: Path) -> None:
+    """A row whose seeds measured a utility under different conventions (one re-scored, one not) has no value for
+    it, rather than a mean of two different things; the same convention is averaged as usual."""
+    with Store(tmp_path / "bench.sqlite") as s:
+        for seed, detail in ((0, "utility-eval/1: top-1 accuracy on 1000 images"), (1, "on the 4 private images")):
+            rid = _finish(s, _spec(seed=seed), {"psnr": 1.0}, done=False)
+            s.set_utility(rid, "fl-accuracy", 0.1 * (seed + 1), detail)
+            s.set_utility(rid, "victim-accuracy", 0.3 + 0.1 * seed, "utility-eval/1: top-1 accuracy")
+            s.finish_run(rid, {})
+        row = leaderboard_frame(s, "d").iloc[0]
+    assert row["utility:fl-accuracy"] == "" or math.isnan(row["utility:fl-accuracy"])  # an empty cell
+    assert row["utility:victim-accuracy"] == pytest.approx(0.35)
 
 
 def test_refresh_all_writes_one_csv_per_dataset(tmp_path: Path) -> None:

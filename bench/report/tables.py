@@ -168,6 +168,13 @@ def _differences(rows: list[dict[str, Any]], specs: list[dict[str, Any]]) -> Non
             rows[i]["differs"] = ", ".join(f"{n}={flat[i].get(k, '-')}" for k, n in zip(keys, names))
 
 
+def convention_tag(detail: object) -> str | None:
+    """The versioned convention tag a stored utility's detail starts with (`utility-eval/1: ...`), else None. Runs of
+    one row whose utilities carry different tags (e.g. a grid re-scored half-way) are not averaged: the cell is empty."""
+    m = re.match(r"([A-Za-z0-9_.-]+/\d+):", str(detail or ""))
+    return m.group(1) if m else None
+
+
 def load_board(store: Store, dataset: str, runs_dir: Path | None = None,
                run_ids: Collection[str] | None = None) -> Board:
     """The board of `dataset` from the store; `runs_dir` (RESULTS/runs) locates each run's grid.png. Every format
@@ -193,8 +200,11 @@ def load_board(store: Store, dataset: str, runs_dir: Path | None = None,
         per_run_utility = [store.utility(r) for r in run_ids]
         for name in sorted(set().union(*per_run_utility)) if per_run_utility else []:
             utilities.add(name)
-            vals = [u[name]["value"] for u in per_run_utility if name in u and u[name]["value"] is not None]
-            row[f"utility:{name}"], row[f"utility:{name}_std"] = mean_std(vals)
+            got = [u[name] for u in per_run_utility if name in u and u[name]["value"] is not None]
+            if len({convention_tag(g["detail"]) for g in got}) > 1:  # never pooled across conventions
+                row[f"utility:{name}"], row[f"utility:{name}_std"] = float("nan"), float("nan")
+                continue
+            row[f"utility:{name}"], row[f"utility:{name}_std"] = mean_std([g["value"] for g in got])
         row["entries"] = entries
         row["grids"] = tuple(str(Path(runs_dir) / r / "grid.png") for r in run_ids) if runs_dir else ()
         rows.append(row)

@@ -43,14 +43,15 @@ N_TEST = 4
 
 
 def _tiny_cifar(root: Path) -> Path:
-    """One real test image and one real train image of each of four classes, in the folder layout."""
+    """Real images of four classes in the folder layout: one train image and five test images of each (the run's
+    4 private images plus an evaluation split for the accuracy utilities, bench/run/utility_split.py)."""
     if not (CIFAR / "test").is_dir():
         pytest.skip(f"CIFAR-10 not found at {CIFAR}")
-    for split in ("test", "train"):
+    for split, per_class in (("test", 5), ("train", 1)):
         for c in CLASSES:
-            src = sorted((CIFAR / split / c).glob("*.jpg"))[0]
             (root / split / c).mkdir(parents=True)
-            shutil.copy(src, root / split / c / src.name)
+            for src in sorted((CIFAR / split / c).glob("*.jpg"))[:per_class]:
+                shutil.copy(src, root / split / c / src.name)
     return root
 
 

@@ -118,7 +118,7 @@ def victim_accuracy(cache: StageCache, p: Plan, evaluation: EvaluationSplit) -> 
     """The white-box victim's classification accuracy on the run's utility evaluation split (images of the test
     split disjoint from the private ones, bench/run/utility_split.py), cached by the extractor's config and that
     split; {} for extractors without a classifier to report on."""
-    if not type(p.extractor).white_box or type(p.extractor).victim_accuracy is Extractor.victim_accuracy:
+    if not reports_victim_accuracy(p):
         return {}
     inputs = {"dataset": p.dataset.fingerprint(), "ids": digest(evaluation.ids, 32),
               "size": int(p.spec.extract_size), "extractor": p.extractor.config(), "on": "evaluation"}
@@ -136,11 +136,15 @@ def victim_accuracy(cache: StageCache, p: Plan, evaluation: EvaluationSplit) -> 
     return report
 
 
+def reports_victim_accuracy(p: Plan) -> bool:
+    """Whether the run's extractor is white-box with a classifier whose accuracy it reports (``victim-accuracy``)."""
+    return type(p.extractor).white_box and type(p.extractor).victim_accuracy is not Extractor.victim_accuracy
+
+
 def needs_evaluation_split(p: Plan) -> bool:
     """Whether the run measures an accuracy among its utilities: ``victim-accuracy`` (a white-box extractor with a
     classifier) or a defense utility that trains the victim (`utility_source` "training")."""
-    victim = type(p.extractor).white_box and type(p.extractor).victim_accuracy is not Extractor.victim_accuracy
-    return victim or p.defense.utility_source(p.extractor.produces) == "training"
+    return reports_victim_accuracy(p) or p.defense.utility_source(p.extractor.produces) == "training"
 
 
 def check_learnable(feats: FeatureSet, what: str, uses_features: bool = True) -> None:
